@@ -1,0 +1,48 @@
+# The two commands of the README: `make demo` and `make test`. Both bootstrap a fresh
+# Debian 12 machine (as root) and are idempotent.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+CES := $(VENV)/bin/ces
+STAMP := $(VENV)/.installed
+APT := DEBIAN_FRONTEND=noninteractive apt-get
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEMO_SCENE := examples/Spain_7370579_S1Hand.tif
+
+.PHONY: demo test test-slow venv qgis plugin bench clean
+
+venv: $(STAMP)
+
+# Debian's python3 with system site packages, so QGIS's bindings (Debian-only) are visible.
+$(STAMP): setup.cfg pyproject.toml requirements/cpu-constraints.txt
+	@if ! /usr/bin/python3 -c 'import ensurepip' 2>/dev/null || ! /usr/bin/python3 -m venv --help >/dev/null 2>&1; then \
+	  $(SUDO) $(APT) update -qq && $(SUDO) $(APT) install -y -qq --no-install-recommends python3-venv; fi
+	@[ -x $(PY) ] || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	$(PY) -m pip install -q --upgrade "pip>=23" "setuptools>=68" wheel -c requirements/cpu-constraints.txt
+	$(PY) -m pip install -q -c requirements/cpu-constraints.txt torch==2.13.0
+	$(PY) -m pip install -q -c requirements/cpu-constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+# QGIS 3.22 from Debian, only when missing.
+qgis:
+	@if ! dpkg -s python3-qgis qgis-providers >/dev/null 2>&1; then \
+	  $(SUDO) $(APT) update -qq && \
+	  $(SUDO) $(APT) install -y -qq --no-install-recommends qgis python3-qgis qgis-providers; fi
+
+demo: $(STAMP)
+	$(CES) info $(DEMO_SCENE)
+
+test: qgis $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -rs
+
+test-slow: qgis $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -rs -m slow
+
+plugin:
+	/usr/bin/python3 scripts/build_plugin.py crossearth_sar.zip
+
+bench: $(STAMP)
+	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) *.egg-info build dist crossearth_sar.zip demo.gpkg demo_classes.tif

@@ -1,0 +1,1 @@
+"""Mask2Former head: pixel decoder, transformer decoder, matcher, criterion."""

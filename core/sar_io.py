@@ -1,0 +1,454 @@
+"""The SAR input layer: open any GDAL raster, detect its value domain, normalize, mask.
+
+One contract for training and inference (DESIGN §3):
+
+* value domain: ``quicklook`` (8-bit display values), ``linear`` (amplitude, intensity or DN),
+  ``db``, or ``complex`` (SLC); detected, overridable;
+* each band becomes a *log representation* r: quicklook r = v, linear r = 10·log10(v),
+  dB r = v, complex r = 20·log10|z| (amplitude) or a signed log of the real / imaginary part;
+* channels: one band is copied 3×; dual-pol (e.g. VV, VH) composes (VV, VH, VV−VH);
+  three bands (e.g. a Pauli RGB) are used as they are;
+* model input x = clip((r − lo) / (hi − lo), 0, 1) with lo/hi robust percentiles computed once
+  per *scene* from a decimated read (never per tile: per-tile statistics make seams);
+* nodata = the nodata value, the dataset mask, NaN and ±Inf; excluded everywhere;
+* descriptors see phys = log(1 + |X|) of the physical value X of the first channel's band
+  (linear power for dB input).
+
+Rasters georeferenced only by GCPs or RPCs are refused with a hint to orthorectify them
+(``gdalwarp``): their outputs would otherwise be silently misplaced. A raster with no
+georeferencing at all is accepted with a warning; its outputs carry no CRS.
+"""
+from __future__ import annotations
+
+import os
+import warnings as _warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Optional, Sequence, Union
+
+import numpy as np
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
+from rasterio.windows import Window
+
+from .errors import InputError
+
+DOMAINS = ("quicklook", "linear", "db", "complex")
+COMPLEX_PARTS = ("amplitude", "real", "imag")
+POLARIZATIONS = ("VV", "VH", "HH", "HV")
+SUPPORTED_DTYPES = {
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64",
+    "complex_int16", "complex64", "complex128",
+}
+STATS_MAX_SIDE = 1024          # decimated read for scene statistics: at most this many px a side
+PERCENTILES = (1.0, 99.0)      # robust stretch of each channel
+LINEAR_FLOOR = 1e-6            # linear values below this are clipped (-60 dB) before the log
+BandSpec = Union[str, int]
+
+
+@dataclass
+class WindowData:
+    """One window of a scene, ready for the model.
+
+    x: float32 [3, h, w], model input in 0..1 (nodata = 0);
+    phys: float32 [h, w], log(1 + |X|) of the first channel's physical values (descriptors);
+    valid: bool [h, w], False on nodata and on padding past the scene edge.
+    """
+
+    x: np.ndarray
+    phys: np.ndarray
+    valid: np.ndarray
+
+
+def parse_bands(text: Optional[str]) -> Optional[list[BandSpec]]:
+    """``"VV,VH"`` -> ["VV", "VH"]; ``"1,2"`` -> [1, 2]; None or "" -> None."""
+    if not text:
+        return None
+    out: list[BandSpec] = []
+    for item in str(text).split(","):
+        item = item.strip()
+        if item:
+            out.append(int(item) if item.isdigit() else item)
+    return out or None
+
+
+@dataclass
+class SarScene:
+    """An open SAR raster with its detected domain, band selection and scene statistics."""
+
+    path: Path
+    width: int
+    height: int
+    count: int
+    dtype: str
+    crs: Optional[rasterio.crs.CRS]
+    transform: rasterio.Affine
+    domain: str
+    band_indexes: list[int]
+    band_names: list[Optional[str]]
+    composition: str
+    complex_part: str = "amplitude"
+    stats: np.ndarray = field(default_factory=lambda: np.zeros((3, 2), np.float32))
+    nodata_fraction: float = 0.0
+    pixel_size_m: Optional[tuple[float, float]] = None
+    warnings: list[str] = field(default_factory=list)
+    driver: str = ""
+    _src: Optional[rasterio.io.DatasetReader] = field(default=None, repr=False)
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def close(self) -> None:
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+
+    def __enter__(self) -> "SarScene":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @property
+    def src(self) -> rasterio.io.DatasetReader:
+        if self._src is None:
+            self._src = _open_dataset(self.path)
+        return self._src
+
+    @property
+    def profile(self) -> dict:
+        """Georeferencing for outputs on the scene grid (crs may be None)."""
+        return {"width": self.width, "height": self.height, "crs": self.crs,
+                "transform": self.transform}
+
+    # -- reading -------------------------------------------------------------------------
+    def read_window(self, window: Window) -> WindowData:
+        """Read ``window`` (may extend past the scene edge) as model input, phys and mask."""
+        col0, row0 = int(window.col_off), int(window.row_off)
+        w, h = int(window.width), int(window.height)
+        c0, r0 = max(col0, 0), max(row0, 0)
+        c1, r1 = min(col0 + w, self.width), min(row0 + h, self.height)
+        if c1 <= c0 or r1 <= r0:
+            return WindowData(np.zeros((3, h, w), np.float32), np.zeros((h, w), np.float32),
+                              np.zeros((h, w), bool))
+        inner = Window(c0, r0, c1 - c0, r1 - r0)
+        raw = self.src.read(self.band_indexes, window=inner)
+        masks = self.src.read_masks(self.band_indexes, window=inner)
+        rep, phys, valid = self._represent(raw, masks)
+        x = self._stretch(rep, valid)
+        pads = ((r0 - row0, row0 + h - r1), (c0 - col0, col0 + w - c1))
+        if any(p for pair in pads for p in pair):
+            x = np.stack([_reflect_pad(ch, pads) for ch in x])
+            phys = _reflect_pad(phys, pads)
+            valid = np.pad(valid, pads, mode="constant", constant_values=False)
+            x[:, ~valid] = 0.0
+            phys[~valid] = 0.0
+        return WindowData(x.astype(np.float32, copy=False), phys.astype(np.float32, copy=False),
+                          valid)
+
+    def _represent(self, raw: np.ndarray, masks: np.ndarray):
+        """Raw bands [n, h, w] -> (representation [3, h, w], phys [h, w], valid [h, w])."""
+        valid = np.all(masks > 0, axis=0)
+        finite = np.all(np.isfinite(raw), axis=0) if raw.dtype.kind in "fc" else None
+        if finite is not None:
+            valid &= finite
+        reps = [_log_representation(b, self.domain, self.complex_part) for b in raw]
+        if self.composition == "single":
+            chans = [reps[0]] * 3
+        elif self.composition == "dualpol":
+            chans = [reps[0], reps[1], reps[0] - reps[1]]
+        else:
+            chans = reps[:3]
+        rep = np.stack(chans).astype(np.float32)
+        valid &= np.all(np.isfinite(rep), axis=0)
+        phys = np.log1p(np.abs(_physical(raw[0], self.domain, self.complex_part)))
+        phys = np.where(valid, phys, 0.0).astype(np.float32)
+        rep[:, ~valid] = 0.0
+        return rep, phys, valid
+
+    def _stretch(self, rep: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        lo = self.stats[:, 0][:, None, None]
+        span = np.maximum(self.stats[:, 1] - self.stats[:, 0], 1e-6)[:, None, None]
+        x = np.clip((rep - lo) / span, 0.0, 1.0).astype(np.float32)
+        x[:, ~valid] = 0.0
+        return x
+
+    # -- description ---------------------------------------------------------------------
+    def info(self) -> dict:
+        """What was detected: the ``ces info --json`` object."""
+        crs = None
+        if self.crs is not None:
+            epsg = self.crs.to_epsg()
+            crs = f"EPSG:{epsg}" if epsg else self.crs.to_wkt()
+        names = [self.src.descriptions[i] or None for i in range(self.count)]
+        return {
+            "path": str(self.path),
+            "driver": self.driver,
+            "width": self.width,
+            "height": self.height,
+            "count": self.count,
+            "dtype": self.dtype,
+            "crs": crs,
+            "pixel_size_m": list(self.pixel_size_m) if self.pixel_size_m else None,
+            "domain": self.domain,
+            "nodata_fraction": round(float(self.nodata_fraction), 6),
+            "bands": names if any(names) else None,
+            "selected_bands": self.band_indexes,
+            "composition": self.composition,
+            "channels": self.channel_names(),
+            "stretch": [[round(float(a), 4), round(float(b), 4)] for a, b in self.stats],
+            "warnings": list(self.warnings),
+        }
+
+    def channel_names(self) -> list[str]:
+        """Human names of the 3 model channels, e.g. ["VV", "VH", "VV-VH"]."""
+        names = [n or f"band {i}" for n, i in zip(self.band_names, self.band_indexes)]
+        if self.composition == "single":
+            return [names[0]] * 3
+        if self.composition == "dualpol":
+            return [names[0], names[1], f"{names[0]}-{names[1]}"]
+        return names[:3]
+
+
+# ---------------------------------------------------------------------------------------
+def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
+               bands: Optional[Sequence[BandSpec]] = None,
+               complex_part: str = "amplitude") -> SarScene:
+    """Open a SAR raster, select its bands, detect its domain and compute scene statistics.
+
+    Raises InputError (one line naming the file) on anything it cannot use.
+    """
+    path = Path(path)
+    if domain is not None and domain not in DOMAINS:
+        raise InputError(f"unknown domain {domain!r} (choose from {', '.join(DOMAINS)})", path)
+    if complex_part not in COMPLEX_PARTS:
+        raise InputError(f"unknown complex part {complex_part!r} "
+                         f"(choose from {', '.join(COMPLEX_PARTS)})", path)
+    src = _open_dataset(path)
+    try:
+        scene = _describe(src, path, domain, bands, complex_part)
+    except BaseException:
+        src.close()
+        raise
+    return scene
+
+
+def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, not a raster")
+    try:
+        with _warnings.catch_warnings():
+            _warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as e:
+        first = str(e).splitlines()[0] if str(e) else "unreadable"
+        raise InputError(f"{path}: not a raster GDAL can read ({first})") from None
+
+
+def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
+    dtypes = set(src.dtypes)
+    bad = dtypes - SUPPORTED_DTYPES
+    if bad:
+        raise InputError(f"{path}: unsupported data type {', '.join(sorted(bad))} "
+                         f"(supported: 8/16/32-bit integers, float32/64, complex)")
+    warnings: list[str] = []
+    crs = src.crs
+    if crs is None and (src.gcps[0] or getattr(src, "rpcs", None)):
+        kind = "ground control points" if src.gcps[0] else "RPCs"
+        raise InputError(f"{path}: georeferenced only by {kind}; orthorectify it first "
+                         f"(e.g. gdalwarp {'-tps' if kind.startswith('ground') else '-rpc'} "
+                         f"-t_srs EPSG:xxxx in.tif out.tif)")
+    if crs is None:
+        warnings.append(f"{path.name} has no coordinate reference system; "
+                        f"outputs will carry none")
+
+    descriptions = [d.strip() if d else None for d in src.descriptions]
+    band_indexes = _select_bands(path, src.count, descriptions, bands)
+    band_names = [descriptions[i - 1] for i in band_indexes]
+    n = len(band_indexes)
+    composition = {1: "single", 2: "dualpol"}.get(n, "rgb")
+
+    if domain is None:
+        domain = _detect_domain(src, band_indexes)
+    elif domain == "complex" and not np.issubdtype(np.dtype(_np_dtype(src.dtypes[0])),
+                                                   np.complexfloating):
+        raise InputError(f"{path}: --domain complex given but the data type is {src.dtypes[0]}")
+
+    scene = SarScene(
+        path=path, width=src.width, height=src.height, count=src.count, dtype=src.dtypes[0],
+        crs=crs, transform=src.transform, domain=domain, band_indexes=band_indexes,
+        band_names=band_names, composition=composition, complex_part=complex_part,
+        warnings=warnings, driver=src.driver, _src=src,
+    )
+    scene.pixel_size_m = pixel_size_metres(crs, src.transform, src.width, src.height)
+    scene.stats, scene.nodata_fraction = _scene_statistics(scene)
+    return scene
+
+
+def _select_bands(path: Path, count: int, descriptions: list[Optional[str]],
+                  bands: Optional[Sequence[BandSpec]]) -> list[int]:
+    upper = [(d or "").upper() for d in descriptions]
+    if bands:
+        out = []
+        for b in bands:
+            if isinstance(b, (int, np.integer)) or (isinstance(b, str) and b.isdigit()):
+                i = int(b)
+                if not 1 <= i <= count:
+                    raise InputError(f"{path}: band {i} does not exist (the raster has {count})")
+                out.append(i)
+            else:
+                key = str(b).strip().upper()
+                if key not in upper:
+                    have = ", ".join(d for d in descriptions if d) or "none"
+                    raise InputError(f"{path}: no band described {b!r} (band descriptions: {have})")
+                out.append(upper.index(key) + 1)
+        if len(out) > 3:
+            raise InputError(f"{path}: at most 3 bands can be used, {len(out)} were asked for")
+        return out
+    if count == 1:
+        return [1]
+    for pair in (("VV", "VH"), ("HH", "HV")):
+        if all(p in upper for p in pair):
+            return [upper.index(p) + 1 for p in pair]
+    return [1, 2] if count == 2 else [1, 2, 3]
+
+
+def _np_dtype(name: str) -> str:
+    return {"complex_int16": "complex64"}.get(name, name)
+
+
+def _detect_domain(src, band_indexes: list[int]) -> str:
+    dt = src.dtypes[band_indexes[0] - 1]
+    if dt.startswith("complex"):
+        return "complex"
+    if dt == "uint8":
+        return "quicklook"
+    if not dt.startswith("float"):
+        return "linear"
+    sample, valid = _decimated_read(src, band_indexes)
+    vals = sample[0][valid & np.isfinite(sample[0])]
+    if vals.size == 0:
+        return "linear"
+    return "db" if np.mean(vals < 0) > 0.05 else "linear"
+
+
+def _decimated_read(src, band_indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """A nearest-neighbour read of at most STATS_MAX_SIDE px a side: (bands, valid)."""
+    f = max(src.width / STATS_MAX_SIDE, src.height / STATS_MAX_SIDE, 1.0)
+    shape = (len(band_indexes), max(1, int(src.height / f)), max(1, int(src.width / f)))
+    data = src.read(band_indexes, out_shape=shape, resampling=Resampling.nearest)
+    masks = src.read_masks(band_indexes, out_shape=shape, resampling=Resampling.nearest)
+    valid = np.all(masks > 0, axis=0)
+    if data.dtype.kind in "fc":
+        valid &= np.all(np.isfinite(data), axis=0)
+    return data, valid
+
+
+def _scene_statistics(scene: SarScene) -> tuple[np.ndarray, float]:
+    """Robust low/high per channel from a decimated read; the nodata fraction."""
+    data, masks_valid = _decimated_read(scene.src, scene.band_indexes)
+    masks = np.where(masks_valid, 255, 0)[None].repeat(len(scene.band_indexes), 0)
+    rep, _, valid = scene._represent(data, masks)
+    nodata_fraction = 1.0 - float(valid.mean())
+    if not valid.any() and not _any_valid_block(scene):
+        raise InputError(f"{scene.path}: contains no valid pixel (entirely nodata)")
+    stats = np.zeros((3, 2), np.float32)
+    for c in range(3):
+        vals = rep[c][valid] if valid.any() else rep[c].ravel()
+        if scene.domain == "quicklook" and (scene.composition != "dualpol" or c < 2):
+            lo, hi = 0.0, 255.0   # display values: already stretched by their producer
+        else:
+            lo, hi = np.percentile(vals, PERCENTILES)
+            if hi - lo < 1e-6:
+                hi = lo + 1.0
+        stats[c] = (lo, hi)
+    return stats, nodata_fraction
+
+
+def _any_valid_block(scene: SarScene) -> bool:
+    """Scan the scene block by block (bounded memory) for any valid pixel."""
+    src = scene.src
+    for _, win in src.block_windows(scene.band_indexes[0]):
+        raw = src.read(scene.band_indexes, window=win)
+        masks = src.read_masks(scene.band_indexes, window=win)
+        if scene._represent(raw, masks)[2].any():
+            return True
+    return False
+
+
+def _log_representation(band: np.ndarray, domain: str, complex_part: str) -> np.ndarray:
+    """One raw band -> its log representation (see module doc), float32."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if domain == "complex":
+            z = band.astype(np.complex64)
+            if complex_part == "amplitude":
+                return (20.0 * np.log10(np.maximum(np.abs(z), LINEAR_FLOOR))).astype(np.float32)
+            part = z.real if complex_part == "real" else z.imag
+            return (np.sign(part) * 20.0 * np.log10(1.0 + np.abs(part))).astype(np.float32)
+        v = band.astype(np.float32)
+        if domain == "linear":
+            return (10.0 * np.log10(np.maximum(v, LINEAR_FLOOR))).astype(np.float32)
+        return v  # quicklook and dB are already on a log/display scale
+
+
+def _physical(band: np.ndarray, domain: str, complex_part: str) -> np.ndarray:
+    """The physical value X behind a raw band (linear power for dB), float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if domain == "complex":
+            z = band.astype(np.complex64)
+            if complex_part == "amplitude":
+                return np.abs(z).astype(np.float32)
+            return (z.real if complex_part == "real" else z.imag).astype(np.float32)
+        v = band.astype(np.float32)
+        if domain == "db":
+            return np.power(10.0, np.clip(v, -100, 100) / 10.0).astype(np.float32)
+        return v
+
+
+def _reflect_pad(a: np.ndarray, pads) -> np.ndarray:
+    """Reflect-pad a 2-D array; falls back to edge padding for 1-pixel-wide data."""
+    if min(a.shape) < 2:
+        return np.pad(a, pads, mode="edge")
+    return np.pad(a, pads, mode="reflect")
+
+
+def pixel_size_metres(crs, transform, width: int, height: int) -> Optional[tuple[float, float]]:
+    """Pixel size (x, y) in metres; geodesic at the scene centre for geographic CRSs."""
+    if crs is None:
+        return None
+    a, e = abs(transform.a), abs(transform.e)
+    if crs.is_geographic:
+        from pyproj import Geod
+
+        geod = Geod(ellps="WGS84")
+        t = transform
+        lon = t.c + t.a * width / 2.0 + t.b * height / 2.0
+        lat = t.f + t.d * width / 2.0 + t.e * height / 2.0
+        lat = max(min(lat, 89.9), -89.9)
+        dx = geod.inv(lon, lat, lon + a, lat)[2]
+        dy = geod.inv(lon, lat, lon, lat + (e if lat + e <= 90 else -e))[2]
+        return (round(float(dx), 6), round(float(dy), 6))
+    factor = crs.linear_units_factor[1] if crs.is_projected else 1.0
+    return (round(float(a * factor), 6), round(float(e * factor), 6))
+
+
+def describe_info(info: dict) -> Iterable[str]:
+    """Human-readable lines for a scene's info dict (``ces info``)."""
+    yield f"file:            {info['path']} ({info['driver']})"
+    yield f"size:            {info['width']} x {info['height']} px, {info['count']} band(s), {info['dtype']}"
+    bands = info["bands"] or ["(no descriptions)"]
+    yield f"bands:           {', '.join(str(b) for b in bands)}"
+    yield f"crs:             {info['crs'] or 'none (outputs will carry no CRS)'}"
+    ps = info["pixel_size_m"]
+    yield "pixel size:      " + (f"{ps[0]:.3f} x {ps[1]:.3f} m" if ps else "unknown (no CRS)")
+    yield f"domain:          {info['domain']}"
+    yield f"nodata fraction: {info['nodata_fraction']:.4f}"
+    yield (f"channels:        {info['composition']}: {', '.join(info['channels'])} "
+           f"(bands {', '.join(map(str, info['selected_bands']))})")
+    for w in info.get("warnings", []):
+        yield f"warning:         {w}"
+
+
+__all__ = ["open_scene", "SarScene", "WindowData", "parse_bands", "pixel_size_metres",
+           "describe_info", "DOMAINS", "COMPLEX_PARTS"]

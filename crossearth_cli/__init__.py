@@ -1,0 +1,1 @@
+"""The ``ces`` command line (click): parses arguments, calls core/train, prints."""

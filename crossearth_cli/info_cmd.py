@@ -1,0 +1,50 @@
+"""``ces info SCENE_OR_MODEL``: what was detected in a scene, or what a model is."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..core import sar_io
+
+MODEL_SUFFIXES = (".safetensors",)
+
+
+@click.command("info")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@click.option("--domain", type=click.Choice(sar_io.DOMAINS), default=None,
+              help="Override the detected value domain.")
+@click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV,VH or 1,2.")
+@click.option("--complex", "complex_part", type=click.Choice(sar_io.COMPLEX_PARTS),
+              default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
+def info(path: Path, as_json: bool, domain, bands, complex_part) -> None:
+    """Describe a SAR scene (size, bands, CRS, pixel size, domain, nodata) or a model file.
+
+    \b
+    Examples:
+      ces info examples/Spain_7370579_S1Hand.tif
+      ces info --json scene.tif
+      ces info models/ces-ti-water.safetensors
+    """
+    if path.suffix.lower() in MODEL_SUFFIXES:
+        from ..core import checkpoints
+
+        described = checkpoints.describe(path)
+        if as_json:
+            click.echo(json.dumps(described, default=str))
+        else:
+            for key, value in described.items():
+                if isinstance(value, (dict, list)):
+                    value = json.dumps(value, default=str)
+                click.echo(f"{key + ':':<16} {value}")
+        return
+    with sar_io.open_scene(path, domain=domain, bands=sar_io.parse_bands(bands),
+                           complex_part=complex_part) as scene:
+        described = scene.info()
+    if as_json:
+        click.echo(json.dumps(described))
+    else:
+        for line in sar_io.describe_info(described):
+            click.echo(line)

@@ -1,0 +1,72 @@
+"""The ``ces`` command group.
+
+Subcommands live one per module and are imported only when used, so ``ces --help`` and
+``ces info SCENE`` start without loading torch. Exit status: 0 success, 1 failure of the
+work, 2 bad usage or bad input (one line naming the file and what is wrong).
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from ..version import __version__
+
+# command name -> "module:attribute" (modules relative to this package)
+COMMANDS: dict[str, str] = {
+    "info": "info_cmd:info",
+}
+
+
+class LazyGroup(click.Group):
+    """A click group whose subcommands are imported on first use."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        return getattr(importlib.import_module(f"{__package__}.{module}"), attr)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ces")
+def cli() -> None:
+    """CrossEarth-SAR: segment SAR scenes into land-cover polygons, fine-tune and pre-train."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: runs the group and maps errors to exit statuses."""
+    from ..core.errors import InputError
+
+    try:
+        cli.main(args=argv, prog_name="ces", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("ces: interrupted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return 2 if e.exit_code == 2 else e.exit_code
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except InputError as e:
+        click.echo(f"ces: error: {e}", err=True)
+        return 2
+    except KeyboardInterrupt:
+        click.echo("ces: interrupted", err=True)
+        return 130
+    except Exception as e:  # a failure of the work: one line, no traceback
+        if "CES_DEBUG" in __import__("os").environ:
+            raise
+        msg = " ".join(str(e).split()) or type(e).__name__
+        click.echo(f"ces: failed: {type(e).__name__}: {msg}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,87 @@
+"""Turn the core's progress callback into tqdm bars or JSON lines (DESIGN §5).
+
+JSON mode prints one object per line on stdout::
+
+    {"event": "progress", "stage": "segment", "done": 12, "total": 40}
+    {"event": "done", "outputs": {...}}            # or
+    {"event": "error", "message": "..."}
+"""
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+PROGRESS_CHOICE = click.Choice(["auto", "json", "none"])
+
+
+def progress_option(f):
+    """The ``--progress auto|json|none`` option shared by long-running commands."""
+    return click.option(
+        "--progress", "progress_mode", type=PROGRESS_CHOICE, default="auto", show_default=True,
+        help="auto: a progress bar on a terminal; json: one JSON object per line on stdout "
+             "(for programs such as the QGIS provider); none: quiet.")(f)
+
+
+class Reporter:
+    """A progress callback (``reporter(stage, done, total)``) plus done/error/warning events."""
+
+    def __init__(self, mode: str = "auto"):
+        if mode == "auto":
+            mode = "bar" if sys.stderr.isatty() else "none"
+        self.mode = mode
+        self._bars: dict[str, Any] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.mode == "json":
+            self._emit({"event": "progress", "stage": stage, "done": int(done), "total": int(total)})
+        elif self.mode == "bar":
+            from tqdm import tqdm
+
+            bar = self._bars.get(stage)
+            if bar is None:
+                bar = self._bars[stage] = tqdm(total=total or None, desc=stage, unit="it",
+                                               leave=True, file=sys.stderr, dynamic_ncols=True)
+            if total and bar.total != total:
+                bar.total = total
+            bar.n = done
+            bar.refresh()
+            if total and done >= total:
+                bar.close()
+
+    def warning(self, message: str) -> None:
+        """A warning: always on stderr; collected for the JSON ``done`` event."""
+        self.close_bars()
+        click.echo(f"ces: warning: {message}", err=True)
+        self.warnings.append(message)
+
+    @property
+    def warnings(self) -> list[str]:
+        if not hasattr(self, "_warnings"):
+            self._warnings: list[str] = []
+        return self._warnings
+
+    def done(self, outputs: dict[str, Any], **extra: Any) -> None:
+        self.close_bars()
+        if self.mode == "json":
+            event = {"event": "done", "outputs": outputs, **extra}
+            if self.warnings:
+                event["warnings"] = self.warnings
+            self._emit(event)
+
+    def error(self, message: str) -> None:
+        self.close_bars()
+        if self.mode == "json":
+            self._emit({"event": "error", "message": message})
+
+    def close_bars(self) -> None:
+        for bar in self._bars.values():
+            bar.close()
+        self._bars.clear()
+
+    @staticmethod
+    def _emit(obj: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps(obj, default=str) + "\n")
+        sys.stdout.flush()

@@ -1,0 +1,1 @@
+"""Training: datasets, augmentation, the loop (DDP), fine-tuning, pre-training, metrics."""
