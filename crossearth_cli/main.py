@@ -39,31 +39,53 @@ def cli() -> None:
     """CrossEarth-SAR: segment SAR scenes into land-cover polygons, fine-tune and pre-train."""
 
 
+def _json_progress(argv: list[str]) -> bool:
+    """Whether the command line asked for ``--progress json`` (errors then go out as JSON too)."""
+    if "--progress=json" in argv:
+        return True
+    return any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
+
+
+def _report_error(message: str, json_mode: bool) -> None:
+    if json_mode:
+        import json
+
+        sys.stdout.write(json.dumps({"event": "error", "message": message}) + "\n")
+        sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the group and maps errors to exit statuses."""
     from ..core.errors import InputError
 
+    args = list(sys.argv[1:] if argv is None else argv)
+    json_mode = _json_progress(args)
     try:
-        cli.main(args=argv, prog_name="ces", standalone_mode=False)
+        cli.main(args=args, prog_name="ces", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("ces: interrupted", err=True)
+        _report_error("interrupted", json_mode)
         return 130
     except click.ClickException as e:
         e.show()
+        _report_error(e.format_message(), json_mode)
         return 2 if e.exit_code == 2 else e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
     except InputError as e:
         click.echo(f"ces: error: {e}", err=True)
+        _report_error(str(e), json_mode)
         return 2
     except KeyboardInterrupt:
         click.echo("ces: interrupted", err=True)
+        _report_error("interrupted", json_mode)
         return 130
     except Exception as e:  # a failure of the work: one line, no traceback
         if "CES_DEBUG" in __import__("os").environ:
             raise
         msg = " ".join(str(e).split()) or type(e).__name__
         click.echo(f"ces: failed: {type(e).__name__}: {msg}", err=True)
+        _report_error(f"{type(e).__name__}: {msg}", json_mode)
         return 1
     return 0
 
