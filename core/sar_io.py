@@ -212,9 +212,12 @@ class SarScene:
 # ---------------------------------------------------------------------------------------
 def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
                bands: Optional[Sequence[BandSpec]] = None,
-               complex_part: str = "amplitude") -> SarScene:
+               complex_part: str = "amplitude",
+               prefer: Optional[Sequence[str]] = None) -> SarScene:
     """Open a SAR raster, select its bands, detect its domain and compute scene statistics.
 
+    ``prefer``: band descriptions a model was trained on (e.g. ["VV"]); used when ``bands``
+    is not given and the raster has bands with all of these descriptions, else ignored.
     Raises InputError (one line naming the file) on anything it cannot use.
     """
     path = Path(path)
@@ -225,6 +228,10 @@ def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
                          f"(choose from {', '.join(COMPLEX_PARTS)})", path)
     src = _open_dataset(path)
     try:
+        if not bands and prefer:
+            have = [(d or "").strip().upper() for d in src.descriptions]
+            if all(str(p).upper() in have for p in prefer):
+                bands = list(prefer)
         scene = _describe(src, path, domain, bands, complex_part)
     except BaseException:
         src.close()

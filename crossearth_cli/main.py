@@ -16,6 +16,9 @@ from ..version import __version__
 # command name -> "module:attribute" (modules relative to this package)
 COMMANDS: dict[str, str] = {
     "info": "info_cmd:info",
+    "descriptors": "descriptors_cmd:descriptors",
+    "models": "models_cmd:models",
+    "segment": "segment_cmd:segment",
 }
 
 

@@ -260,3 +260,15 @@ def test_real_data_sets(shared_data):
         assert s.domain == "quicklook" and s.width == 256
     with sar_io.open_scene(shared_data / "polsf_airsar" / "SF-AIRSAR-Pauli.bmp") as s:
         assert s.composition == "rgb" and (s.width, s.height) == (1024, 900)
+
+
+def test_preferred_bands_of_a_model(tmp_path):
+    vv, vh = 10 * np.log10(speckle()), 10 * np.log10(speckle()) - 7
+    p = write(tmp_path / "vvvh.tif", np.stack([vv, vh]).astype(np.float32),
+              descriptions=["VV", "VH"])
+    with sar_io.open_scene(p, prefer=["VV"]) as s:
+        assert s.band_indexes == [1] and s.composition == "single"
+    with sar_io.open_scene(p, prefer=["HH"]) as s:   # absent: the default selection
+        assert s.band_indexes == [1, 2]
+    with sar_io.open_scene(p, bands=["VH"], prefer=["VV"]) as s:   # explicit bands win
+        assert s.band_indexes == [2]

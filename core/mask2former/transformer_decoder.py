@@ -1,0 +1,121 @@
+"""Mask2Former masked-attention transformer decoder: learned queries attend to one feature
+level per layer, restricted to the foreground of the previous layer's mask prediction."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .position_encoding import sine_position_encoding
+
+
+class CrossAttentionLayer(nn.Module):
+    """Post-norm masked cross-attention from queries to image features."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tgt, memory, mask, pos, query_pos):
+        out = self.attn(tgt + query_pos, memory + pos, memory, attn_mask=mask, need_weights=False)[0]
+        return self.norm(tgt + out)
+
+
+class SelfAttentionLayer(nn.Module):
+    """Post-norm self-attention among queries."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tgt, query_pos):
+        q = tgt + query_pos
+        return self.norm(tgt + self.attn(q, q, tgt, need_weights=False)[0])
+
+
+class FFNLayer(nn.Module):
+    """Post-norm feed-forward block."""
+
+    def __init__(self, dim: int, ffn_dim: int):
+        super().__init__()
+        self.linear1 = nn.Linear(dim, ffn_dim)
+        self.linear2 = nn.Linear(ffn_dim, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, tgt):
+        return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
+
+
+class MLP(nn.Module):
+    """Plain multi-layer perceptron with ReLU between layers."""
+
+    def __init__(self, dim_in: int, hidden: int, dim_out: int, layers: int):
+        super().__init__()
+        dims = [dim_in] + [hidden] * (layers - 1) + [dim_out]
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+
+    def forward(self, x):
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if i < len(self.layers) - 1:
+                x = F.relu(x)
+        return x
+
+
+class MaskedTransformerDecoder(nn.Module):
+    """(multi-scale features [stride 32, 16, 8], mask_features [B, D, h, w]) ->
+    list of (class logits [B, Q, K+1], mask logits [B, Q, h, w]), one before the first layer and
+    one after each layer (``layers + 1`` predictions; the last is the final one)."""
+
+    def __init__(self, num_classes: int, dim: int = 256, queries: int = 100, layers: int = 9,
+                 heads: int = 8, ffn_dim: int = 2048, mask_dim: int = 256, levels: int = 3):
+        super().__init__()
+        self.heads, self.levels, self.dim = heads, levels, dim
+        self.query_feat = nn.Embedding(queries, dim)
+        self.query_embed = nn.Embedding(queries, dim)
+        self.level_embed = nn.Embedding(levels, dim)
+        self.cross = nn.ModuleList(CrossAttentionLayer(dim, heads) for _ in range(layers))
+        self.self_attn = nn.ModuleList(SelfAttentionLayer(dim, heads) for _ in range(layers))
+        self.ffn = nn.ModuleList(FFNLayer(dim, ffn_dim) for _ in range(layers))
+        self.decoder_norm = nn.LayerNorm(dim)
+        self.class_embed = nn.Linear(dim, num_classes + 1)
+        self.mask_embed = MLP(dim, dim, mask_dim, 3)
+        for layers_ in (self.cross, self.self_attn, self.ffn):
+            for p in layers_.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_uniform_(p)
+
+    def _predict(self, output, mask_features, attn_size):
+        out = self.decoder_norm(output)
+        logits = self.class_embed(out)
+        masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), mask_features)
+        attn = F.interpolate(masks.detach(), size=attn_size, mode="bilinear", align_corners=False)
+        attn = attn.sigmoid().flatten(2) < 0.5  # True = may not attend
+        attn = attn.unsqueeze(1).expand(-1, self.heads, -1, -1).flatten(0, 1)
+        return logits, masks, attn
+
+    def forward(self, features: list[torch.Tensor], mask_features: torch.Tensor):
+        b = mask_features.shape[0]
+        srcs, pos, sizes = [], [], []
+        for lvl, f in enumerate(features[: self.levels]):
+            h, w = f.shape[-2:]
+            sizes.append((h, w))
+            p = sine_position_encoding(h, w, self.dim, device=f.device, dtype=f.dtype)
+            pos.append(p.flatten(2).transpose(1, 2).expand(b, -1, -1))
+            srcs.append(f.flatten(2).transpose(1, 2) + self.level_embed.weight[lvl].view(1, 1, -1))
+        query_pos = self.query_embed.weight.unsqueeze(0).expand(b, -1, -1)
+        output = self.query_feat.weight.unsqueeze(0).expand(b, -1, -1)
+        logits, masks, attn = self._predict(output, mask_features, sizes[0])
+        predictions = [(logits, masks)]
+        for i, (cross, self_attn, ffn) in enumerate(zip(self.cross, self.self_attn, self.ffn)):
+            lvl = i % self.levels
+            # a query whose mask is empty everywhere attends to the whole map
+            attn = attn & ~attn.all(dim=-1, keepdim=True)
+            output = cross(output, srcs[lvl], attn, pos[lvl], query_pos)
+            output = self_attn(output, query_pos)
+            output = ffn(output)
+            logits, masks, attn = self._predict(output, mask_features, sizes[(i + 1) % self.levels])
+            predictions.append((logits, masks))
+        return predictions

@@ -1,0 +1,240 @@
+"""CrossEarthSAR: the MoE DINOv2 backbone + Mask2Former head, and the variant registry.
+
+``model.config`` (JSON-able) is everything needed to rebuild the architecture and use the
+model: ``build_from_config(model.config)`` gives an identical module (the weights come from
+the checkpoint, core/checkpoints.py).
+"""
+from __future__ import annotations
+
+import copy
+import inspect
+import re
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import descriptors as descriptors_mod
+from .mask2former.criterion import SetCriterion
+from .mask2former.feature_pyramid import FeaturePyramid
+from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
+from .mask2former.targets import semantic_to_targets
+from .vit import PATCH_SIZE, VARIANTS as BACKBONE_VARIANTS, backbone_config, build_backbone_from_config
+
+IGNORE_INDEX = 255
+
+#: DINOv2's input normalization (ImageNet statistics) applied to the 0..1 input from sar_io.
+DEFAULT_INPUT: dict = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bands": None}
+
+#: variant -> head options overriding HEAD_DEFAULTS (backbone architecture: core.vit.VARIANTS).
+#: ti: a CPU-sized head (width 128, 2 deformable encoder layers, narrow FFNs) that keeps the
+#: 9 masked-attention decoder layers and 100 queries, with a learned (deconv) feature pyramid
+#: that recovers sub-patch detail; s/b/l/g: Mask2Former's semantic segmentation head (width
+#: 256, 6 encoder layers, FFN 1024 / 2048) on the interpolated pyramid of Rein/CrossEarth.
+#: Criterion defaults (all variants): class 2 / mask 5 / dice 5, no-object 0.1, 12544 points,
+#: oversample 3, importance 0.75, deep supervision (see mask2former.head.HEAD_DEFAULTS).
+VARIANTS: dict[str, dict] = {
+    "ti": {"head": {"hidden_dim": 128, "mask_dim": 128, "enc_layers": 2, "enc_ffn_dim": 512,
+                    "dec_ffn_dim": 512, "pyramid": "deconv"}},
+    "s": {"head": {"pyramid": "interpolate"}},
+    "b": {"head": {"pyramid": "interpolate"}},
+    "l": {"head": {"pyramid": "interpolate"}},
+    "g": {"head": {"pyramid": "interpolate"}},
+}
+
+#: colours of default classes (#rrggbb), cycled.
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
+           "#7f7f7f", "#bcbd22", "#17becf"]
+
+_BACKBONE_OPTIONS = set(inspect.signature(backbone_config).parameters) - {"variant", "experts", "top_k"}
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+def default_classes(num_classes: int) -> list[dict]:
+    """``num_classes`` classes named "class 0", ... with label values 0.. and palette colours."""
+    return [{"name": f"class {i}", "value": i, "color": PALETTE[i % len(PALETTE)]}
+            for i in range(num_classes)]
+
+
+def check_classes(classes: list[dict]) -> list[dict]:
+    """Validated copies of ``classes`` [{name, value, color "#rrggbb"}] (ValueError otherwise)."""
+    out = []
+    for i, c in enumerate(classes):
+        if not isinstance(c, dict) or not {"name", "value", "color"} <= set(c):
+            raise ValueError(f"class {i} needs name, value and color, got {c!r}")
+        if not _COLOR.match(str(c["color"])):
+            raise ValueError(f"class {c['name']!r}: color must be '#rrggbb', got {c['color']!r}")
+        out.append({"name": str(c["name"]), "value": int(c["value"]), "color": str(c["color"]).lower()})
+    if len({c["value"] for c in out}) != len(out):
+        raise ValueError("class values must be distinct")
+    if not out:
+        raise ValueError("a model needs at least one class")
+    return out
+
+
+def model_input_size(height: int, width: int, multiple: int = PATCH_SIZE) -> tuple[int, int]:
+    """The nearest multiple of the patch size (at least one patch) of each side."""
+    return (max(multiple, int(round(height / multiple)) * multiple),
+            max(multiple, int(round(width / multiple)) * multiple))
+
+
+class CrossEarthSAR(nn.Module):
+    """Backbone + head. Build with :func:`build` or :func:`build_from_config`.
+
+    ``forward(x [B, 3, H, W] in 0..1, descriptors [B, 3] scaled)`` -> dict(pred_logits
+    [B, Q, K+1], pred_masks [B, Q, h, w] logits (h, w ~ H/4, W/4 of the resized input),
+    aux_outputs [{pred_logits, pred_masks}] x dec_layers, l_bc scalar).
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.config = copy.deepcopy(config)
+        c = self.config
+        self.backbone = build_backbone_from_config(c["backbone"])
+        self.feature_layers = [int(i) for i in c["feature_layers"]]
+        self.num_classes = len(c["classes"])
+        dim = self.backbone.embed_dim
+        h = c["head"]
+        self.pyramid = FeaturePyramid(dim, h["pyramid"])
+        self.head = Mask2FormerHead([dim] * 4, self.num_classes,
+                                    **{k: v for k, v in h.items() if k != "pyramid"})
+        self.criterion = SetCriterion(
+            self.num_classes, class_weight=h["class_weight"], mask_weight=h["mask_weight"],
+            dice_weight=h["dice_weight"], no_object_weight=h["no_object_weight"],
+            num_points=h["num_points"], oversample_ratio=h["oversample_ratio"],
+            importance_sample_ratio=h["importance_sample_ratio"],
+            deep_supervision=h["deep_supervision"])
+        mean = torch.tensor(c["input"]["mean"], dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(c["input"]["std"], dtype=torch.float32).view(1, 3, 1, 1)
+        # derived from the config, so not part of the checkpoint's tensors
+        self.register_buffer("input_mean", mean, persistent=False)
+        self.register_buffer("input_std", std, persistent=False)
+
+    @property
+    def classes(self) -> list[dict]:
+        """[{"name", "value", "color"}] in class-index order."""
+        return self.config["classes"]
+
+    # ---- input ----------------------------------------------------------------------------
+    def prepare_input(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B, 3, H, W] in 0..1 -> resized to multiples of 14 and normalized (mean/std)."""
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"model input must be [B, 3, H, W], got {tuple(x.shape)}")
+        dtype = self.input_mean.dtype
+        x = x.to(self.input_mean.device, dtype)
+        size = model_input_size(*x.shape[-2:], self.backbone.patch_size)
+        if tuple(x.shape[-2:]) != size:
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+        return (x - self.input_mean) / self.input_std
+
+    def forward(self, x: torch.Tensor, descriptors: Optional[torch.Tensor]) -> dict:
+        x = self.prepare_input(x)
+        features = self.backbone.get_intermediate_layers(x, descriptors, n=self.feature_layers,
+                                                         reshape=True, norm=True)
+        out = self.head(self.pyramid(list(features)))
+        out["l_bc"] = self.backbone.balance_loss()
+        return out
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor, descriptors: Optional[torch.Tensor]) -> torch.Tensor:
+        """Class probabilities [B, K, H, W] at the input size (sum to 1 over K). Call in eval mode."""
+        out = self(x, descriptors)
+        return semantic_probabilities(out["pred_logits"].float(), out["pred_masks"].float(),
+                                      size=tuple(x.shape[-2:]))
+
+    def compute_descriptors(self, phys: torch.Tensor, valid: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Scaled (H_DE, ENL, R_LR) [B, 3] of log(1+|X|) ``phys`` [B, H, W] with this model's
+        bins, block and scaling; ``valid`` [B, H, W] bool excludes nodata."""
+        return descriptors_mod.compute_descriptors(phys, valid, self.config["descriptors"])
+
+    def loss(self, outputs: dict, target: torch.Tensor,
+             generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, dict]:
+        """(total = L_seg + L_BC, {loss_ce, loss_mask, loss_dice, loss_aux, loss_seg, l_bc, total}
+        as floats). target [B, H, W] long class indexes, 255 = ignore (any H, W)."""
+        targets = semantic_to_targets(target.to(outputs["pred_masks"].device), self.num_classes,
+                                      IGNORE_INDEX)
+        seg, terms = self.criterion(outputs, targets, generator)
+        l_bc = outputs.get("l_bc")
+        if l_bc is None:
+            l_bc = seg.new_zeros(())
+        total = seg + l_bc
+        info = {k: float(v.detach()) for k, v in terms.items()}
+        info.update(loss_seg=float(seg.detach()), l_bc=float(l_bc.detach()), total=float(total.detach()))
+        return total, info
+
+    def parameter_counts(self) -> dict:
+        """{"total", "active", "backbone", "head"} (head: pyramid + Mask2Former): active counts
+        top_k of the experts per MoE layer."""
+        backbone = sum(p.numel() for p in self.backbone.parameters())
+        head = sum(p.numel() for p in self.parameters()) - backbone
+        inactive = sum(m.expert_parameters() * (m.num_experts - m.top_k)
+                       for m in self.backbone.moe_layers())
+        return {"total": backbone + head, "active": backbone + head - inactive,
+                "backbone": backbone, "head": head}
+
+
+def model_config(variant: str = "ti", num_classes: int = 2, experts: int = 6, top_k: int = 1,
+                 classes: Optional[list[dict]] = None, **options) -> dict:
+    """The JSON-able config of a model; see :func:`build` for the options."""
+    if variant not in VARIANTS or variant not in BACKBONE_VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    options = dict(options)
+    backbone_opts = {k: options.pop(k) for k in list(options) if k in _BACKBONE_OPTIONS}
+    head_opts = {k: options.pop(k) for k in list(options) if k in HEAD_DEFAULTS or k == "pyramid"}
+    input_cfg = copy.deepcopy(DEFAULT_INPUT)
+    input_cfg.update({k: options.pop(k) for k in ("mean", "std", "bands") if k in options})
+    input_cfg["mean"] = [float(v) for v in input_cfg["mean"]]
+    input_cfg["std"] = [float(v) for v in input_cfg["std"]]
+    if len(input_cfg["mean"]) != 3 or len(input_cfg["std"]) != 3:
+        raise ValueError("input mean and std need 3 values (one per channel)")
+    desc = copy.deepcopy(descriptors_mod.DEFAULT_CONFIG)
+    desc.update(copy.deepcopy(options.pop("descriptors", None) or {}))
+    desc.setdefault("train_stats", None)
+    if options:
+        raise ValueError(f"unknown model options: {', '.join(sorted(options))}")
+    if classes is None:
+        classes = default_classes(num_classes)
+    classes = check_classes(classes)
+    backbone = backbone_config(variant, experts=experts, top_k=top_k, **backbone_opts)
+    head = {**HEAD_DEFAULTS, "pyramid": "interpolate", **VARIANTS[variant]["head"], **head_opts}
+    return {
+        "kind": "model",
+        "variant": variant,
+        "experts": int(experts),
+        "top_k": int(backbone["top_k"]),
+        "feature_layers": list(backbone["feature_layers"]),
+        "backbone": backbone,
+        "head": head,
+        "classes": classes,
+        "input": input_cfg,
+        "descriptors": desc,
+    }
+
+
+def build(variant: str = "ti", num_classes: int = 2, experts: int = 6, top_k: int = 1,
+          classes: Optional[list[dict]] = None, **options) -> CrossEarthSAR:
+    """A randomly initialized CrossEarthSAR.
+
+    ``classes``: [{"name", "value", "color": "#rrggbb"}] (when given, it sets the number of
+    classes and ``num_classes`` is ignored; default ``num_classes`` generic ones). ``options``: backbone options of core.vit.backbone_config
+    (straight_through, num_register_tokens, img_size, feature_layers, balance_weight, ...),
+    head options of HEAD_DEFAULTS (num_queries, hidden_dim, dec_layers, num_points, loss
+    weights, ...), input ``mean``/``std``/``bands``, and ``descriptors`` {bins, block, scaling,
+    train_stats}.
+    """
+    return CrossEarthSAR(model_config(variant, num_classes, experts, top_k, classes, **options))
+
+
+def build_from_config(config: dict) -> CrossEarthSAR:
+    """Rebuild the architecture described by ``model.config`` (extra keys such as
+    ``format`` or ``provenance`` are kept in the new model's config)."""
+    config = copy.deepcopy(config)
+    missing = [k for k in ("backbone", "head", "classes", "input", "descriptors", "feature_layers")
+               if k not in config]
+    if missing:
+        raise ValueError(f"model config lacks {', '.join(missing)}")
+    config["classes"] = check_classes(config["classes"])
+    config["head"] = {**HEAD_DEFAULTS, "pyramid": "interpolate", **config["head"]}
+    config["backbone"] = {**config["backbone"], "feature_layers": list(config["feature_layers"])}
+    return CrossEarthSAR(config)

@@ -1,0 +1,271 @@
+"""``segment_scene``: the one place where reading, the model, tiling, rasters and vectors meet.
+
+scene (core.sar_io: scene-level normalization) → per-tile descriptors + model probabilities
+(core.tiler: blended windows, streamed rows) → class raster and confidence raster (tiled,
+compressed temporary GeoTIFFs) → sieve (core.vectorize) → polygons → outputs.
+
+Outputs (all written atomically, all or none):
+
+* the vector file (``landcover`` layer; .gpkg/.geojson/.fgb/.shp/.parquet);
+* ``raster``: the class raster (uint8, class values, nodata 255) *after* sieving, so it and
+  the polygons agree; a COG (tiled, deflate, overviews by nearest neighbour);
+* ``confidence``: the blended maximum class probability (float32 0..1, nodata NaN), a COG.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence, Union
+
+import numpy as np
+import rasterio
+import rasterio.shutil
+import torch
+from rasterio.windows import Window
+
+from . import sar_io, tiler, vectorize
+from .atomic import atomic_output, check_writable
+from .errors import InputError
+from .progress import ProgressCallback, ensure
+
+PathLike = Union[str, os.PathLike]
+DEFAULT_MIN_PIXELS = 4          # --min-area default: regions under 4 pixels are sieved away
+DEFAULT_SIMPLIFY_PIXELS = 0.75  # --simplify default: 3/4 pixel (smooths 1-px stairs, keeps 1-px² bumps)
+RASTER_EXTENSIONS = (".tif", ".tiff")
+SHIFT_Z = 3.0                   # domain-shift warning: scene median this many train stds away
+GDAL_CACHE_MB = 64              # GDAL block cache while segmenting: keeps memory flat
+
+
+def _check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
+    if path is None:
+        return None
+    path = Path(path)
+    if path.suffix.lower() not in RASTER_EXTENSIONS:
+        raise InputError(f"{path}: raster outputs are GeoTIFFs (.tif or .tiff)")
+    return check_writable(path, overwrite)
+
+
+class _RasterSink:
+    """Writes the tiler's finished rows to the class and confidence temporary GeoTIFFs."""
+
+    def __init__(self, classes_path: Path, confidence_path: Path, scene: sar_io.SarScene):
+        common = {**vectorize.TEMP_RASTER_PROFILE, "width": scene.width,
+                  "height": scene.height, "count": 1, "crs": scene.crs,
+                  "transform": scene.transform}
+        self.classes = rasterio.open(classes_path, "w", dtype="uint8",
+                                     nodata=tiler.NODATA_CLASS, **common)
+        self.confidence = rasterio.open(confidence_path, "w", dtype="float32",
+                                        nodata=float("nan"), **common)
+        self.width = scene.width
+
+    def __call__(self, row0: int, classes: np.ndarray, confidence: np.ndarray) -> None:
+        win = Window(0, row0, self.width, classes.shape[0])
+        self.classes.write(classes, 1, window=win)
+        self.confidence.write(confidence.astype(np.float32, copy=False), 1, window=win)
+
+    def close(self) -> None:
+        self.classes.close()
+        self.confidence.close()
+
+
+def write_cog(src_path: PathLike, dst_path: PathLike, resampling: str = "nearest") -> None:
+    """Copy a GeoTIFF as a Cloud-Optimized GeoTIFF (tiled 512, deflate, overviews)."""
+    rasterio.shutil.copy(str(src_path), str(dst_path), driver="COG", compress="deflate",
+                         blocksize=512, overview_resampling=resampling, bigtiff="if_safer")
+
+
+def _train_reference(train_stats: dict, names: Sequence[str]):
+    """(mean [3], std [3], p01 [3] or None, p99 [3] or None) from either stats layout, or None.
+
+    Layouts: train.finetune's {"H_DE": {"mean", "std", "p01", "p99"}, "ENL": {...},
+    "R_LR": {...}, "tiles": n}, or {"mean": [3], "std": [3]}.
+    """
+    try:
+        if all(isinstance(train_stats.get(n), dict) for n in names):
+            per = [train_stats[n] for n in names]
+            mean = np.array([float(d["mean"]) for d in per])
+            std = np.array([float(d["std"]) for d in per])
+            lo = np.array([float(d["p01"]) for d in per]) if all("p01" in d for d in per) else None
+            hi = np.array([float(d["p99"]) for d in per]) if all("p99" in d for d in per) else None
+            return mean, std, lo, hi
+        mean = np.asarray(train_stats["mean"], np.float64).reshape(-1)
+        std = np.asarray(train_stats["std"], np.float64).reshape(-1)
+        if mean.size == 3 and std.size == 3:
+            return mean, std, None, None
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
+def domain_shift_warning(descriptors: np.ndarray, train_stats: Optional[dict],
+                         names: Sequence[str] = ("H_DE", "ENL", "R_LR"),
+                         z_limit: float = SHIFT_Z) -> Optional[str]:
+    """A warning when the scene's per-tile descriptors [N, 3] sit far from the training data.
+
+    ``train_stats``: the checkpoint's descriptors.train_stats (scaled descriptors, as the model
+    sees them; see :func:`_train_reference` for the layouts). A descriptor is far when the
+    scene's median tile is more than ``z_limit`` training stds from the training mean and
+    (when known) outside the training 1st..99th percentiles. None when nothing is far or
+    nothing is known.
+    """
+    if not train_stats or descriptors is None or len(descriptors) == 0:
+        return None
+    ref = _train_reference(train_stats, names)
+    if ref is None:
+        return None
+    mean, std, lo, hi = ref
+    scene = np.median(np.asarray(descriptors, np.float64), axis=0)
+    far = np.abs(scene - mean) / np.maximum(std, 1e-6) > z_limit
+    if lo is not None and hi is not None:
+        far &= (scene < lo) | (scene > hi)
+    if not far.any():
+        return None
+    parts = [f"{n} {s:.2f} vs {m:.2f}±{d:.2f}"
+             for n, s, m, d, f in zip(names, scene, mean, std, far) if f]
+    return ("the scene looks unlike the model's training data (median tile descriptors "
+            + "; ".join(parts) + "); expect degraded results, consider fine-tuning on this "
+            "kind of SAR")
+
+
+def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> tiler.Predict:
+    """The tiler's predict callable for a CrossEarthSAR: descriptors per tile, probabilities.
+
+    Descriptors are computed in float32 outside autocast; each batch's descriptors [B, 3] are
+    appended (as numpy) to ``collected`` when given.
+    """
+
+    def predict(x: torch.Tensor, phys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            desc = model.compute_descriptors(phys.float(), valid)
+        if collected is not None:
+            collected.append(desc.detach().float().cpu().numpy())
+        return model.predict_proba(x, desc)
+
+    return predict
+
+
+def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
+                  out_vector: PathLike, *, raster: Optional[PathLike] = None,
+                  confidence: Optional[PathLike] = None, tile: int = 512, overlap: int = 128,
+                  batch: int = 4, device: str = "auto", min_area: Optional[float] = None,
+                  simplify: Optional[float] = None, overwrite: bool = False,
+                  progress: Optional[ProgressCallback] = None,
+                  warn: Optional[Callable[[str], None]] = None, domain: Optional[str] = None,
+                  bands: Optional[Sequence] = None, complex_part: str = "amplitude") -> dict:
+    """Segment one SAR scene into land-cover polygons (and optional rasters).
+
+    ``min_area`` m² (default 4 pixels' area; 0 = no sieve); ``simplify`` metres (default 3/4
+    pixel; 0 = exact pixel edges). ``model``: a CrossEarthSAR or a checkpoint path.
+    ``domain`` / ``bands`` / ``complex_part``: passed to core.sar_io.open_scene.
+    Returns {"outputs": {"vector", ["raster"], ["confidence"]}, "warnings": [...],
+    "class_area_m2": {name: m²}, "polygons": N, "timing": {...}, ...}.
+    Raises InputError for bad input (nothing is written then).
+    """
+    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+        return _segment_scene(scene_path, model, out_vector, raster=raster,
+                              confidence=confidence, tile=tile, overlap=overlap, batch=batch,
+                              device=device, min_area=min_area, simplify=simplify,
+                              overwrite=overwrite, progress=progress, warn=warn, domain=domain,
+                              bands=bands, complex_part=complex_part)
+
+
+def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, overlap, batch,
+                   device, min_area, simplify, overwrite, progress, warn, domain, bands,
+                   complex_part) -> dict:
+    progress = ensure(progress)
+    warnings: list[str] = []
+
+    def warning(msg: str) -> None:
+        warnings.append(msg)
+        if warn is not None:
+            warn(msg)
+
+    out_vector = Path(out_vector)
+    vectorize.vector_format(out_vector)
+    check_writable(out_vector, overwrite)
+    raster_path = _check_raster_path(raster, overwrite)
+    confidence_path = _check_raster_path(confidence, overwrite)
+    finals = [p.resolve() for p in (out_vector, raster_path, confidence_path) if p is not None]
+    if len(set(finals)) != len(finals):
+        raise InputError(f"{out_vector}: the vector, --raster and --confidence outputs must differ")
+    tiler.check_tiling(tile, overlap, batch)
+    dev = tiler.resolve_device(device)
+    if not isinstance(model, torch.nn.Module):
+        from . import checkpoints
+
+        model = checkpoints.load(model, map_location="cpu")
+    if getattr(model, "config", {}).get("kind", "model") != "model" or not hasattr(model, "classes"):
+        raise InputError(f"{scene_path}: the model is a backbone without a segmentation head; "
+                         f"fine-tune it first")
+    model = model.to(dev).eval()
+    classes = list(model.classes)
+
+    t0 = time.perf_counter()
+    preferred = (model.config.get("input") or {}).get("bands")   # the bands it was trained on
+    with sar_io.open_scene(scene_path, domain=domain, bands=bands, complex_part=complex_part,
+                           prefer=preferred) as scene:
+        for w in scene.warnings:
+            warning(w)
+        if scene.nodata_fraction >= 1.0:
+            raise InputError(f"{scene_path}: contains no valid pixel (entirely nodata)")
+        px_area = vectorize.pixel_area_m2(scene.crs, scene.transform, scene.width, scene.height)
+        min_pixels = DEFAULT_MIN_PIXELS if min_area is None else \
+            int(math.ceil(float(min_area) / max(px_area, 1e-12)))
+        px_size = math.sqrt(max(px_area, 1e-12))
+        simplify_m = DEFAULT_SIMPLIFY_PIXELS * px_size if simplify is None else float(simplify)
+        tolerance = vectorize.metres_to_crs_units(simplify_m, scene.crs, scene.transform,
+                                                  scene.width, scene.height)
+        folder = out_vector.parent if str(out_vector.parent) else Path(".")
+        with tempfile.TemporaryDirectory(prefix=".ces-segment-", dir=folder) as tmp:
+            tmp = Path(tmp)
+            raw_path, conf_path, sieved_path = tmp / "raw.tif", tmp / "conf.tif", tmp / "classes.tif"
+            descriptors: list[np.ndarray] = []
+            sink = _RasterSink(raw_path, conf_path, scene)
+            try:
+                stats = tiler.run_tiled(
+                    scene, make_predict(model, descriptors), len(classes), sink, tile=tile,
+                    overlap=overlap, batch=batch, device=dev,
+                    class_values=[int(c["value"]) for c in classes], progress=progress)
+            finally:
+                sink.close()
+            t_tiles = time.perf_counter()
+            desc = np.concatenate(descriptors) if descriptors else np.zeros((0, 3))
+            shift = domain_shift_warning(desc, model.config.get("descriptors", {}).get("train_stats"))
+            if shift:
+                warning(f"{Path(scene_path).name}: {shift}")
+            vectorize.sieve_raster(raw_path, sieved_path, min_pixels, progress=progress)
+            with contextlib.ExitStack() as outputs:
+                vec_tmp = outputs.enter_context(atomic_output(out_vector, overwrite))
+                summary = vectorize.vectorize(sieved_path, vec_tmp, classes,
+                                              confidence_raster=conf_path, simplify=tolerance,
+                                              progress=progress)
+                if raster_path is not None:
+                    write_cog(sieved_path, outputs.enter_context(atomic_output(raster_path, overwrite)))
+                if confidence_path is not None:
+                    write_cog(conf_path, outputs.enter_context(
+                        atomic_output(confidence_path, overwrite)), resampling="average")
+            t_end = time.perf_counter()
+    out = {"vector": str(out_vector.absolute())}
+    if raster_path is not None:
+        out["raster"] = str(raster_path.absolute())
+    if confidence_path is not None:
+        out["confidence"] = str(confidence_path.absolute())
+    if summary["polygons"] == 0:
+        warning(f"{Path(scene_path).name}: no polygon left after sieving")
+    return {
+        "scene": str(scene_path),
+        "outputs": out,
+        "warnings": warnings,
+        "polygons": summary["polygons"],
+        "class_area_m2": summary["class_area_m2"],
+        "min_area_pixels": min_pixels,
+        "simplify_m": simplify_m,
+        "timing": {"tiles_s": round(t_tiles - t0, 3), "forward_s": round(stats.forward_s, 3),
+                   "vectorize_s": round(t_end - t_tiles, 3), "total_s": round(t_end - t0, 3),
+                   "windows": stats.windows, "windows_skipped": stats.windows_skipped,
+                   "device": stats.device},
+    }

@@ -1,0 +1,111 @@
+"""A QGIS style (QML, categorized by class name) stored in a GeoPackage's ``layer_styles`` table.
+
+QGIS applies the style whose ``useAsDefault`` is 1 when it opens the layer (DESIGN §7).
+Plain sqlite3 and string building: this module never imports qgis.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+from typing import Any, Sequence
+from xml.sax.saxutils import quoteattr
+
+STYLE_NAME = "CrossEarth-SAR classes"
+QGIS_VERSION = "3.22.0-Białowieża"
+FALLBACK_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
+                   (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
+                   (188, 189, 34), (23, 190, 207)]
+
+
+def rgb(color: Any, index: int = 0) -> tuple[int, int, int]:
+    """A colour as (r, g, b) 0..255 from "#rrggbb", [r, g, b] (0..255 or 0..1) or None."""
+    if isinstance(color, str):
+        text = color.strip().lstrip("#")
+        if len(text) in (6, 8):
+            return int(text[0:2], 16), int(text[2:4], 16), int(text[4:6], 16)
+    elif isinstance(color, (list, tuple)) and len(color) >= 3:
+        vals = [float(v) for v in color[:3]]
+        if all(0.0 <= v <= 1.0 for v in vals) and any(0.0 < v < 1.0 for v in vals):
+            vals = [v * 255.0 for v in vals]
+        return tuple(int(round(min(max(v, 0.0), 255.0))) for v in vals)  # type: ignore[return-value]
+    return FALLBACK_COLORS[index % len(FALLBACK_COLORS)]
+
+
+def _fill_symbol(name: str, color: tuple[int, int, int]) -> str:
+    r, g, b = color
+    options = {
+        "color": f"{r},{g},{b},255", "style": "solid", "outline_style": "solid",
+        "outline_color": f"{max(r - 60, 0)},{max(g - 60, 0)},{max(b - 60, 0)},255",
+        "outline_width": "0.1", "outline_width_unit": "MM", "joinstyle": "bevel",
+        "border_width_map_unit_scale": "3x:0,0,0,0,0,0", "offset": "0,0",
+        "offset_unit": "MM", "offset_map_unit_scale": "3x:0,0,0,0,0,0",
+    }
+    opts = "".join(f'<Option type="QString" name={quoteattr(k)} value={quoteattr(v)}/>'
+                   for k, v in options.items())
+    props = "".join(f"<prop k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in options.items())
+    return (f'<symbol type="fill" name={quoteattr(name)} alpha="1" clip_to_extent="1" '
+            f'force_rhr="0"><data_defined_properties><Option type="Map">'
+            f'<Option type="QString" name="name" value=""/><Option name="properties"/>'
+            f'<Option type="QString" name="type" value="collection"/></Option>'
+            f'</data_defined_properties>'
+            f'<layer class="SimpleFill" enabled="1" pass="0" locked="0">'
+            f'<Option type="Map">{opts}</Option>{props}</layer></symbol>')
+
+
+def categorized_qml(classes: Sequence[dict], field: str = "class_name") -> str:
+    """QML of a categorized renderer on ``field``: one category per class, the class colour.
+
+    ``classes``: [{"name": str, "value": int, "color": "#rrggbb" | [r, g, b]}, ...].
+    """
+    cats, symbols = [], []
+    for i, c in enumerate(classes):
+        name = str(c.get("name", c.get("value", i)))
+        cats.append(f'<category render="true" symbol="{i}" value={quoteattr(name)} '
+                    f'label={quoteattr(name)}/>')
+        symbols.append(_fill_symbol(str(i), rgb(c.get("color"), i)))
+    return (
+        "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
+        f'<qgis version={quoteattr(QGIS_VERSION)} styleCategories="Symbology">\n'
+        f'<renderer-v2 type="categorizedSymbol" attr={quoteattr(field)} symbollevels="0" '
+        f'enableorderby="0" forceraster="0" referencescale="-1">'
+        f'<categories>{"".join(cats)}</categories>'
+        f'<symbols>{"".join(symbols)}</symbols>'
+        f'<rotation/><sizescale/></renderer-v2>\n'
+        '<blendMode>0</blendMode><featureBlendMode>0</featureBlendMode>'
+        '<layerOpacity>1</layerOpacity>\n'
+        '<layerGeometryType>2</layerGeometryType>\n'
+        "</qgis>\n"
+    )
+
+
+_CREATE = """CREATE TABLE IF NOT EXISTS layer_styles (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, f_table_catalog TEXT(256), f_table_schema TEXT(256),
+    f_table_name TEXT(256), f_geometry_column TEXT(256), styleName TEXT(30), styleQML TEXT,
+    styleSLD TEXT, useAsDefault BOOLEAN, description TEXT, owner TEXT(30), ui TEXT(30),
+    update_time DATETIME DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')))"""
+
+
+def write_gpkg_style(gpkg: str | os.PathLike, layer: str, qml: str,
+                     style_name: str = STYLE_NAME,
+                     description: str = "Land-cover classes of the CrossEarth-SAR model") -> None:
+    """Store ``qml`` as the default style of ``layer`` in the GeoPackage ``gpkg``."""
+    con = sqlite3.connect(os.fspath(gpkg))
+    try:
+        with con:
+            geom_col = con.execute(
+                "SELECT column_name FROM gpkg_geometry_columns WHERE table_name = ?",
+                (layer,)).fetchone()
+            geom_col = geom_col[0] if geom_col else "geom"
+            con.execute(_CREATE)
+            con.execute("INSERT OR IGNORE INTO gpkg_contents (table_name, data_type, identifier, "
+                        "description, last_change) VALUES ('layer_styles', 'attributes', "
+                        "'layer_styles', '', strftime('%Y-%m-%dT%H:%M:%fZ','now'))")
+            con.execute("UPDATE layer_styles SET useAsDefault = 0 WHERE f_table_name = ?",
+                        (layer,))
+            con.execute(
+                "INSERT INTO layer_styles (f_table_catalog, f_table_schema, f_table_name, "
+                "f_geometry_column, styleName, styleQML, styleSLD, useAsDefault, description, "
+                "owner, ui) VALUES ('', '', ?, ?, ?, ?, '', 1, ?, '', NULL)",
+                (layer, geom_col, style_name, qml, description))
+    finally:
+        con.close()

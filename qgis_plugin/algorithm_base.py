@@ -1,0 +1,263 @@
+"""What every CrossEarth-SAR algorithm shares: input checks with actionable messages, the
+``ces`` setting, running the command, and styling the layers it writes."""
+from __future__ import annotations
+
+import os
+import re
+from typing import Iterable, Optional
+
+from qgis.core import (
+    QgsProcessingAlgorithm,
+    QgsProcessingContext,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingLayerPostProcessorInterface,
+    QgsProviderRegistry,
+    QgsRasterLayer,
+    QgsSettings,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtGui import QIcon
+
+from .ces_process import SETTING_CES_EXECUTABLE, CesResult, run_ces
+
+ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
+HOMEPAGE = "https://github.com/crossearth-sar/crossearth-sar"
+DEVICE_OPTIONS = ["auto", "cpu", "cuda"]
+MODEL_FILTER = "CrossEarth-SAR models (*.safetensors);;All files (*.*)"
+EMBEDDED_MODEL_HINT = "leave it empty to use the model that comes with CrossEarth-SAR"
+PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EMBEDDED_MODEL_NAME = "ces-ti-water.safetensors"   # as crossearth_cli/segment_cmd.py
+
+
+def configured_ces() -> str:
+    """The 'ces executable' Processing setting ('' when unset)."""
+    try:
+        from processing.core.ProcessingConfig import ProcessingConfig
+
+        value = ProcessingConfig.getSetting(SETTING_CES_EXECUTABLE)
+        if value is not None:
+            return str(value)
+    except ImportError:
+        pass
+    return str(QgsSettings().value(f"Processing/Configuration/{SETTING_CES_EXECUTABLE}", "") or "")
+
+
+def embedded_model_path() -> Optional[str]:
+    """The model that comes with CrossEarth-SAR, in this plugin folder (which is also the
+    package folder, where ``ces`` finds it); None when this installation has none."""
+    path = os.path.join(PLUGIN_FOLDER, "models", EMBEDDED_MODEL_NAME)
+    return path if os.path.isfile(path) else None
+
+
+class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
+    """After Processing loads an output layer, apply the style stored with its data.
+
+    ces stores a categorized QML (the model's class colours) in the GeoPackage's
+    ``layer_styles`` table; the class raster gets a paletted ``NAME.qml`` beside it.
+    """
+
+    _alive: list["LoadDefaultStyle"] = []
+
+    def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS's name)
+        if layer is None or not layer.isValid():
+            return
+        if isinstance(layer, QgsVectorLayer) and layer.renderer() is not None \
+                and layer.renderer().type() == "categorizedSymbol":
+            return
+        if isinstance(layer, QgsRasterLayer) and layer.renderer() is not None \
+                and layer.renderer().type() == "paletted":
+            return
+        message, ok = layer.loadDefaultStyle()
+        if ok:
+            layer.triggerRepaint()
+        elif feedback is not None:
+            feedback.pushInfo(f"No style stored with {layer.source()}: {message}")
+
+    @classmethod
+    def create(cls) -> "LoadDefaultStyle":
+        """A new instance per output layer, kept referenced here: Processing holds only a
+        pointer until it loads the layer, and an instance must not be reused across runs."""
+        instance = cls()
+        cls._alive = cls._alive[-63:] + [instance]
+        return instance
+
+
+class CesAlgorithm(QgsProcessingAlgorithm):
+    """Base of the algorithms: a subclass sets COMMAND and the parameter name tuples."""
+
+    COMMAND = ""
+    RASTER_INPUTS: tuple[str, ...] = ()        # single raster layer parameters
+    MULTI_RASTER_INPUTS: tuple[str, ...] = ()  # multiple raster layer parameters
+    MODEL_INPUTS: tuple[str, ...] = ()         # optional model file parameters
+    OPTION_PARAMETERS: dict[str, str] = {}     # ces option -> parameter (for messages)
+    STAGE_WEIGHTS: dict[str, float] = {}       # ces progress stages sharing one bar, in order
+
+    # --- identity ---------------------------------------------------------------------
+    def createInstance(self):  # noqa: N802
+        return type(self)()
+
+    def icon(self) -> QIcon:
+        return QIcon(ICON_PATH)
+
+    def svgIconPath(self) -> str:  # noqa: N802
+        return ICON_PATH
+
+    def helpUrl(self) -> str:  # noqa: N802
+        return HOMEPAGE
+
+    # --- input checks -----------------------------------------------------------------
+    def checkParameterValues(self, parameters, context):  # noqa: N802
+        try:
+            for name in self.RASTER_INPUTS:
+                self.raster_file(parameters, name, context)
+            for name in self.MULTI_RASTER_INPUTS:
+                self.raster_files(parameters, name, context)
+            for name in self.MODEL_INPUTS:
+                self.model_file(parameters, name, context)
+            self.check_extra(parameters, context)
+        except QgsProcessingException as e:
+            return False, str(e)
+        return super().checkParameterValues(parameters, context)
+
+    def check_extra(self, parameters, context) -> None:
+        """Algorithm-specific checks; raise QgsProcessingException with what to do."""
+
+    def _label(self, name: str) -> str:
+        definition = self.parameterDefinition(name)
+        return definition.description().split(" (")[0] if definition is not None else name
+
+    @staticmethod
+    def _shown(value) -> str:
+        if value is None:
+            return "(nothing)"
+        if hasattr(value, "name") and callable(value.name):
+            return value.name()
+        if hasattr(value, "source"):  # QgsProcessingFeatureSourceDefinition and friends
+            try:
+                return value.source.staticValue()
+            except Exception:  # noqa: BLE001
+                pass
+        return str(value)
+
+    def layer_file(self, layer, label: str, shown: str, kind: str = "raster") -> str:
+        """The file behind ``layer``; QgsProcessingException when ces cannot read it."""
+        if layer is None or not layer.isValid():
+            if kind == "raster":
+                raise QgsProcessingException(
+                    f"{label}: '{shown}' is not a raster layer. Choose a SAR raster that GDAL "
+                    "can read (for example a Sentinel-1 GeoTIFF); vector layers and other "
+                    "files cannot be used here.")
+            raise QgsProcessingException(f"{label}: '{shown}' is not a layer QGIS can open.")
+        provider = layer.providerType()
+        if provider not in ("gdal", "ogr"):
+            raise QgsProcessingException(
+                f"{label}: layer '{layer.name()}' comes from the '{provider}' provider, not "
+                "from a file, and ces reads files. Save it to a GeoTIFF first (Raster > "
+                "Conversion > Translate, or right-click > Export > Save As...) and use that.")
+        source = layer.source()
+        if os.path.exists(source):
+            return source
+        decoded = QgsProviderRegistry.instance().decodeUri(provider, source)
+        path = decoded.get("path") or ""
+        if path and os.path.exists(path) and not decoded.get("layerName") \
+                and not decoded.get("layerId"):
+            return path
+        if path and not os.path.exists(path):
+            raise QgsProcessingException(f"{label}: the file {path} does not exist.")
+        return source  # a GDAL/OGR connection string (/vsizip/..., NETCDF:...): passed as is
+
+    def raster_file(self, parameters, name: str, context) -> str:
+        """The file path of a raster layer parameter (actionable error when it is not one)."""
+        layer = self.parameterAsRasterLayer(parameters, name, context)
+        return self.layer_file(layer, self._label(name), self._shown(parameters.get(name)))
+
+    def raster_files(self, parameters, name: str, context) -> list[str]:
+        """The file paths of a multiple-raster parameter (at least one)."""
+        layers = self.parameterAsLayerList(parameters, name, context)
+        values = parameters.get(name)
+        if not isinstance(values, (list, tuple)):
+            values = [values]
+        if not layers:
+            raise QgsProcessingException(
+                f"{self._label(name)}: no raster layer given ('{self._shown(values)}'). Choose "
+                "one or more SAR rasters (GeoTIFF or any raster GDAL can read).")
+        paths = []
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, QgsRasterLayer):
+                shown = layer.name() if layer is not None else self._shown(values[min(i, len(values) - 1)])
+                raise QgsProcessingException(
+                    f"{self._label(name)}: '{shown}' is not a raster layer. Choose SAR rasters "
+                    "that GDAL can read (for example Sentinel-1 GeoTIFFs).")
+            paths.append(self.layer_file(layer, self._label(name), layer.name()))
+        if len(layers) < len(values):
+            raise QgsProcessingException(
+                f"{self._label(name)}: some of {self._shown(values)} could not be opened as "
+                "raster layers. Choose SAR rasters that GDAL can read.")
+        return paths
+
+    def model_file(self, parameters, name: str, context) -> Optional[str]:
+        """The model path of an optional model parameter, None for the embedded default."""
+        path = (self.parameterAsFile(parameters, name, context) or "").strip()
+        if not path:
+            return None
+        if not os.path.isfile(path):
+            raise QgsProcessingException(
+                f"{self._label(name)}: the model file {path} does not exist. Choose a "
+                "CrossEarth-SAR model (.safetensors, e.g. one written by the Fine-tune "
+                f"algorithm), or {EMBEDDED_MODEL_HINT}.")
+        return path
+
+    def output_path(self, parameters, name: str, context, optional: bool = False) -> Optional[str]:
+        """The file path of a destination parameter (None for an optional one left unset)."""
+        definition = self.parameterDefinition(name)
+        kind = definition.type() if definition is not None else ""
+        if kind in ("vectorDestination", "rasterDestination", "sink"):
+            path = self.parameterAsOutputLayer(parameters, name, context)
+        else:
+            path = self.parameterAsFileOutput(parameters, name, context)
+        if not path:
+            if optional:
+                return None
+            raise QgsProcessingException(f"{self._label(name)}: no output file given.")
+        if path.startswith(("ogr:", "postgres:", "memory:", "postgis:")):
+            raise QgsProcessingException(
+                f"{self._label(name)}: ces writes files; choose 'Save to File...' "
+                f"instead of '{path.split(':')[0]}'.")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise QgsProcessingException(
+                f"{self._label(name)}: the folder {folder} does not exist; choose an existing "
+                "folder for the output.")
+        return path
+
+    @staticmethod
+    def is_set(parameters, name: str) -> bool:
+        """True when an optional parameter has a value (not None, not an empty string)."""
+        value = parameters.get(name)
+        return value is not None and not (isinstance(value, str) and not value.strip())
+
+    # --- running ------------------------------------------------------------------------
+    def explain(self, message: str) -> str:
+        """A ces message with its command-line options named as this dialog's parameters."""
+        def name(match):
+            parameter = self.OPTION_PARAMETERS.get(match.group(0))
+            if parameter is None:
+                return match.group(0)
+            return f"{match.group(0)} (parameter '{self._label(parameter)}')"
+
+        return re.sub(r"--[a-z][a-z-]*", name, message)
+
+    def run_command(self, args: Iterable[object], feedback: QgsProcessingFeedback,
+                    outputs: Iterable[Optional[str]]) -> CesResult:
+        """Run ``ces COMMAND ARGS --progress json``; outputs are removed after Cancel/failure."""
+        return run_ces([self.COMMAND, *map(str, args), "--progress", "json"], feedback,
+                       [o for o in outputs if o], configured_executable=configured_ces(),
+                       explain=self.explain, stage_weights=self.STAGE_WEIGHTS)
+
+    @staticmethod
+    def style_on_load(context: QgsProcessingContext, path: Optional[str]) -> None:
+        """Apply the style stored with ``path`` when Processing loads it."""
+        if path and context.willLoadLayerOnCompletion(path):
+            details = context.layerToLoadOnCompletionDetails(path)
+            details.setPostProcessor(LoadDefaultStyle.create())

@@ -1,0 +1,379 @@
+"""Run the ``ces`` command line as a child process and relay it to a Processing feedback.
+
+The provider never imports torch: every algorithm builds a ``ces ... --progress json``
+command line and hands it to :func:`run_ces`, which runs it with :class:`QProcess`, turns the
+JSON lines of DESIGN §5 into progress and stage text, errors into ``reportError`` plus a
+:class:`QgsProcessingException`, and a Cancel into SIGINT (then SIGKILL) within 5 s, after
+which nothing is left at the output paths.
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import shutil
+import signal
+import time
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Callable, Iterable, Optional
+
+from qgis.core import QgsProcessingException, QgsProcessingFeedback
+from qgis.PyQt.QtCore import QProcess, QProcessEnvironment
+
+# The Processing setting (Settings > Options > Processing > Providers > CrossEarth-SAR).
+SETTING_CES_EXECUTABLE = "CES_EXECUTABLE"
+# The same, from the environment (handy for qgis_process and CI).
+ENV_CES_EXECUTABLE = "CES_EXECUTABLE"
+CLI_MODULE = "crossearth_sar.crossearth_cli.main"
+
+HOW_TO_SET = (
+    "Install CrossEarth-SAR (pip install crossearth-sar) in a Python environment, then set "
+    "'ces executable' in Settings > Options > Processing > Providers > CrossEarth-SAR to the "
+    "full path of its `ces` program (e.g. /path/to/venv/bin/ces) or of a Python interpreter "
+    "that has the crossearth_sar package (e.g. /path/to/venv/bin/python)."
+)
+
+INTERRUPT_GRACE_S = 3.0   # after SIGINT, wait this long before SIGKILL
+POLL_MS = 100             # how often a running process is checked for output and Cancel
+_SIDE_FILES = ("-journal", "-wal", "-shm", ".aux.xml")
+
+_PYTHON_NAME = re.compile(r"^python(\d+(\.\d+)?)?(\.exe)?$", re.IGNORECASE)
+
+
+@dataclass
+class CesCommand:
+    """The program and the leading arguments that make up ``ces``.
+
+    ``program`` is an absolute path; ``prefix`` is ``[]`` for the ``ces`` program itself or
+    ``["-m", CLI_MODULE]`` for a Python interpreter that has the crossearth_sar package.
+    """
+
+    program: str
+    prefix: list[str] = field(default_factory=list)
+
+    def arguments(self, args: Iterable[str]) -> list[str]:
+        return [*self.prefix, *map(str, args)]
+
+    def display(self, args: Iterable[str]) -> str:
+        """The command as one shell-quoted line (for the log)."""
+        import shlex
+
+        return " ".join(shlex.quote(a) for a in [self.program, *self.arguments(args)])
+
+
+def is_python_interpreter(path: str) -> bool:
+    """True when ``path`` names a Python interpreter (python, python3, python3.11, ...)."""
+    return bool(_PYTHON_NAME.match(os.path.basename(path)))
+
+
+def resolve_ces(configured: Optional[str]) -> CesCommand:
+    """The ``ces`` command from the setting value, the environment or PATH.
+
+    Order: the Processing setting, then the ``CES_EXECUTABLE`` environment variable, then
+    ``ces`` on PATH. A value naming a Python interpreter runs ``python -m`` the CLI module.
+    Raises QgsProcessingException (saying how to set it) when nothing usable is found.
+    """
+    value = (configured or "").strip() or os.environ.get(ENV_CES_EXECUTABLE, "").strip()
+    if value:
+        path = os.path.expanduser(value)
+        if not os.path.isabs(path):
+            found = shutil.which(path)
+            if found is None:
+                raise QgsProcessingException(
+                    f"The ces executable '{value}' was not found on PATH. {HOW_TO_SET}")
+            path = found
+        if not os.path.isfile(path):
+            raise QgsProcessingException(
+                f"The ces executable '{value}' does not exist. {HOW_TO_SET}")
+        if not os.access(path, os.X_OK):
+            raise QgsProcessingException(
+                f"The ces executable '{value}' is not executable. {HOW_TO_SET}")
+    else:
+        path = shutil.which("ces")
+        if path is None:
+            raise QgsProcessingException(
+                f"The CrossEarth-SAR command line `ces` was not found on PATH. {HOW_TO_SET}")
+    if is_python_interpreter(path):
+        return CesCommand(path, ["-m", CLI_MODULE])
+    return CesCommand(path)
+
+
+@dataclass
+class CesResult:
+    """What a finished ``ces`` run reported: its ``done`` event and the warnings on stderr."""
+
+    done: dict
+    warnings: list[str]
+
+    @property
+    def outputs(self) -> dict:
+        return self.done.get("outputs") or {}
+
+
+class _OutputGuard:
+    """Remembers the state of output paths before a run; removes what the run left behind.
+
+    Removes an output path that is new or changed since the start, and any temporary sibling
+    of it in the pattern of core/atomic.py (``.NAME.tmp-XXXXXXXX.EXT`` plus SQLite side files)
+    created since the start.
+    """
+
+    def __init__(self, paths: Iterable[str]):
+        self.paths = [os.path.abspath(p) for p in paths if p]
+        self.started = time.time() - 1.0
+        self.before = {p: self._stamp(p) for p in self.paths}
+
+    @staticmethod
+    def _stamp(path: str):
+        try:
+            st = os.stat(path)
+            return (st.st_mtime_ns, st.st_size)
+        except OSError:
+            return None
+
+    def leftovers(self, work_folders: bool = False) -> list[str]:
+        """What the run left: changed outputs, their temporaries and, with ``work_folders``
+        (after a kill, when ces could not clean up), its ``.ces-*`` work folders."""
+        found = []
+        for path in self.paths:
+            stamp = self._stamp(path)
+            if stamp is not None and stamp != self.before[path]:
+                found.append(path)
+                found += [path + side for side in _SIDE_FILES if os.path.exists(path + side)]
+            folder, name = os.path.split(path)
+            suffix = "".join(PurePath(name).suffixes)   # as core/atomic.temporary_sibling
+            stem = name[: len(name) - len(suffix)] if suffix else name
+            for tmp in glob.glob(os.path.join(glob.escape(folder), f".{glob.escape(stem)}.tmp-*")):
+                try:
+                    if os.stat(tmp).st_mtime >= self.started:
+                        found.append(tmp)
+                except OSError:
+                    pass
+            if work_folders:
+                for tmp in glob.glob(os.path.join(glob.escape(folder), ".ces-*")):
+                    try:
+                        if os.stat(tmp).st_mtime >= self.started and tmp not in found:
+                            found.append(tmp)
+                    except OSError:
+                        pass
+        return found
+
+    def clean(self, work_folders: bool = False) -> list[str]:
+        removed = []
+        for path in self.leftovers(work_folders):
+            try:
+                if os.path.isdir(path) and not os.path.islink(path):
+                    shutil.rmtree(path)
+                else:
+                    os.remove(path)
+                removed.append(path)
+            except OSError:
+                pass
+        return removed
+
+
+def _stop(process: QProcess, feedback: QgsProcessingFeedback) -> bool:
+    """Interrupt the child (SIGINT: ces removes its temporary files), then kill it.
+    True when it had to be killed."""
+    pid = int(process.processId() or 0)
+    if pid > 0 and os.name != "nt":
+        try:
+            os.kill(pid, signal.SIGINT)
+        except OSError:
+            pass
+        deadline = time.monotonic() + INTERRUPT_GRACE_S
+        while process.state() != QProcess.NotRunning and time.monotonic() < deadline:
+            process.waitForFinished(POLL_MS)
+    if process.state() == QProcess.NotRunning:
+        return False
+    feedback.pushInfo("ces did not stop on interrupt; killing it")
+    process.kill()
+    process.waitForFinished(1500)
+    return True
+
+
+class _LineRelay:
+    """Splits a byte stream into lines and hands complete lines to ``handle``."""
+
+    def __init__(self, handle):
+        self.handle = handle
+        self.buffer = b""
+
+    def feed(self, data: bytes) -> None:
+        self.buffer += bytes(data)
+        *lines, self.buffer = self.buffer.split(b"\n")
+        for line in lines:
+            self.handle(line.decode("utf-8", "replace").rstrip("\r"))
+
+    def flush(self) -> None:
+        if self.buffer:
+            line, self.buffer = self.buffer, b""
+            self.handle(line.decode("utf-8", "replace").rstrip("\r"))
+
+
+class _EventHandler:
+    """Turns the JSON events on stdout and the lines on stderr into feedback calls."""
+
+    def __init__(self, feedback: QgsProcessingFeedback,
+                 stage_weights: Optional[dict[str, float]] = None):
+        self.feedback = feedback
+        self.stage_weights = dict(stage_weights or {})
+        self.done: Optional[dict] = None
+        self.error: Optional[str] = None
+        self.stderr_errors: list[str] = []
+        self.stderr_tail: list[str] = []
+        self.warnings: list[str] = []
+        self.stage: Optional[str] = None
+
+    def stdout_line(self, line: str) -> None:
+        if not line.strip():
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict) or "event" not in event:
+            self.feedback.pushConsoleInfo(line)
+            return
+        kind = event.get("event")
+        if kind == "progress":
+            stage = str(event.get("stage") or "")
+            done, total = int(event.get("done") or 0), int(event.get("total") or 0)
+            if stage != self.stage:
+                self.stage = stage
+                self.feedback.pushInfo(f"Stage: {stage}")
+            self.feedback.setProgressText(f"{stage} ({done}/{total})" if total else stage)
+            if total > 0:
+                self.feedback.setProgress(self.percent(stage, min(done / total, 1.0)))
+        elif kind == "done":
+            self.done = event
+        elif kind == "error":
+            self.error = str(event.get("message") or "ces failed")
+        elif kind == "warning":
+            self._warn(str(event.get("message") or ""))
+        else:
+            self.feedback.pushConsoleInfo(line)
+
+    def percent(self, stage: str, fraction: float) -> float:
+        """Overall percent: stages with a weight share one bar, in the order given; any
+        other stage runs its own 0..100."""
+        if stage not in self.stage_weights:
+            return max(0.0, min(100.0, 100.0 * fraction))
+        names = list(self.stage_weights)
+        before = sum(self.stage_weights[n] for n in names[:names.index(stage)])
+        whole = sum(self.stage_weights.values()) or 1.0
+        return max(0.0, min(100.0, 100.0 * (before + self.stage_weights[stage] * fraction) / whole))
+
+    def stderr_line(self, line: str) -> None:
+        if not line.strip():
+            return
+        self.stderr_tail = (self.stderr_tail + [line])[-20:]
+        low = line.lower()
+        if low.startswith("ces: warning:"):
+            self._warn(line.split(":", 2)[2].strip())
+        elif low.startswith(("ces: error:", "ces: failed:", "error:", "usage:")) \
+                or low.startswith("traceback"):
+            self.stderr_errors.append(line)
+            self.feedback.pushConsoleInfo(line)
+        else:
+            self.feedback.pushConsoleInfo(line)
+
+    def _warn(self, message: str) -> None:
+        if message and message not in self.warnings:
+            self.warnings.append(message)
+            self.feedback.pushWarning(message)
+
+    def failure_message(self, exit_code: int) -> str:
+        if self.error:
+            return self.error
+        if self.stderr_errors:
+            return " ".join(self.stderr_errors)
+        if self.stderr_tail:
+            return self.stderr_tail[-1]
+        return f"ces ended with exit status {exit_code} and no message"
+
+
+def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
+            outputs: Iterable[str] = (), configured_executable: Optional[str] = None,
+            ces: Optional[CesCommand] = None,
+            explain: Optional[Callable[[str], str]] = None,
+            stage_weights: Optional[dict[str, float]] = None) -> CesResult:
+    """Run ``ces ARGS`` (ARGS should include ``--progress json``) and relay it to ``feedback``.
+
+    ``outputs``: the output paths this run writes; after Cancel or a failure, whatever the
+    run left there (and temporary siblings) is removed. ``explain`` rewrites an error message
+    for the user (e.g. names command-line options as dialog parameters). ``stage_weights``
+    ({stage: weight}, in running order) joins those stages into one progress bar. Returns
+    the ``done`` event and the warnings.
+    Raises QgsProcessingException on a missing executable, a failure, or Cancel.
+    """
+    feedback = feedback or QgsProcessingFeedback()
+    args = [str(a) for a in args]
+    ces = ces or resolve_ces(configured_executable)
+    guard = _OutputGuard(outputs)
+    feedback.pushCommandInfo(ces.display(args))
+
+    process = QProcess()
+    env = QProcessEnvironment.systemEnvironment()
+    env.insert("PYTHONUNBUFFERED", "1")
+    env.insert("PYTHONIOENCODING", "utf-8")
+    process.setProcessEnvironment(env)
+    process.setProgram(ces.program)
+    process.setArguments(ces.arguments(args))
+    handler = _EventHandler(feedback, stage_weights)
+    out, err = _LineRelay(handler.stdout_line), _LineRelay(handler.stderr_line)
+
+    process.start()
+    if not process.waitForStarted(30000):
+        raise QgsProcessingException(
+            f"Could not start {ces.program}: {process.errorString()}. {HOW_TO_SET}")
+    process.closeWriteChannel()
+
+    canceled = killed = False
+    while True:
+        finished = process.waitForFinished(POLL_MS) or process.state() == QProcess.NotRunning
+        out.feed(process.readAllStandardOutput())
+        err.feed(process.readAllStandardError())
+        if finished:
+            break
+        if feedback.isCanceled():
+            canceled = True
+            feedback.pushInfo("Canceling: stopping ces")
+            killed = _stop(process, feedback)
+            break
+    out.feed(process.readAllStandardOutput())
+    err.feed(process.readAllStandardError())
+    out.flush()
+    err.flush()
+
+    if canceled:
+        removed = guard.clean(work_folders=killed)
+        for path in removed:
+            feedback.pushInfo(f"Removed partial output {path}")
+        raise QgsProcessingException("Canceled: ces was stopped and no output was written.")
+
+    exit_code = process.exitCode()
+    crashed = process.exitStatus() != QProcess.NormalExit
+    if crashed or exit_code != 0 or handler.done is None:
+        guard.clean(work_folders=crashed)
+        if crashed:
+            message = (f"ces stopped unexpectedly ({process.errorString()}); "
+                       f"{handler.failure_message(exit_code)}")
+        elif exit_code == 0:
+            message = "ces ended without reporting its outputs (no 'done' event)"
+        else:
+            message = handler.failure_message(exit_code)
+            if exit_code == 2 and not message.lower().startswith("ces"):
+                message = f"ces rejected the input: {message}"
+        if explain is not None:
+            message = explain(message)
+        feedback.reportError(message, True)
+        raise QgsProcessingException(message)
+    feedback.setProgress(100)
+    return CesResult(handler.done, handler.warnings)
+
+
+__all__ = ["CesCommand", "CesResult", "resolve_ces", "run_ces", "is_python_interpreter",
+           "SETTING_CES_EXECUTABLE", "HOW_TO_SET"]

@@ -1,0 +1,78 @@
+"""Maps of the SAR physical descriptors H_DE, ENL and R_LR (``ces descriptors``)."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+)
+
+from .algorithm_base import CesAlgorithm
+
+HELP = """<p>Measures three physical properties of a SAR image, tile by tile, and writes them
+as a 3-band raster. They are the signals CrossEarth-SAR uses to pick its experts, and a quick
+way to see how different two scenes (or parts of a scene) are.</p>
+<ul>
+<li><b>Band 1, H_DE (directional entropy)</b>: how random the edge directions are. Low over
+man-made structures with dominant directions (fields, streets), high over natural
+surfaces.</li>
+<li><b>Band 2, ENL (equivalent number of looks)</b>: how smooth the image is, (mean/std)²
+of the log intensity. High over homogeneous areas such as calm water, low where speckle or
+texture is strong.</li>
+<li><b>Band 3, R_LR (local roughness)</b>: how much the brightness varies between small blocks
+of pixels. High over mixed landscapes and urban areas.</li>
+</ul>
+<p><b>Tile size</b> (pixels): the square each value describes. <b>Stride</b> (pixels): the
+step between tiles (0: the tile size, tiles side by side; half the tile size gives a finer,
+overlapping map). The output has one pixel per tile, placed on the scene, in its CRS. No-data
+pixels are left out of every measure; a tile with no valid pixel is no data. A summary of
+the whole scene (minimum, median, maximum of each descriptor) is printed in the log.</p>
+"""
+
+
+class DescriptorsAlgorithm(CesAlgorithm):
+    """``ces descriptors SCENE -o OUT.tif --tile T --stride S``."""
+
+    COMMAND = "descriptors"
+    INPUT, TILE, STRIDE, OUTPUT = "INPUT", "TILE", "STRIDE", "OUTPUT"
+    RASTER_INPUTS = (INPUT,)
+    OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE}
+
+    def name(self) -> str:
+        return "descriptors"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "SAR descriptor maps (H_DE, ENL, R_LR)"
+
+    def group(self) -> str:
+        return "Land cover"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "landcover"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return HELP
+
+    def tags(self) -> list[str]:
+        return ["sar", "radar", "entropy", "enl", "roughness", "texture", "speckle", "crossearth"]
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
+            defaultValue=512, minValue=8, maxValue=8192))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.STRIDE, "Stride (pixels, 0: the tile size)", QgsProcessingParameterNumber.Integer,
+            defaultValue=0, minValue=0, maxValue=8192))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Descriptor maps"))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        scene = self.raster_file(parameters, self.INPUT, context)
+        out = self.output_path(parameters, self.OUTPUT, context)
+        args = [scene, "-o", out,
+                "--tile", self.parameterAsInt(parameters, self.TILE, context), "--overwrite"]
+        stride = self.parameterAsInt(parameters, self.STRIDE, context)
+        if stride > 0:
+            args += ["--stride", stride]
+        self.run_command(args, feedback, [out])
+        return {self.OUTPUT: out}

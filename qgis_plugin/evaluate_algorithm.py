@@ -1,0 +1,214 @@
+"""Measure a model against reference labels (``ces evaluate``): IoU, mIoU, accuracy."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import urllib.parse
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputFile,
+    QgsProcessingOutputNumber,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterString,
+    QgsProcessingUtils,
+    QgsRasterLayer,
+    QgsVectorLayer,
+)
+
+from .algorithm_base import DEVICE_OPTIONS, EMBEDDED_MODEL_HINT, MODEL_FILTER, CesAlgorithm
+from .finetune_algorithm import SINGLE_LAYER_FORMATS
+
+HELP = """<p>Checks how well a model maps your scenes: it segments each SAR scene and compares
+the result with reference labels, pixel by pixel.</p>
+<p><b>SAR scenes</b>: the radar images to test on (ideally not the ones the model was
+fine-tuned on).</p>
+<p><b>Reference labels</b>: either label rasters on the same pixel grid as the scenes (paired
+with the scenes by file name, e.g. <i>X_S1Hand.tif</i> with <i>X_LabelHand.tif</i>; one scene
+and one label raster always pair), or one polygon layer with a <b>class field</b> (leave the
+field empty to use a field called class, label, value ...). Unlabelled pixels are not
+counted.</p>
+<p><b>Model</b>: %s.</p>
+<p><b>Results</b>: per-class IoU (intersection over union: 1 is perfect), mIoU (their
+mean), overall accuracy and the confusion matrix (rows: reference, columns: prediction),
+in a JSON file for scripts and an HTML report shown in the Results Viewer. mIoU and overall
+accuracy are also outputs usable in models.</p>
+""" % EMBEDDED_MODEL_HINT
+
+
+class EvaluateAlgorithm(CesAlgorithm):
+    """``ces evaluate --model M --images ... --labels ... --json OUT.json``."""
+
+    COMMAND = "evaluate"
+    INPUT, LABELS, CLASS_FIELD, MODEL = "INPUT", "LABELS", "CLASS_FIELD", "MODEL"
+    TILE, CLASSES, DEVICE = "TILE", "CLASSES", "DEVICE"
+    OUTPUT, OUTPUT_HTML = "OUTPUT", "OUTPUT_HTML"
+    MIOU, OVERALL_ACCURACY = "MIOU", "OVERALL_ACCURACY"
+    EXPERTS_PLOT = "EXPERTS_PLOT"
+    MULTI_RASTER_INPUTS = (INPUT,)
+    MODEL_INPUTS = (MODEL,)
+    OPTION_PARAMETERS = {"--images": INPUT, "--labels": LABELS, "--class-field": CLASS_FIELD,
+                         "--model": MODEL, "--tile": TILE, "--classes": CLASSES,
+                         "--device": DEVICE, "--json": OUTPUT}
+
+    def name(self) -> str:
+        return "evaluate"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Evaluate model against reference labels"
+
+    def group(self) -> str:
+        return "Training"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "training"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return HELP
+
+    def tags(self) -> list[str]:
+        return ["sar", "accuracy", "iou", "miou", "confusion matrix", "validation", "crossearth"]
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.INPUT, "SAR scenes", QgsProcessing.TypeRaster))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.LABELS, "Reference labels (label rasters, or one polygon layer)",
+            QgsProcessing.TypeMapLayer))
+        self.addParameter(QgsProcessingParameterString(
+            self.CLASS_FIELD, "Class field of the polygons (empty: guess)", optional=True))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model (empty: the model that comes with CrossEarth-SAR)",
+            behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
+        advanced = [
+            QgsProcessingParameterNumber(
+                self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
+                defaultValue=512, minValue=28, maxValue=8192),
+            QgsProcessingParameterFile(
+                self.CLASSES, "Classes file (YAML or JSON)", optional=True,
+                fileFilter="Classes files (*.yaml *.yml *.json);;All files (*.*)"),
+        ]
+        for parameter in advanced:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT, "Metrics (JSON)", fileFilter="JSON files (*.json)"))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_HTML, "Report (HTML)", fileFilter="HTML files (*.html)",
+            optional=True, createByDefault=True))
+        self.addOutput(QgsProcessingOutputFile(self.EXPERTS_PLOT, "Expert activation plot (PNG)"))
+        self.addOutput(QgsProcessingOutputNumber(self.MIOU, "mIoU"))
+        self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, "Overall accuracy"))
+
+    def label_files(self, parameters, context, feedback) -> list[str]:
+        """Label rasters as files, or one polygon layer as a single-layer file."""
+        layers = self.parameterAsLayerList(parameters, self.LABELS, context)
+        if not layers:
+            raise QgsProcessingException(
+                "Reference labels: nothing given. Choose label rasters on the scenes' grid, or "
+                "one polygon layer with a class field.")
+        vectors = [lyr for lyr in layers if isinstance(lyr, QgsVectorLayer)]
+        rasters = [lyr for lyr in layers if isinstance(lyr, QgsRasterLayer)]
+        if vectors and (rasters or len(vectors) > 1):
+            raise QgsProcessingException(
+                "Reference labels: give either label rasters or exactly one polygon layer, "
+                "not a mix.")
+        if vectors:
+            layer = vectors[0]
+            if layer.geometryType() != 2:  # QgsWkbTypes.PolygonGeometry
+                raise QgsProcessingException(
+                    f"Reference labels: '{layer.name()}' is not a polygon layer. Choose label "
+                    "rasters or a polygon layer with a class field.")
+            return [QgsProcessingUtils.convertToCompatibleFormat(
+                layer, False, "labels", SINGLE_LAYER_FORMATS, "gpkg", context, feedback)]
+        return [self.layer_file(lyr, self._label(self.LABELS), lyr.name()) for lyr in rasters]
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        images = self.raster_files(parameters, self.INPUT, context)
+        model = self.model_file(parameters, self.MODEL, context)
+        labels = self.label_files(parameters, context, feedback)
+        out = self.output_path(parameters, self.OUTPUT, context)
+        report = self.output_path(parameters, self.OUTPUT_HTML, context, optional=True)
+        plot = os.path.splitext(out)[0] + ".experts.png"
+
+        args = []
+        for image in images:
+            args += ["--images", image]
+        for label in labels:
+            args += ["--labels", label]
+        args += ["--json", out, "--experts-plot", plot,
+                 "--tile", self.parameterAsInt(parameters, self.TILE, context),
+                 "--device", DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                 "--overwrite"]
+        class_field = (self.parameterAsString(parameters, self.CLASS_FIELD, context) or "").strip()
+        if class_field:
+            args += ["--class-field", class_field]
+        if model:
+            args += ["--model", model]
+        classes = (self.parameterAsFile(parameters, self.CLASSES, context) or "").strip()
+        if classes:
+            args += ["--classes", classes]
+        result = self.run_command(args, feedback, [out, plot])
+        plot = result.outputs.get("experts_plot")
+
+        with open(out, encoding="utf-8") as f:
+            metrics = json.load(f)
+        miou = metrics.get("miou")
+        accuracy = metrics.get("overall_accuracy")
+        feedback.pushInfo(f"mIoU: {miou}  overall accuracy: {accuracy}")
+        for name, iou in (metrics.get("per_class_iou") or {}).items():
+            feedback.pushInfo(f"IoU {name}: {iou}")
+        if report:
+            with open(report, "w", encoding="utf-8") as f:
+                f.write(metrics_html(metrics, model or "embedded model", plot))
+        return {self.OUTPUT: out, self.OUTPUT_HTML: report, self.EXPERTS_PLOT: plot,
+                self.MIOU: miou, self.OVERALL_ACCURACY: accuracy}
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return html.escape(str(value))
+
+
+def metrics_html(metrics: dict, model: str, plot: str | None = None) -> str:
+    """A small self-contained HTML report of the metrics JSON of ``ces evaluate``
+    (keys miou, per_class_iou, overall_accuracy, confusion_matrix, classes, pixels)."""
+    per_class = metrics.get("per_class_iou") or {}
+    names = list(metrics.get("classes") or per_class)
+    rows = "".join(f"<tr><td>{html.escape(str(n))}</td><td>{_fmt(per_class.get(n))}</td></tr>"
+                   for n in names)
+    matrix = metrics.get("confusion_matrix") or []
+    head = "".join(f"<th>{html.escape(str(n))}</th>" for n in names)
+    body = "".join(
+        "<tr><th>" + html.escape(str(names[i] if i < len(names) else i)) + "</th>"
+        + "".join(f"<td>{int(c)}</td>" for c in row) + "</tr>" for i, row in enumerate(matrix))
+    image = ""
+    if plot:
+        uri = "file://" + urllib.parse.quote(os.path.abspath(plot))
+        image = f'<h3>Expert activation</h3><img src="{html.escape(uri)}" alt="experts">'
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>CrossEarth-SAR evaluation</title>
+<style>body{{font-family:sans-serif}} td,th{{border:1px solid #999;padding:2px 8px;text-align:right}}
+table{{border-collapse:collapse;margin-bottom:1em}}</style></head><body>
+<h2>CrossEarth-SAR evaluation</h2>
+<p>Model: {html.escape(os.path.basename(model))}; {_fmt(metrics.get('pixels'))} labelled pixels</p>
+<p><b>mIoU</b>: {_fmt(metrics.get('miou'))} &nbsp; <b>Overall accuracy</b>:
+{_fmt(metrics.get('overall_accuracy'))}</p>
+<h3>IoU per class</h3><table><tr><th>class</th><th>IoU</th></tr>{rows}</table>
+<h3>Confusion matrix (rows: reference, columns: prediction; pixels)</h3>
+<table><tr><th></th>{head}</tr>{body}</table>
+{image}
+</body></html>
+"""

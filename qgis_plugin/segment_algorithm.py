@@ -1,0 +1,157 @@
+"""Segment a SAR scene into land-cover polygons (``ces segment``)."""
+from __future__ import annotations
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+)
+
+from .algorithm_base import (
+    DEVICE_OPTIONS,
+    EMBEDDED_MODEL_HINT,
+    MODEL_FILTER,
+    CesAlgorithm,
+    embedded_model_path,
+)
+from .class_style import model_classes, style_class_raster
+
+HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
+(for the model that comes with CrossEarth-SAR: water and not water), written to a GeoPackage
+that opens coloured by class.</p>
+<p><b>SAR scene</b>: a radar image file (for example a Sentinel-1 GRD GeoTIFF, in dB,
+linear intensity, amplitude or an 8-bit quicklook; complex SLC works too). Any size: the scene
+is processed tile by tile, so memory stays flat.</p>
+<p><b>Model</b>: a CrossEarth-SAR model file (.safetensors), for example one made with
+<i>Fine-tune on labelled polygons</i>; %s.</p>
+<p><b>Tile size</b> and <b>tile overlap</b> (pixels): the scene is cut into overlapping tiles
+whose predictions are blended, so there are no seams. Bigger tiles see more context and need
+more memory.</p>
+<p><b>Device</b>: <i>auto</i> uses an NVIDIA GPU when one is available, else the CPU.</p>
+<p><b>Minimum polygon area</b> (m&sup2;): patches smaller than this are merged into their
+largest neighbour before polygons are made (empty: 4 pixels; 0 keeps every pixel).
+<b>Simplify tolerance</b> (m): polygon outlines are simplified by up to this distance while
+neighbours keep sharing their boundaries exactly (empty: 3/4 of a pixel; 0 keeps the exact
+pixel edges).</p>
+<p><b>Outputs</b>: polygons with the fields <i>class_id</i>, <i>class_name</i>,
+<i>area_m2</i> (square metres, geodesic for latitude/longitude data) and
+<i>mean_confidence</i> (0 to 1), in the CRS of the scene. Optionally also the class raster
+(one class value per pixel, 255 = no data) and a confidence raster (the model's probability
+of the chosen class). Use GeoPackage for the polygons to keep the class colours.</p>
+<p>If the scene looks very different from what the model was trained on, a warning says
+so in the log: check the result, or fine-tune on a few labelled areas of your own.</p>
+<p>Cancel stops the computation within seconds and leaves no partial files.</p>
+""" % EMBEDDED_MODEL_HINT
+
+
+class SegmentAlgorithm(CesAlgorithm):
+    """``ces segment SCENE -o OUT [--model M] [--tile] [--overlap] ...``."""
+
+    COMMAND = "segment"
+    INPUT, MODEL, TILE, OVERLAP, DEVICE = "INPUT", "MODEL", "TILE", "OVERLAP", "DEVICE"
+    BATCH, MIN_AREA, SIMPLIFY = "BATCH", "MIN_AREA", "SIMPLIFY"
+    OUTPUT, OUTPUT_RASTER, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_RASTER", "OUTPUT_CONFIDENCE"
+    RASTER_INPUTS = (INPUT,)
+    MODEL_INPUTS = (MODEL,)
+    STAGE_WEIGHTS = {"segment": 85.0, "sieve": 3.0, "vectorize": 12.0}
+    OPTION_PARAMETERS = {"--model": MODEL, "--tile": TILE, "--overlap": OVERLAP,
+                         "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
+                         "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
+                         "--confidence": OUTPUT_CONFIDENCE}
+
+    def name(self) -> str:
+        return "segment"
+
+    def displayName(self) -> str:  # noqa: N802
+        return "Segment SAR scene into land cover"
+
+    def group(self) -> str:
+        return "Land cover"
+
+    def groupId(self) -> str:  # noqa: N802
+        return "landcover"
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return HELP
+
+    def tags(self) -> list[str]:
+        return ["sar", "radar", "sentinel-1", "segmentation", "land cover", "classification",
+                "water", "flood", "deep learning", "crossearth"]
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
+        self.addParameter(QgsProcessingParameterFile(
+            self.MODEL, "Model (empty: the model that comes with CrossEarth-SAR)",
+            behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
+            defaultValue=512, minValue=16, maxValue=8192))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.OVERLAP, "Tile overlap (pixels)", QgsProcessingParameterNumber.Integer,
+            defaultValue=128, minValue=0, maxValue=4096))
+        self.addParameter(QgsProcessingParameterEnum(
+            self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, "Minimum polygon area (m², empty: 4 pixels)",
+            QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SIMPLIFY, "Simplify tolerance (m, empty: 3/4 of a pixel)",
+            QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
+        batch = QgsProcessingParameterNumber(
+            self.BATCH, "Tiles per batch", QgsProcessingParameterNumber.Integer,
+            defaultValue=4, minValue=1, maxValue=256)
+        batch.setFlags(batch.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(batch)
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, "Land cover polygons", QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_RASTER, "Class raster", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_CONFIDENCE, "Confidence raster", optional=True, createByDefault=False))
+
+    def check_extra(self, parameters, context) -> None:
+        tile = self.parameterAsInt(parameters, self.TILE, context)
+        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
+        if overlap >= tile:
+            raise QgsProcessingException(
+                f"Tile overlap ({overlap} px) must be smaller than the tile size ({tile} px); "
+                "a quarter of the tile size is a good choice.")
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        scene = self.raster_file(parameters, self.INPUT, context)
+        model = self.model_file(parameters, self.MODEL, context)
+        self.check_extra(parameters, context)
+        out = self.output_path(parameters, self.OUTPUT, context)
+        raster = self.output_path(parameters, self.OUTPUT_RASTER, context, optional=True)
+        confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context, optional=True)
+
+        args = [scene, "-o", out,
+                "--tile", self.parameterAsInt(parameters, self.TILE, context),
+                "--overlap", self.parameterAsInt(parameters, self.OVERLAP, context),
+                "--batch", self.parameterAsInt(parameters, self.BATCH, context),
+                "--device", DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                "--overwrite"]
+        for name, option in ((self.MIN_AREA, "--min-area"), (self.SIMPLIFY, "--simplify")):
+            if self.is_set(parameters, name):
+                args += [option, self.parameterAsDouble(parameters, name, context)]
+        if model:
+            args += ["--model", model]
+        if raster:
+            args += ["--raster", raster]
+        if confidence:
+            args += ["--confidence", confidence]
+        result = self.run_command(args, feedback, [out, raster, confidence])
+        self.style_on_load(context, out)
+        if raster:
+            classes = model_classes(model or embedded_model_path() or "")
+            if style_class_raster(raster, classes):
+                self.style_on_load(context, raster)
+        for key, value in result.outputs.items():
+            feedback.pushInfo(f"{key}: {value}")
+        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence}

@@ -1,0 +1,414 @@
+"""The QGIS Processing provider in real QGIS 3.22, in-process: registration, actionable errors,
+running the real ``ces`` as a child process, progress, Cancel, styled outputs."""
+from __future__ import annotations
+
+import configparser
+import re
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qgis.core")
+
+from _helpers_qgis import (  # noqa: E402
+    DEMO_LABELS,
+    DEMO_SCENE,
+    REPO,
+    ces_plugin,  # noqa: F401 (fixture)
+    ces_provider,  # noqa: F401 (fixture)
+    ces_setting,
+    files_named_like,
+    processes_mentioning,
+    qgis_app,  # noqa: F401 (fixture)
+    recording_feedback,
+    tiny_model,  # noqa: F401 (fixture)
+    with_venv_ces,  # noqa: F401 (fixture)
+    write_synthetic_scene,
+)
+
+pytestmark = pytest.mark.qgis
+
+ALGORITHMS = {"segment", "descriptors", "finetune", "evaluate"}
+
+
+def _run(alg: str, params: dict, feedback=None):
+    import processing
+
+    return processing.run(f"crossearth_sar:{alg}", params, feedback=feedback)
+
+
+def _vector_file(path: Path) -> Path:
+    """A small GeoPackage of points: a real file that is not a raster."""
+    from qgis.core import QgsCoordinateTransformContext, QgsFeature, QgsGeometry, \
+        QgsPointXY, QgsVectorFileWriter, QgsVectorLayer
+
+    layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "points", "memory")
+    feature = QgsFeature(layer.fields())
+    feature.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(-6.0, 40.0)))
+    feature["name"] = "a"
+    layer.dataProvider().addFeatures([feature])
+    options = QgsVectorFileWriter.SaveVectorOptions()
+    options.driverName = "GPKG"
+    err = QgsVectorFileWriter.writeAsVectorFormatV3(
+        layer, str(path), QgsCoordinateTransformContext(), options)
+    assert err[0] == QgsVectorFileWriter.NoError, err
+    del layer
+    return path
+
+
+# --- registration ---------------------------------------------------------------------------
+def test_provider_registers_with_id_and_algorithms(ces_provider):
+    from qgis.core import QgsApplication
+    from processing.core.ProcessingConfig import ProcessingConfig
+
+    from crossearth_sar.qgis_plugin.ces_process import SETTING_CES_EXECUTABLE
+    from crossearth_sar.version import __version__
+
+    assert ces_provider.id() == "crossearth_sar"
+    assert ces_provider.name() == "CrossEarth-SAR"
+    assert ces_provider.versionInfo() == __version__
+    assert not ces_provider.icon().isNull()
+    assert {a.name() for a in ces_provider.algorithms()} == ALGORITHMS
+    for name in ALGORITHMS:
+        alg = QgsApplication.processingRegistry().algorithmById(f"crossearth_sar:{name}")
+        assert alg is not None, name
+        assert len(alg.shortHelpString()) > 300, name   # written for an analyst
+        assert alg.displayName() and alg.group()
+    assert SETTING_CES_EXECUTABLE in ProcessingConfig.settings
+
+
+def test_segment_parameters_match_the_issue(ces_provider):
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById("crossearth_sar:segment")
+    names = {p.name() for p in alg.parameterDefinitions()}
+    assert {"INPUT", "MODEL", "TILE", "OVERLAP", "DEVICE", "MIN_AREA", "SIMPLIFY", "OUTPUT",
+            "OUTPUT_RASTER", "OUTPUT_CONFIDENCE"} <= names
+    assert alg.parameterDefinition("MODEL").flags() & alg.parameterDefinition("MODEL").FlagOptional
+    assert alg.parameterDefinition("OUTPUT").type() == "vectorDestination"
+    assert not alg.parameterDefinition("OUTPUT_RASTER").createByDefault()
+    finetune = QgsApplication.processingRegistry().algorithmById("crossearth_sar:finetune")
+    assert {"INPUT", "LABELS", "CLASS_FIELD", "BASE", "ITERATIONS", "OUTPUT"} <= {
+        p.name() for p in finetune.parameterDefinitions()}
+    assert finetune.parameterDefinition("CLASS_FIELD").parentLayerParameterName() == "LABELS"
+
+
+def test_plugin_unload_removes_and_init_restores_provider(ces_plugin):
+    from qgis.core import QgsApplication
+
+    from crossearth_sar import classFactory
+
+    registry = QgsApplication.processingRegistry()
+    ces_plugin.unload()                         # the session's plugin, put back below
+    assert registry.providerById("crossearth_sar") is None
+    plugin = classFactory(None)                 # what QGIS calls
+    plugin.initProcessing()
+    plugin.initGui()                            # idempotent
+    assert registry.providerById("crossearth_sar") is not None
+    assert registry.algorithmById("crossearth_sar:segment") is not None
+    plugin.unload()
+    assert registry.providerById("crossearth_sar") is None
+    ces_plugin.initProcessing()
+    assert registry.algorithmById("crossearth_sar:segment") is not None
+
+
+# --- actionable errors ----------------------------------------------------------------------
+def test_non_raster_input_is_refused_with_advice(ces_provider, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    points = _vector_file(tmp_path / "points.gpkg")
+    for alg in ("segment", "descriptors"):
+        with pytest.raises(QgsProcessingException) as err:
+            _run(alg, {"INPUT": str(points), "OUTPUT": str(tmp_path / "out.gpkg")})
+        message = str(err.value)
+        assert "points.gpkg" in message and "is not a raster layer" in message
+        assert "Choose a SAR raster" in message
+    assert not (tmp_path / "out.gpkg").exists()
+
+
+def test_missing_model_file_is_refused_with_advice(ces_provider, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    missing = tmp_path / "nowhere.safetensors"
+    with pytest.raises(QgsProcessingException) as err:
+        _run("segment", {"INPUT": str(DEMO_SCENE), "MODEL": str(missing),
+                         "OUTPUT": str(tmp_path / "out.gpkg")})
+    message = str(err.value)
+    assert str(missing) in message and "does not exist" in message
+    assert "leave it empty" in message and ".safetensors" in message
+
+
+def test_missing_ces_executable_says_how_to_set_it(ces_provider, tmp_path, monkeypatch):
+    from qgis.core import QgsProcessingException
+
+    params = {"INPUT": str(DEMO_SCENE), "OUTPUT": str(tmp_path / "d.tif")}
+    with ces_setting(str(tmp_path / "no" / "ces")):
+        with pytest.raises(QgsProcessingException) as err:
+            _run("descriptors", params)
+    message = str(err.value)
+    assert "does not exist" in message
+    assert "Settings > Options > Processing > Providers > CrossEarth-SAR" in message
+
+    # Unset: `ces` looked up on PATH, which has none here.
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CES_EXECUTABLE", raising=False)
+    with ces_setting(""):
+        with pytest.raises(QgsProcessingException) as err:
+            _run("descriptors", params)
+    assert "not found on PATH" in str(err.value) and "pip install" in str(err.value)
+    assert not (tmp_path / "d.tif").exists()
+
+
+def test_ces_option_names_are_explained_as_parameters(ces_provider):
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById("crossearth_sar:segment")
+    text = alg.explain("--tile 8: must be at least 16 pixels; see --unknown-option")
+    assert "--tile (parameter 'Tile size')" in text and "--unknown-option" in text
+
+
+def test_overlap_not_smaller_than_tile_is_refused(ces_provider, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="overlap .* must be smaller"):
+        _run("segment", {"INPUT": str(DEMO_SCENE), "TILE": 256, "OVERLAP": 256,
+                         "OUTPUT": str(tmp_path / "o.gpkg")})
+
+
+# --- running the real ces ---------------------------------------------------------------------
+def test_descriptors_runs_ces_through_a_python_interpreter(ces_provider, tmp_path):
+    """The setting may name a Python interpreter; progress and stage reach the feedback."""
+    from qgis.core import QgsRasterLayer
+
+    feedback = recording_feedback()
+    with ces_setting(sys.executable):
+        result = _run("descriptors", {"INPUT": str(DEMO_SCENE), "TILE": 128, "STRIDE": 64,
+                                      "OUTPUT": "TEMPORARY_OUTPUT"}, feedback)
+    out = Path(result["OUTPUT"])
+    assert out.suffix == ".tif" and out.is_file()
+    assert any("-m crossearth_sar.crossearth_cli.main descriptors" in c for c in feedback.commands)
+    assert any(t.startswith("descriptors") for t in feedback.texts)
+    assert feedback.progress_values and max(feedback.progress_values) == 100
+    layer = QgsRasterLayer(str(out), "d")
+    scene = QgsRasterLayer(str(DEMO_SCENE), "s")
+    assert layer.isValid() and layer.bandCount() == 3
+    assert layer.crs() == scene.crs()
+    assert layer.width() == len(range(0, scene.width(), 64))
+    del layer, scene
+
+
+def test_ces_failure_becomes_processing_exception(with_venv_ces, tmp_path):
+    """A scene ces rejects (entirely nodata): the one-line reason reaches reportError and the
+    exception, and no output is left."""
+    import numpy as np
+    import rasterio
+    from qgis.core import QgsProcessingException
+    from rasterio.transform import from_origin
+
+    scene = tmp_path / "empty_scene.tif"
+    with rasterio.open(scene, "w", driver="GTiff", width=64, height=64, count=1,
+                       dtype="float32", crs="EPSG:32630", transform=from_origin(0, 0, 10, 10),
+                       nodata=float("nan")) as dst:
+        dst.write(np.full((1, 64, 64), np.nan, dtype="float32"))
+    feedback = recording_feedback()
+    out = tmp_path / "d.tif"
+    with pytest.raises(QgsProcessingException) as err:
+        _run("descriptors", {"INPUT": str(scene), "TILE": 32, "OUTPUT": str(out)}, feedback)
+    assert "empty_scene.tif" in str(err.value) and "nodata" in str(err.value)
+    assert any("empty_scene.tif" in e for e in feedback.errors)
+    assert files_named_like(tmp_path, "d.") == []
+
+
+def _cancel_run(alg: str, params: dict, out: Path):
+    """Run, press Cancel at the first progress; the child must be gone within 5 s and no
+    output (nor temporary) left."""
+    from qgis.core import QgsProcessingException
+
+    feedback = recording_feedback(cancel_when_progress_above=0.0)
+    with pytest.raises(QgsProcessingException, match="Canceled"):
+        _run(alg, params, feedback)
+    stopped = time.monotonic()
+    assert feedback.canceled_at is not None, "the run ended before any progress"
+    assert stopped - feedback.canceled_at < 5.0
+    assert processes_mentioning(str(out)) == []
+    assert files_named_like(out.parent, out.stem) == []
+    return feedback
+
+
+def test_cancel_from_the_toolbox_task_interrupts_ces_and_leaves_nothing(with_venv_ces, tmp_path):
+    """As in the toolbox: the algorithm runs in a QgsProcessingAlgRunnerTask (worker thread)
+    and Cancel comes from the main thread. SIGINT suffices: ces removes its own temporaries."""
+    from qgis.core import QgsApplication, QgsProcessingAlgRunnerTask, QgsProcessingContext
+
+    scene = write_synthetic_scene(tmp_path / "big_scene.tif", size=1024)
+    out = tmp_path / "cancel_descriptors.tif"
+    alg = QgsApplication.processingRegistry().createAlgorithmById("crossearth_sar:descriptors")
+    context, feedback = QgsProcessingContext(), recording_feedback()
+    task = QgsProcessingAlgRunnerTask(
+        alg, {"INPUT": str(scene), "TILE": 8, "STRIDE": 2, "OUTPUT": str(out)}, context, feedback)
+    finished = {}
+    task.executed.connect(lambda ok, results: finished.update(ok=ok, results=results))
+    QgsApplication.taskManager().addTask(task)
+    canceled_at, deadline = None, time.monotonic() + 120
+    while not finished and time.monotonic() < deadline:
+        QgsApplication.processEvents()
+        time.sleep(0.02)
+        if canceled_at is None and feedback.progress_values:
+            canceled_at = time.monotonic()
+            task.cancel()
+    assert canceled_at is not None and finished, "the task neither progressed nor finished"
+    assert finished["ok"] is False
+    assert time.monotonic() - canceled_at < 5.0
+    assert processes_mentioning(str(out)) == []
+    assert files_named_like(tmp_path, out.stem) == []
+    assert not any("killing" in i for i in feedback.infos)
+
+
+# --- segment (needs `ces segment` and a model) ------------------------------------------------
+def test_segment_writes_styled_geopackage_and_loads_it_styled(with_venv_ces, tiny_model, tmp_path):
+    """The demo scene through processing.runAndLoadResults (what the toolbox does): the
+    GeoPackage has the fields of DESIGN §6 and the input's CRS, opens with a categorized
+    renderer (one category per model class), and the layer put in the project is styled."""
+    import processing
+    from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
+
+    from crossearth_sar.core import checkpoints
+
+    out = tmp_path / "landcover.gpkg"
+    classes = tmp_path / "classes.tif"
+    feedback = recording_feedback()
+    result = processing.runAndLoadResults("crossearth_sar:segment", {
+        "INPUT": str(DEMO_SCENE), "MODEL": str(tiny_model), "TILE": 512, "OVERLAP": 0,
+        "DEVICE": 1, "OUTPUT": str(out), "OUTPUT_RASTER": str(classes)}, feedback=feedback)
+    assert result["OUTPUT"] == str(out) and result["OUTPUT_RASTER"] == str(classes)
+    assert feedback.progress_values and max(feedback.progress_values) == 100
+    assert feedback.progress_values == sorted(feedback.progress_values)   # one bar, all stages
+    assert any(t.startswith("vectorize") for t in feedback.texts)
+
+    layer = QgsVectorLayer(str(out), "landcover", "ogr")
+    scene = QgsRasterLayer(str(DEMO_SCENE), "scene")
+    assert layer.isValid() and layer.featureCount() > 0
+    names = [f.name() for f in layer.fields()]
+    for field in ("class_id", "class_name", "area_m2", "mean_confidence"):
+        assert field in names
+    assert layer.crs() == scene.crs()
+    renderer = layer.renderer()
+    assert renderer.type() == "categorizedSymbol"
+    cats = renderer.categories()   # keep the list alive before touching its symbols
+    model_classes = checkpoints.read_config(tiny_model)["classes"]
+    assert len(cats) == len(model_classes)
+    assert {c.label() for c in cats} == {c["name"] for c in model_classes}
+    assert all(c.symbol() is not None for c in cats)
+    class_layer = QgsRasterLayer(str(classes), "c")   # styled by its saved classes.qml
+    assert class_layer.isValid() and class_layer.renderer().type() == "paletted"
+    assert {c.label for c in class_layer.renderer().classes()} == {"land", "water"}
+
+    loaded = [lyr for lyr in QgsProject.instance().mapLayers().values()
+              if lyr.source().startswith(str(out))]
+    assert len(loaded) == 1 and loaded[0].renderer().type() == "categorizedSymbol"
+    del layer, scene, renderer, cats, loaded, class_layer
+    QgsProject.instance().removeAllMapLayers()
+
+
+def test_cancel_segment_kills_ces_and_leaves_nothing(with_venv_ces, tiny_model, tmp_path,
+                                                    monkeypatch):
+    """Cancel mid-inference on a larger scene, with no grace after SIGINT, so that ces is
+    killed before it can clean up: the provider removes its temporaries and work folder."""
+    from crossearth_sar.qgis_plugin import ces_process
+
+    monkeypatch.setattr(ces_process, "INTERRUPT_GRACE_S", 0.0)
+    scene = write_synthetic_scene(tmp_path / "large_scene.tif", size=1024)
+    out = tmp_path / "cancel_segment.gpkg"
+    raster = tmp_path / "cancel_classes.tif"
+    feedback = _cancel_run("segment", {"INPUT": str(scene), "MODEL": str(tiny_model),
+                                       "TILE": 64, "OVERLAP": 16, "DEVICE": 1,
+                                       "OUTPUT": str(out), "OUTPUT_RASTER": str(raster)}, out)
+    assert any("killing" in i for i in feedback.infos)
+    assert any("Removed partial output" in i and ".ces-" in i for i in feedback.infos)
+    assert files_named_like(tmp_path, "cancel_classes") == []
+    assert files_named_like(tmp_path, ".ces-") == []
+
+
+# --- packaging --------------------------------------------------------------------------------
+def test_metadata_has_the_keys_plugins_qgis_org_requires():
+    from crossearth_sar.version import __version__
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.optionxform = str
+    parser.read(REPO / "metadata.txt", encoding="utf-8")
+    meta = parser["general"]
+    for key in ("name", "qgisMinimumVersion", "description", "about", "version", "author",
+                "email", "repository", "tracker", "homepage", "tags", "category",
+                "hasProcessingProvider", "experimental", "icon"):
+        assert meta.get(key, "").strip(), key
+    assert meta["version"] == __version__
+    assert meta["qgisMinimumVersion"] == "3.22"
+    assert meta["hasProcessingProvider"] == "yes"
+    assert (REPO / meta["icon"]).is_file() and (REPO / "LICENSE").is_file()
+    assert re.match(r"https?://", meta["repository"])
+
+
+def test_provider_never_imports_torch():
+    """The plugin's modules import no torch, rasterio or geopandas (the process boundary)."""
+    banned = re.compile(r"^\s*(import|from)\s+(torch|rasterio|geopandas)\b", re.MULTILINE)
+    for path in (REPO / "qgis_plugin").glob("*.py"):
+        assert not banned.search(path.read_text(encoding="utf-8")), path
+
+
+# --- fine-tune and evaluate -------------------------------------------------------------------
+def _digitized_polygons():
+    """A memory layer as an analyst digitizes it: two rectangles over the demo scene (EPSG:4326),
+    classes by name in the field 'cover'."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
+
+    layer = QgsVectorLayer("Polygon?crs=EPSG:4326&field=cover:string", "digitized", "memory")
+    features = []
+    for cover, (x0, y0, x1, y1) in {
+            "water": (-0.7480, 38.1000, -0.7420, 38.1060),
+            "land": (-0.7800, 38.1200, -0.7740, 38.1260)}.items():
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(x0, y0, x1, y1)))
+        feature["cover"] = cover
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    return layer
+
+
+@pytest.mark.slow
+def test_finetune_on_digitized_polygons_then_evaluate(with_venv_ces, tiny_model, tmp_path):
+    """Fine-tune (1 iteration) from a memory polygon layer, then evaluate a model against the
+    demo label raster (-1 ignored by a classes file): a model file, a metrics JSON and an
+    HTML report. About 40 s on 2 busy cores: slow."""
+    import json
+
+    from crossearth_sar.core import checkpoints
+
+    polygons = _digitized_polygons()
+    model_out = tmp_path / "local.safetensors"
+    feedback = recording_feedback()
+    result = _run("finetune", {"INPUT": [str(DEMO_SCENE)], "LABELS": polygons,
+                               "CLASS_FIELD": "cover", "BASE": str(tiny_model),
+                               "ITERATIONS": 1, "BATCH": 1, "TILE": 64, "DEVICE": 1,
+                               "OUTPUT": str(model_out)}, feedback)
+    assert result["OUTPUT"] == str(model_out) and model_out.is_file()
+    names = {c["name"] for c in checkpoints.read_config(model_out)["classes"]}
+    assert {"water", "land"} <= names
+    assert not list(tmp_path.glob("*.ckpt"))     # training checkpoints stay in the temp folder
+
+    metrics_json, report = tmp_path / "metrics.json", tmp_path / "report.html"
+    classes = tmp_path / "classes.json"
+    classes.write_text(json.dumps({"classes": [
+        {"name": "land", "value": 0, "color": "#33a02c"},
+        {"name": "water", "value": 1, "color": "#1f78b4"}], "ignore": [-1]}))
+    result = _run("evaluate", {"INPUT": [str(DEMO_SCENE)], "LABELS": [str(DEMO_LABELS)],
+                               "MODEL": str(tiny_model), "TILE": 512, "DEVICE": 1,
+                               "CLASSES": str(classes),
+                               "OUTPUT": str(metrics_json), "OUTPUT_HTML": str(report)})
+    metrics = json.loads(metrics_json.read_text())
+    assert 0.0 <= result["MIOU"] <= 1.0 and result["MIOU"] == metrics["miou"]
+    assert result["OVERALL_ACCURACY"] == metrics["overall_accuracy"]
+    text = report.read_text()
+    assert "mIoU" in text and all(str(n) in text for n in metrics["classes"])
+    del polygons
