@@ -16,6 +16,9 @@ from ..version import __version__
 # command name -> "module:attribute" (modules relative to this package)
 COMMANDS: dict[str, str] = {
     "info": "info_cmd:info",
+    "finetune": "train_cmds:finetune",
+    "pretrain": "train_cmds:pretrain",
+    "evaluate": "train_cmds:evaluate",
     "descriptors": "descriptors_cmd:descriptors",
     "models": "models_cmd:models",
     "segment": "segment_cmd:segment",

@@ -1,0 +1,266 @@
+"""``ces finetune``, ``ces pretrain`` and ``ces evaluate``: adapt a model to local labels,
+continue pre-training (also under ``torchrun``), and measure a model with the paper's metrics."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import click
+
+from .reporting import Reporter, progress_option
+
+DOMAIN_CHOICE = click.Choice(["quicklook", "linear", "db", "complex"])
+
+
+def data_options(f):
+    """--images/--labels/--classes/--class-field/--pair-pattern/--tile/--domain/--bands."""
+    opts = [
+        click.option("--images", multiple=True, required=True,
+                     help="SAR rasters: files, folders or glob patterns (repeatable)."),
+        click.option("--labels", multiple=True, required=True,
+                     help="Label rasters on the images' grids (paired by file name), or one vector "
+                          "file (GPKG/SHP/GeoJSON) of labelled polygons (repeatable)."),
+        click.option("--classes", "classes_file", type=click.Path(dir_okay=False), default=None,
+                     help="Classes file (YAML/JSON): classes [{name, value, color}], ignore [...]. "
+                          "Default: inferred from the labels (or the base model's classes)."),
+        click.option("--class-field", default=None,
+                     help="Field of the vector labels holding the class value or name."),
+        click.option("--pair-pattern", default=None,
+                     help="Regular expression whose first group is the key pairing image and "
+                          "label names (default: the name without role tokens such as "
+                          "S1/after/mask/label/LabelHand)."),
+        click.option("--tile", type=int, default=512, show_default=True,
+                     help="Crop / window size in pixels."),
+        click.option("--domain", type=DOMAIN_CHOICE, default=None,
+                     help="Override the detected value domain of the images."),
+        click.option("--bands", default=None, help="Bands by description or index, e.g. VV,VH."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def training_options(lr: float, batch: int):
+    def deco(f):
+        opts = [
+            click.option("--iters", type=int, default=40000, show_default=True,
+                         help="Optimizer steps."),
+            click.option("--batch", type=int, default=batch, show_default=True,
+                         help="Crops per step (per process under torchrun)."),
+            click.option("--lr", type=float, default=lr, show_default=True, help="AdamW learning rate."),
+            click.option("--weight-decay", type=float, default=0.05, show_default=True),
+            click.option("--schedule", type=click.Choice(["poly", "cosine"]), default="poly",
+                         show_default=True, help="Decay after the warm-up."),
+            click.option("--warmup", type=int, default=-1,
+                         help="Warm-up iterations (default: min(1500, iters/10))."),
+            click.option("--accum", type=int, default=1, show_default=True,
+                         help="Gradient accumulation steps per optimizer step."),
+            click.option("--grad-clip", type=float, default=0.0, help="Max gradient norm (0: off)."),
+            click.option("--grad-checkpointing", is_flag=True,
+                         help="Recompute ViT blocks in the backward pass (less memory)."),
+            click.option("--val-images", multiple=True, help="Validation images (repeatable)."),
+            click.option("--val-labels", multiple=True, help="Validation labels (repeatable)."),
+            click.option("--val-every", type=int, default=0,
+                         help="Validate every N iterations (0: at the end); the best model is kept."),
+            click.option("--save-every", type=int, default=1000, show_default=True,
+                         help="Checkpoint every N iterations."),
+            click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help="Checkpoint folder (default: OUT.ckpt beside the output)."),
+            click.option("--resume", is_flag=True,
+                         help="Continue exactly from the last checkpoint in the work folder."),
+            click.option("--no-augment", is_flag=True, help="No flips, speckle or dB jitter."),
+            click.option("--seed", type=int, default=0, show_default=True),
+            click.option("--workers", type=int, default=0, show_default=True,
+                         help="Data-loading worker processes."),
+            click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
+            click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+                         required=True, help="Output model (.safetensors)."),
+            click.option("--overwrite", is_flag=True, help="Replace an existing output."),
+        ]
+        for o in reversed(opts):
+            f = o(f)
+        return f
+    return deco
+
+
+def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mode: str,
+         variant: Optional[str] = None) -> None:
+    from ..core.sar_io import parse_bands
+    from ..train.engine import TrainConfig
+    from ..train.finetune import run_training
+
+    reporter = Reporter(progress_mode)
+    cfg = TrainConfig(iters=kw.pop("iters"), batch=kw.pop("batch"), lr=kw.pop("lr"),
+                      weight_decay=kw.pop("weight_decay"), schedule=kw.pop("schedule"),
+                      warmup=kw.pop("warmup"), accum=kw.pop("accum"), grad_clip=kw.pop("grad_clip"),
+                      grad_checkpointing=kw.pop("grad_checkpointing"), val_every=kw.pop("val_every"),
+                      save_every=kw.pop("save_every"), seed=kw.pop("seed"),
+                      workers=kw.pop("workers"), device=kw.pop("device"))
+
+    def log(msg: str) -> None:
+        if reporter.mode != "json":
+            reporter.close_bars()
+            click.echo(f"ces {mode}: {msg}", err=True)
+
+    try:
+        summary = run_training(
+            mode=mode, base=model, variant=variant, images=kw["images"], labels=kw["labels"],
+            out=kw["output"], cfg=cfg, classes_file=kw["classes_file"], class_field=kw["class_field"],
+            pair_pattern=kw["pair_pattern"], val_images=kw["val_images"], val_labels=kw["val_labels"],
+            tile=kw["tile"], unfreeze=unfreeze, augment=not kw["no_augment"],
+            work_dir=kw["work_dir"], resume=kw["resume"], overwrite=kw["overwrite"],
+            domain=kw["domain"], bands=parse_bands(kw["bands"]), progress=reporter, log=log)
+    except KeyboardInterrupt:
+        reporter.close_bars()
+        click.echo(f"ces {mode}: interrupted; continue with the same command and --resume", err=True)
+        raise
+    except Exception as e:
+        reporter.error(" ".join(str(e).split()) or type(e).__name__)
+        raise
+    finally:
+        _shutdown_distributed()
+    if summary["rank"] != 0:  # under torchrun only rank 0 reports
+        return
+    brief = {k: summary[k] for k in ("iterations", "first_loss", "final_loss", "best_miou",
+                                     "selected", "wall_s", "classes", "world_size",
+                                     "param_digests", "trainable_params")}
+    if reporter.mode == "json":
+        reporter.done({"model": summary["model"], "work_dir": summary["work_dir"]}, **brief)
+    else:
+        click.echo(f"wrote {summary['model']} ({summary['iterations']} iterations, loss "
+                   f"{summary['first_loss']:.4f} -> {summary['final_loss']:.4f}, "
+                   f"{summary['wall_s']:.0f} s; {summary['selected']}; parameters "
+                   f"{summary['param_digests'][0]})", err=True)
+
+
+def _shutdown_distributed() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@click.command("finetune")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Base model (.safetensors): a whole model, or an imported DINOv2 backbone.")
+@data_options
+@training_options(lr=1e-4, batch=2)
+@click.option("--unfreeze", is_flag=True, help="Train the backbone too (default: decoder only).")
+@progress_option
+def finetune(model, unfreeze, progress_mode, **kw) -> None:
+    """Fine-tune a model on local labels: the backbone frozen, the decoder trained (paper).
+
+    A class count different from the base re-initializes the head's class layer only.
+    Under torchrun (e.g. torchrun --nproc-per-node 2 $(which ces) finetune ...) each process
+    takes its share of every batch. Interrupted runs continue with --resume.
+
+    \b
+    Examples:
+      ces finetune --model base.safetensors --images scenes/ --labels masks/ \\
+          --classes classes.yaml --iters 2000 -o water.safetensors
+      ces finetune --model base.safetensors --images scene.tif --labels polygons.gpkg \\
+          --class-field class -o local.safetensors
+    """
+    _run("finetune", model, kw, unfreeze, progress_mode)
+
+
+@click.command("pretrain")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Initialization: an imported DINOv2 backbone (ces models import-dinov2) or a "
+                   "whole model. Without it, a randomly initialized --variant.")
+@click.option("--variant", type=click.Choice(["ti", "s", "b", "l", "g"]), default="ti",
+              show_default=True, help="Architecture when starting without --model.")
+@data_options
+@training_options(lr=3e-5, batch=4)
+@progress_option
+def pretrain(model, variant, progress_mode, **kw) -> None:
+    """Continued pre-training: everything trainable, L = L_seg + L_BC (paper §5.1).
+
+    \b
+    Examples:
+      ces pretrain --model dinov2-init.safetensors --images data/ --labels masks/ -o cpt.safetensors
+      torchrun --nproc-per-node 8 $(which ces) pretrain --model init.safetensors ... -o cpt.safetensors
+    """
+    _run("pretrain", model, kw, True, progress_mode, variant=variant)
+
+
+@click.command("evaluate")
+@click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Model (.safetensors); default: the embedded default model.")
+@data_options
+@click.option("--overlap", type=int, default=128, show_default=True,
+              help="Overlap of sliding windows on images larger than --tile.")
+@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the metrics and expert statistics to this JSON file.")
+@click.option("--experts-plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="PNG plot of the expert activation (default: beside --json as NAME.experts.png).")
+@click.option("--source", default=None, help="Tag: the training (source) domain.")
+@click.option("--target", default=None, help="Tag: the evaluated (target) domain.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@progress_option
+def evaluate(model, images, labels, classes_file, class_field, pair_pattern, tile, domain, bands,
+             overlap, batch, device, json_path, experts_plot, source, target, overwrite,
+             progress_mode) -> None:
+    """Per-class IoU, mIoU, overall accuracy and the confusion matrix (Markdown on stdout,
+    JSON with --json), and the fraction of tokens per expert in each MoE layer (JSON + PNG).
+
+    \b
+    Examples:
+      ces evaluate --model water.safetensors --images test/AFTER --labels test/MASK \\
+          --json results.json --source ombria --target sen1floods11
+    """
+    from ..core.atomic import atomic_output, check_writable
+    from ..core.errors import InputError
+    from ..core.sar_io import parse_bands
+    from ..train.classes import load_classes
+    from ..train.evaluate import evaluate as run_evaluate, load_model
+    from ..train.expert_stats import plot_expert_report
+    from ..train.metrics import markdown
+
+    reporter = Reporter(progress_mode)
+    if model is None:
+        from .segment_cmd import default_model_path
+
+        model = default_model_path()
+        if not model.is_file():
+            raise InputError(f"no default model is installed ({model} is missing); pass --model")
+    if json_path is not None:
+        check_writable(json_path, overwrite)
+        if experts_plot is None:
+            experts_plot = json_path.with_name(json_path.stem + ".experts.png")
+    if experts_plot is not None:
+        check_writable(experts_plot, overwrite)
+    try:
+        net = load_model(model)
+        classes = load_classes(classes_file) if classes_file else None
+        report = run_evaluate(net, images, labels, classes=classes, class_field=class_field,
+                              pair_pattern=pair_pattern, tile=tile, overlap=overlap, batch=batch,
+                              device=device, domain=domain, bands=parse_bands(bands),
+                              progress=reporter)
+    except Exception as e:
+        reporter.error(" ".join(str(e).split()) or type(e).__name__)
+        raise
+    report = {"model": str(model), "source": source, "target": target, **report}
+    outputs = {}
+    if experts_plot is not None and report["expert_activation"].get("layers"):
+        title = f"experts: {Path(model).name}" + (f" on {target}" if target else "")
+        try:
+            plot_expert_report(report["expert_activation"], experts_plot, title, overwrite=True)
+            outputs["experts_plot"] = str(experts_plot)
+        except ImportError:
+            reporter.warning("matplotlib is not installed: no expert plot")
+    if json_path is not None:
+        with atomic_output(json_path, overwrite=overwrite) as tmp:
+            Path(tmp).write_text(json.dumps(report, indent=2))
+        outputs["json"] = str(json_path)
+    if reporter.mode == "json":
+        reporter.done(outputs, miou=report["miou"], overall_accuracy=report["overall_accuracy"],
+                      per_class_iou=report["per_class_iou"])
+    else:
+        tags = " ".join(f"{k}={report[k]}" for k in ("source", "target") if report[k])
+        click.echo(f"## {Path(model).name}" + (f" ({tags})" if tags else "")
+                   + f": {report['images']} image(s), {report['pixels']} pixels\n")
+        click.echo(markdown(report))

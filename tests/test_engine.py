@@ -1,0 +1,103 @@
+"""The training loop: schedule, metrics, exact resume after an interruption, checkpointing."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from crossearth_sar.core import checkpoints
+from crossearth_sar.train import data, engine, metrics
+
+from _helpers_train import tiny_model, write_label, write_scene
+
+
+def test_warmup_then_poly_and_cosine():
+    for schedule in ("poly", "cosine"):
+        cfg = engine.TrainConfig(iters=100, warmup=10, schedule=schedule, min_lr_ratio=0.01)
+        f = [engine.lr_factor(s, cfg) for s in range(101)]
+        assert f[0] < 0.01 and all(a < b for a, b in zip(f[:10], f[1:11]))  # warm-up rises
+        assert f[10] == pytest.approx(1.0)
+        assert all(a >= b for a, b in zip(f[10:], f[11:]))                  # then decays
+        assert f[100] == pytest.approx(0.01)
+
+
+def test_confusion_matrix_iou_and_accuracy():
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, 3, 500)
+    pred = np.where(rng.random(500) < 0.7, target, rng.integers(0, 3, 500))
+    target[:20] = 255  # ignored
+    cm = metrics.confusion_matrix(torch.from_numpy(pred), torch.from_numpy(target), 3).numpy()
+    keep = target != 255
+    assert cm.sum() == keep.sum()
+    for c in range(3):
+        tp = np.sum((pred == c) & (target == c) & keep)
+        union = np.sum(((pred == c) | (target == c)) & keep)
+        assert metrics.iou_per_class(cm)[c] == pytest.approx(tp / union)
+    assert metrics.overall_accuracy(cm) == pytest.approx(np.mean(pred[keep] == target[keep]))
+    rep = metrics.summarize(cm, ["a", "b", "c"])
+    assert set(rep) >= {"miou", "per_class_iou", "overall_accuracy", "confusion_matrix"}
+    assert "| a |" in metrics.markdown(rep)
+
+
+@pytest.fixture()
+def two_scenes(tmp_path):
+    for i in range(2):
+        truth = write_scene(tmp_path / f"s{i}_img.tif", size=48, seed=i,
+                            water_box=(4 + 8 * i, 30, 6, 40))
+        write_label(tmp_path / f"s{i}_lab.tif", truth)
+    scenes, classes = data.load_labelled_scenes([tmp_path / "s*_img.tif"], [tmp_path / "s*_lab.tif"])
+    return scenes, classes
+
+
+def _run(scenes, classes, work, cfg, resume=False, interrupt_at=None):
+    model = tiny_model(classes=classes.to_config())
+    for p in model.backbone.parameters():
+        p.requires_grad_(False)
+    ds = data.CropDataset(scenes, 32, augment=None, seed=cfg.seed)
+
+    def progress(stage, done, total):
+        if interrupt_at is not None and done == interrupt_at:
+            raise KeyboardInterrupt
+    result = engine.train(model, ds, work, cfg, resume=resume, progress=progress,
+                          device=torch.device("cpu"))
+    return model, result
+
+
+def test_interrupt_then_resume_matches_uninterrupted(tmp_path, two_scenes):
+    scenes, classes = two_scenes
+    cfg = engine.TrainConfig(iters=4, batch=1, lr=1e-3, warmup=1, save_every=2, seed=3)
+    full, res_full = _run(scenes, classes, tmp_path / "full", cfg)
+    with pytest.raises(KeyboardInterrupt):
+        _run(scenes, classes, tmp_path / "cut", cfg, interrupt_at=3)
+    state = engine.load_training_state(tmp_path / "cut" / "last.state.pt")
+    assert state["iteration"] == 2
+    resumed, res = _run(scenes, classes, tmp_path / "cut", cfg, resume=True)
+    assert len(res.losses) == 2 and res.iterations == 4       # continued from iteration 2
+    assert res.losses == pytest.approx(res_full.losses[2:], rel=1e-6, abs=1e-7)
+    a, b = full.state_dict(), resumed.state_dict()
+    changed = 0
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    first = tiny_model(classes=classes.to_config()).state_dict()
+    changed = sum(not torch.equal(first[k], a[k]) for k in a)
+    assert changed > 0  # training did move parameters
+    loaded = checkpoints.load(tmp_path / "cut" / "last.safetensors")
+    assert all(torch.equal(loaded.state_dict()[k], b[k]) for k in b)
+
+
+def test_gradient_checkpointing_gives_the_same_gradients():
+    torch.manual_seed(0)
+    x, d = torch.rand(1, 3, 28, 28), torch.rand(1, 3)
+    target = (torch.rand(1, 28, 28) > 0.5).long()
+    model = tiny_model()
+    model.criterion.num_points = model.criterion.matcher.num_points = None  # no sampling
+    grads = []
+    for ckpt in (False, True):
+        if ckpt:
+            engine.enable_gradient_checkpointing(model.backbone)
+        model.zero_grad(set_to_none=True)
+        loss, _ = model.loss(model(x, d), target)
+        loss.backward()
+        grads.append(model.backbone.blocks[0].attn.qkv.weight.grad.clone())
+    assert grads[0].abs().sum() > 0
+    torch.testing.assert_close(grads[0], grads[1])

@@ -1,0 +1,180 @@
+"""The classes file: class names, label values and colours, plus ignored values.
+
+YAML or JSON, e.g.::
+
+    classes:
+      - {name: background, value: 0, color: "#000000"}
+      - {name: water, value: 255, color: "#1f78b4"}
+    ignore: [-1]
+
+Label values (integers in the label rasters, or in the vector class field; for vectors a
+class may also be given by its name) map to class indices 0..K-1 in the order of the file.
+Ignored values, nodata and unlabelled pixels map to :data:`IGNORE_INDEX` (255).
+Without a classes file the classes are inferred from the label values (sorted).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from ..core.errors import InputError
+
+IGNORE_INDEX = 255
+
+# a qualitative palette (ColorBrewer Paired / Set1) for inferred classes
+PALETTE = ["#000000", "#1f78b4", "#33a02c", "#e31a1c", "#ff7f00", "#6a3d9a", "#b15928",
+           "#a6cee3", "#b2df8a", "#fb9a99", "#fdbf6f", "#cab2d6", "#ffff99", "#8dd3c7"]
+
+_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
+
+
+@dataclass
+class ClassSpec:
+    """Classes in index order: ``classes[i] = {"name", "value", "color"}``; ``ignore`` values."""
+
+    classes: list[dict[str, Any]]
+    ignore: list[int] = field(default_factory=list)
+    source: str = "inferred"
+
+    @property
+    def names(self) -> list[str]:
+        return [c["name"] for c in self.classes]
+
+    @property
+    def values(self) -> list[int]:
+        return [int(c["value"]) for c in self.classes]
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    def index_of(self, key: Any, where: str = "") -> int:
+        """Class index of a label value or a class name; IGNORE_INDEX for ignored values."""
+        if isinstance(key, str):
+            for i, c in enumerate(self.classes):
+                if c["name"] == key:
+                    return i
+            try:
+                key = int(float(key))
+            except ValueError:
+                raise InputError(f"{where}class {key!r} is not in {self._described()}") from None
+        key = int(key)
+        if key in self.ignore:
+            return IGNORE_INDEX
+        for i, c in enumerate(self.classes):
+            if int(c["value"]) == key:
+                return i
+        raise InputError(f"{where}label value {key} is not in {self._described()}")
+
+    def map_labels(self, raw: np.ndarray, valid: np.ndarray | None = None,
+                   where: str = "") -> np.ndarray:
+        """Raw label values [H, W] -> uint8 class indices, 255 for ignored/nodata pixels.
+
+        InputError naming the first value that is neither a class nor ignored.
+        """
+        out = np.full(raw.shape, IGNORE_INDEX, np.uint8)
+        keep = np.ones(raw.shape, bool) if valid is None else valid.copy()
+        if np.issubdtype(raw.dtype, np.floating):
+            keep &= np.isfinite(raw)
+        values = np.unique(raw[keep])
+        for v in values:
+            idx = self.index_of(int(v), where)
+            if idx != IGNORE_INDEX:
+                out[keep & (raw == v)] = idx
+        return out
+
+    def to_config(self) -> list[dict[str, Any]]:
+        """The list stored in a model's config (``model.classes``)."""
+        return [dict(name=c["name"], value=int(c["value"]), color=c["color"]) for c in self.classes]
+
+    def _described(self) -> str:
+        vals = ", ".join(f"{c['value']} ({c['name']})" for c in self.classes)
+        what = f"the classes file {self.source}" if self.source != "inferred" else "the classes"
+        return f"{what} (classes: {vals}; ignore: {self.ignore or 'none'})"
+
+
+def _color(value: Any, i: int, where: str) -> str:
+    if value is None:
+        return PALETTE[i % len(PALETTE)]
+    if isinstance(value, (list, tuple)) and len(value) == 3:
+        return "#" + "".join(f"{int(c):02x}" for c in value)
+    if isinstance(value, str) and _HEX.match(value):
+        return value.lower()
+    raise InputError(f"{where}: colour {value!r} is neither '#rrggbb' nor [r, g, b]")
+
+
+def load_classes(path: os.PathLike | str) -> ClassSpec:
+    """Read a classes file (.yaml/.yml/.json); InputError naming the file on any problem."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the classes file ({e.strerror or e})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            doc = json.loads(text)
+        else:
+            import yaml
+
+            doc = yaml.safe_load(text)
+    except Exception as e:  # parse errors of either format
+        raise InputError(f"{path}: not a valid classes file ({type(e).__name__}: {e})") from None
+    if isinstance(doc, list):
+        doc = {"classes": doc}
+    if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list) or not doc["classes"]:
+        raise InputError(f"{path}: a classes file needs a non-empty 'classes' list")
+    classes, seen_names, seen_values = [], set(), set()
+    for i, c in enumerate(doc["classes"]):
+        if not isinstance(c, dict) or "value" not in c:
+            raise InputError(f"{path}: class {i + 1} needs at least a 'value' (and a 'name')")
+        try:
+            value = int(c["value"])
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: class {i + 1} value {c['value']!r} is not an integer") from None
+        name = str(c.get("name", f"class_{value}"))
+        if name in seen_names or value in seen_values:
+            raise InputError(f"{path}: class {name!r} / value {value} appears twice")
+        seen_names.add(name)
+        seen_values.add(value)
+        classes.append({"name": name, "value": value, "color": _color(c.get("color"), i, str(path))})
+    ignore = doc.get("ignore", []) or []
+    if not isinstance(ignore, list):
+        ignore = [ignore]
+    try:
+        ignore = [int(v) for v in ignore]
+    except (TypeError, ValueError):
+        raise InputError(f"{path}: 'ignore' must be a list of integers") from None
+    if set(ignore) & seen_values:
+        raise InputError(f"{path}: values {sorted(set(ignore) & seen_values)} are both classes and ignored")
+    return ClassSpec(classes, ignore, source=str(path))
+
+
+def infer_classes(values: Iterable[Any], ignore: Iterable[int] = ()) -> ClassSpec:
+    """Classes from the label values found (sorted; names ``class_<value>``, or the strings
+    themselves for named vector classes)."""
+    ignore = [int(v) for v in ignore]
+    vals = sorted({v for v in values if isinstance(v, str) or int(v) not in ignore},
+                  key=lambda v: (isinstance(v, str), v))
+    classes = []
+    for i, v in enumerate(vals):
+        if isinstance(v, str):
+            classes.append({"name": v, "value": i, "color": PALETTE[i % len(PALETTE)]})
+        else:
+            classes.append({"name": f"class_{int(v)}", "value": int(v),
+                            "color": PALETTE[i % len(PALETTE)]})
+    return ClassSpec(classes, ignore, source="inferred")
+
+
+def from_model_classes(classes: list[dict[str, Any]]) -> ClassSpec:
+    """A ClassSpec from a model's ``config["classes"]`` (evaluation without a classes file)."""
+    out = []
+    for i, c in enumerate(classes):
+        color = c.get("color")
+        out.append({"name": str(c.get("name", f"class_{i}")), "value": int(c.get("value", i)),
+                    "color": _color(color, i, "model") if color is not None else PALETTE[i % len(PALETTE)]})
+    return ClassSpec(out, [], source="of the model")

@@ -1,0 +1,463 @@
+"""The training loop: AdamW, warm-up + poly/cosine decay, accumulation, DDP, checkpoints, resume.
+
+Under ``torchrun`` (WORLD_SIZE > 1) each rank trains on its shard of every global batch
+(DistributedSampler; gloo on CPU, nccl on CUDA) and DDP averages the gradients, so all ranks
+hold identical parameters; only rank 0 writes files and reports progress.
+
+Checkpoints (rank 0, every ``save_every`` iterations, both written atomically) in
+``work_dir``: ``last.safetensors`` (the model, core.checkpoints.save, with the iteration in
+its provenance) and ``last.state.pt`` (optimizer, scheduler, the RNG states of every rank,
+iteration, best validation mIoU; a plain tensor/number dict read back with
+``torch.load(weights_only=True)``). With validation, ``best.safetensors`` keeps the model of the
+best validation mIoU. ``resume=True`` continues exactly where ``last`` left off: the same
+data order, crops, augmentations, RNG streams and optimizer state as an uninterrupted run.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from ..core import checkpoints
+from ..core.errors import InputError
+from ..core.progress import ProgressCallback, ensure
+from .classes import IGNORE_INDEX
+from .data import collate
+from .metrics import confusion_matrix, mean_iou
+
+STATE_SUFFIX = ".state.pt"
+Log = Callable[[str], None]
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of a run (iterations count optimizer steps)."""
+
+    iters: int = 40000
+    batch: int = 2                 # per rank, per micro-step
+    lr: float = 1e-4
+    weight_decay: float = 0.05
+    warmup: int = -1               # iterations of linear warm-up; -1: min(1500, iters // 10)
+    schedule: str = "poly"         # "poly" or "cosine"
+    poly_power: float = 0.9
+    min_lr_ratio: float = 0.0
+    accum: int = 1                 # micro-steps per optimizer step
+    grad_clip: float = 0.0         # max gradient norm; 0 = off
+    seed: int = 0
+    save_every: int = 1000
+    val_every: int = 0             # 0: validate only at the end (if there is validation data)
+    workers: int = 0
+    grad_checkpointing: bool = False
+    device: str = "auto"
+    log_every: int = 20
+
+    @property
+    def warmup_iters(self) -> int:
+        return min(1500, self.iters // 10) if self.warmup < 0 else int(self.warmup)
+
+
+@dataclass
+class TrainResult:
+    iterations: int
+    last_loss: float
+    losses: list[float] = field(default_factory=list)
+    best_miou: Optional[float] = None
+    best_iteration: Optional[int] = None
+    val_history: list[tuple[int, float]] = field(default_factory=list)
+    wall_s: float = 0.0
+    last_path: Optional[Path] = None
+    best_path: Optional[Path] = None
+
+
+# -- distributed --------------------------------------------------------------------------
+def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
+    """(rank, world size, device); starts the process group under torchrun (WORLD_SIZE > 1)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    if use_cuda:
+        if str(device).startswith("cuda:") and world == 1:
+            dev = torch.device(device)
+        else:
+            dev = torch.device("cuda", local if world > 1 else 0)
+        torch.cuda.set_device(dev)
+    else:
+        if str(device).startswith("cuda"):
+            raise InputError(f"--device {device}: CUDA is not available on this machine")
+        dev = torch.device("cpu")
+    return rank, world, dev
+
+
+def is_main() -> bool:
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def barrier() -> None:
+    if dist.is_initialized():
+        dist.barrier()
+
+
+# -- data order -----------------------------------------------------------------------------
+class ResumableDistributedSampler(Sampler):
+    """An endless stream of DistributedSampler epochs (shuffled with ``seed`` + epoch) that
+    starts after ``start`` items; yields ``epoch * n + index`` (CropDataset reads the index
+    modulo n and seeds its crop and augmentation with the whole number)."""
+
+    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0, seed: int = 0, start: int = 0):
+        self.n, self.num_replicas, self.rank = int(n), int(num_replicas), int(rank)
+        self.seed, self.start = int(seed), int(start)
+
+    def __iter__(self) -> Iterator[int]:
+        skip, epoch = self.start, 0
+        while True:
+            ds = DistributedSampler(range(self.n), num_replicas=self.num_replicas, rank=self.rank,
+                                    shuffle=True, seed=self.seed, drop_last=False)
+            ds.set_epoch(epoch)
+            idx = list(ds)
+            if skip >= len(idx):
+                skip -= len(idx)
+            else:
+                for i in idx[skip:]:
+                    yield epoch * self.n + i
+                skip = 0
+            epoch += 1
+
+    def __len__(self) -> int:  # endless; DataLoader only needs it for len(loader)
+        return 2 ** 62
+
+
+# -- schedule -------------------------------------------------------------------------------
+def lr_factor(step: int, cfg: TrainConfig) -> float:
+    """The learning-rate multiplier after ``step`` optimizer steps: linear warm-up from 1e-3,
+    then poly ((1 - t) ** power) or cosine decay to ``min_lr_ratio``."""
+    warm = cfg.warmup_iters
+    if warm > 0 and step < warm:
+        return 1e-3 + (1.0 - 1e-3) * step / warm
+    t = min(1.0, (step - warm) / max(1, cfg.iters - warm))
+    if cfg.schedule == "cosine":
+        decay = 0.5 * (1.0 + math.cos(math.pi * t))
+    elif cfg.schedule == "poly":
+        decay = (1.0 - t) ** cfg.poly_power
+    else:
+        raise InputError(f"unknown schedule {cfg.schedule!r} (poly or cosine)")
+    return cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * decay
+
+
+# -- point sampling -----------------------------------------------------------------------------
+def adapt_point_sampling(model: torch.nn.Module, crop: int) -> Optional[int]:
+    """Scale the loss's importance-sampled points per mask with the crop area, as Mask2Former's
+    12544 points at 512 x 512 (at least 256; never more than the model's setting). Small CPU
+    crops otherwise spend most of a step in the matcher. Changes the criterion only."""
+    crit = getattr(model, "criterion", None)
+    if crit is None or getattr(crit, "num_points", None) is None:
+        return None
+    n = int(min(crit.num_points, max(256, round(12544 * (crop / 512) ** 2))))
+    crit.num_points = n
+    if getattr(crit, "matcher", None) is not None and hasattr(crit.matcher, "num_points"):
+        crit.matcher.num_points = n
+    return n
+
+
+# -- gradient checkpointing ----------------------------------------------------------------
+def enable_gradient_checkpointing(backbone: torch.nn.Module) -> None:
+    """Recompute each ViT block in the backward pass instead of storing its activations."""
+    from torch.utils.checkpoint import checkpoint
+
+    for blk in backbone.blocks:
+        if getattr(blk, "_ces_checkpointed", False):
+            continue
+        inner = blk.forward
+
+        def forward(*args, _inner=inner, **kwargs):
+            if torch.is_grad_enabled():
+                return checkpoint(_inner, *args, use_reentrant=False, **kwargs)
+            return _inner(*args, **kwargs)
+
+        blk.forward = forward
+        blk._ces_checkpointed = True
+
+
+# -- RNG state --------------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    np_state = np.random.get_state()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+        "python": _py_state_to_tensor(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached"]))
+    random.setstate(_py_state_from_tensor(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def _py_state_to_tensor(s) -> dict:
+    return {"version": int(s[0]), "state": torch.tensor(s[1], dtype=torch.int64),
+            "gauss": -1.0 if s[2] is None else float(s[2])}
+
+
+def _py_state_from_tensor(d) -> tuple:
+    return (d["version"], tuple(int(v) for v in d["state"].tolist()),
+            None if d["gauss"] == -1.0 else d["gauss"])
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2 ** 32)
+    torch.manual_seed(seed + rank)
+
+
+# -- checkpoint files ----------------------------------------------------------------------
+def state_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name.replace(".safetensors", "") + STATE_SUFFIX)
+
+
+def save_training_state(path: Path, state: dict[str, Any]) -> None:
+    """torch.save to a temporary sibling, then rename (atomic)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def load_training_state(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise InputError(f"{path}: no training state to resume from")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise InputError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
+
+
+def _save_model(model: torch.nn.Module, path: Path, **provenance) -> None:
+    checkpoints.save(model, path, **provenance)
+
+
+# -- the loop -----------------------------------------------------------------------------------
+def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *,
+          val_set=None, resume: bool = False, provenance: Optional[dict] = None,
+          progress: Optional[ProgressCallback] = None, log: Optional[Log] = None,
+          device: Optional[torch.device] = None) -> TrainResult:
+    """Train the parameters of ``model`` that require grad on ``train_set`` (CropDataset).
+
+    ``model`` follows core.model (``model(x, d)``, ``model.loss``, ``model.compute_descriptors``);
+    call :func:`init_distributed` first under torchrun. Returns a :class:`TrainResult`;
+    the trained weights stay in ``model`` (rank 0 also has ``work_dir/last.safetensors``).
+    """
+    progress, log = ensure(progress), (log or (lambda msg: None))
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    world = dist.get_world_size() if dist.is_initialized() else 1
+    dev = device or init_distributed(cfg.device)[2]
+    work_dir = Path(work_dir)
+    if rank == 0:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    last_path, best_path = work_dir / "last.safetensors", work_dir / "best.safetensors"
+    provenance = dict(provenance or {})
+
+    seed_everything(cfg.seed, rank)
+    model.to(dev)
+    adapt_point_sampling(model, int(getattr(train_set, "size", 512)))
+    if cfg.grad_checkpointing:
+        enable_gradient_checkpointing(model.backbone)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise InputError("nothing to train: every parameter is frozen")
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
+
+    start, best_miou, best_it, history = 0, None, None, []
+    if resume:
+        state = load_training_state(state_path(last_path))
+        _check_resumable(state, last_path, world, cfg)
+        loaded = checkpoints.load(last_path, map_location="cpu")
+        model.load_state_dict(loaded.state_dict())
+        del loaded
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start = int(state["iteration"])
+        best_miou = state.get("best_miou")
+        best_miou = None if best_miou is None or best_miou < 0 else float(best_miou)
+        best_it = int(state["best_iteration"]) if best_miou is not None else None
+        set_rng_state(state["rng"][rank])
+        if rank == 0:
+            log(f"resumed from {last_path} at iteration {start}")
+
+    ddp = None
+    if world > 1:
+        ddp = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[dev.index] if dev.type == "cuda" else None,
+            find_unused_parameters=True)  # unselected experts get no gradient in a step
+    forward = ddp if ddp is not None else model
+
+    per_step = cfg.batch * cfg.accum
+    sampler = ResumableDistributedSampler(len(train_set), world, rank, cfg.seed, start * per_step)
+    loader = DataLoader(train_set, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers,
+                        collate_fn=collate, drop_last=True, pin_memory=dev.type == "cuda",
+                        # its own generator: creating the iterator must not draw from the global
+                        # RNG, or a resumed run's random stream would shift by one draw
+                        generator=torch.Generator().manual_seed(cfg.seed))
+    batches = iter(loader)
+    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
+
+    result = TrainResult(iterations=start, last_loss=float("nan"))
+    t0 = time.perf_counter()
+    it = start
+    model.train()
+    progress("train", it, cfg.iters)
+    while it < cfg.iters:
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in range(cfg.accum):
+            b = next(batches)
+            x = b["x"].to(dev, non_blocking=True)
+            target = b["target"].to(dev, non_blocking=True)
+            with torch.no_grad():
+                d = model.compute_descriptors(b["phys"].to(dev), b["valid"].to(dev))
+            sync = ddp.no_sync() if ddp is not None and micro < cfg.accum - 1 else contextlib.nullcontext()
+            with sync:
+                with torch.autocast(**autocast):
+                    out = forward(x, d)
+                    loss, _ = model.loss(out, target)
+                (loss / cfg.accum).backward()
+            step_loss += float(loss.detach()) / cfg.accum
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        it += 1
+        if world > 1:
+            t = torch.tensor([step_loss], dtype=torch.float64, device=dev)
+            dist.all_reduce(t)
+            step_loss = float(t.item()) / world
+        result.losses.append(step_loss)
+        result.last_loss = step_loss
+        if rank == 0:
+            progress("train", it, cfg.iters)
+            if it % max(1, cfg.log_every) == 0 or it == cfg.iters:
+                log(f"iter {it}/{cfg.iters} loss {step_loss:.4f} "
+                    f"lr {scheduler.get_last_lr()[0]:.3g} ({time.perf_counter() - t0:.0f} s)")
+        if val_set is not None and ((cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters):
+            miou = validate(model, val_set, cfg.batch, dev, rank, world)
+            history.append((it, miou))
+            if rank == 0:
+                log(f"iter {it}: validation mIoU {miou:.4f}")
+            if best_miou is None or (math.isfinite(miou) and miou > best_miou):
+                best_miou, best_it = miou, it
+                if rank == 0:
+                    _save_model(model, best_path, **provenance, iteration=it, val_miou=miou)
+            model.train()
+        if (cfg.save_every and it % cfg.save_every == 0) or it == cfg.iters:
+            _save_checkpoint(model, optimizer, scheduler, last_path, it, best_miou, best_it,
+                             cfg, world, rank, provenance)
+    result.iterations = it
+    result.best_miou, result.best_iteration = best_miou, best_it
+    result.val_history = history
+    result.wall_s = time.perf_counter() - t0
+    result.last_path = last_path
+    result.best_path = best_path if best_it is not None else None
+    return result
+
+
+def _check_resumable(state: dict, last_path: Path, world: int, cfg: TrainConfig) -> None:
+    if not last_path.is_file():
+        raise InputError(f"{last_path}: no checkpoint to resume from")
+    prov = checkpoints.read_config(last_path).get("provenance", {}) or {}
+    if int(prov.get("iteration", -1)) != int(state["iteration"]):
+        raise InputError(f"{last_path}: model checkpoint (iteration {prov.get('iteration')}) and "
+                         f"training state (iteration {state['iteration']}) disagree")
+    if int(state["world_size"]) != world:
+        raise InputError(f"{last_path}: saved with {state['world_size']} process(es), resumed "
+                         f"with {world}; resume with the same --nproc-per-node")
+    if int(state["per_step"]) != cfg.batch * cfg.accum:
+        raise InputError(f"{last_path}: saved with batch x accum = {state['per_step']}, now "
+                         f"{cfg.batch * cfg.accum}; resume with the same --batch/--accum")
+    if int(state["iteration"]) > cfg.iters:
+        raise InputError(f"{last_path}: already at iteration {state['iteration']} > --iters {cfg.iters}")
+
+
+def _save_checkpoint(model, optimizer, scheduler, last_path: Path, it: int, best_miou, best_it,
+                     cfg: TrainConfig, world: int, rank: int, provenance: dict) -> None:
+    """Gather every rank's RNG state; rank 0 writes the model then the training state."""
+    states = [None] * world
+    if world > 1:
+        dist.all_gather_object(states, rng_state())
+    else:
+        states = [rng_state()]
+    if rank == 0:
+        _save_model(model, last_path, **provenance, iteration=it)
+        save_training_state(state_path(last_path), {
+            "iteration": it,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "rng": states,
+            "best_miou": -1.0 if best_miou is None else float(best_miou),
+            "best_iteration": -1 if best_it is None else int(best_it),
+            "world_size": world,
+            "per_step": cfg.batch * cfg.accum,
+        })
+    barrier()
+
+
+@torch.no_grad()
+def validate(model, val_set, batch: int, device: torch.device, rank: int = 0, world: int = 1) -> float:
+    """mIoU of ``model`` on ``val_set`` (TileDataset), sharded over ranks and summed."""
+    cm = predict_confusion(model, val_set, batch, device, rank, world)
+    return mean_iou(cm.cpu())
+
+
+@torch.no_grad()
+def predict_confusion(model, dataset, batch: int, device: torch.device, rank: int = 0,
+                      world: int = 1) -> torch.Tensor:
+    """The confusion matrix [K, K] of ``model`` over ``dataset`` (all ranks' shards summed)."""
+    model.eval()
+    k = model.num_classes
+    cm = torch.zeros(k, k, dtype=torch.int64, device=device)
+    idx = list(range(rank, len(dataset), world))
+    for s in range(0, len(idx), batch):
+        b = collate([dataset[i] for i in idx[s:s + batch]])
+        x = b["x"].to(device)
+        d = model.compute_descriptors(b["phys"].to(device), b["valid"].to(device))
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                            enabled=device.type == "cuda"):
+            probs = model.predict_proba(x, d)
+        pred = probs.float().argmax(1)
+        target = b["target"].to(device)
+        target[~b["valid"].to(device)] = IGNORE_INDEX
+        cm += confusion_matrix(pred, target, k).to(device)
+    if world > 1:
+        dist.all_reduce(cm)
+    return cm
+
+
+def config_dict(cfg: TrainConfig) -> dict:
+    return asdict(cfg)

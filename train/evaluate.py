@@ -1,0 +1,88 @@
+"""Evaluation (paper §5): per-class IoU, mIoU, overall accuracy, confusion matrix, expert use.
+
+Whole images are predicted with the scene engine's blended sliding windows (core/tiler.py)
+when they are larger than ``tile``, else in one window; predictions are compared with the
+labels (mapped through the classes: the model's own by label value, or a classes file with
+the same number of classes in the model's class order). Nodata and ignored pixels do not count.
+"""
+from __future__ import annotations
+
+import os
+import time
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..core import checkpoints
+from ..core.errors import InputError
+from ..core.progress import ensure
+from ..core.tiler import NODATA_CLASS, resolve_device, run_tiled
+from .classes import IGNORE_INDEX, ClassSpec, from_model_classes, load_classes
+from .data import SceneCache, load_labelled_scenes
+from .expert_stats import expert_report
+from .metrics import confusion_matrix, summarize
+
+
+def load_model(path: os.PathLike | str):
+    """A whole model (kind "model") from a checkpoint; InputError for a bare backbone."""
+    config = checkpoints.read_config(path)
+    if config.get("kind") != "model":
+        raise InputError(f"{path}: is a {config.get('kind')} checkpoint; evaluation needs a whole "
+                         f"model (fine-tune it first)")
+    return checkpoints.load(path)
+
+
+def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
+             classes: Optional[ClassSpec] = None, class_field: Optional[str] = None,
+             pair_pattern: Optional[str] = None, tile: int = 512, overlap: int = 128,
+             batch: int = 4, device: str = "auto", domain: Optional[str] = None,
+             bands: Optional[Sequence] = None, progress=None) -> dict:
+    """The metrics report (see train.metrics.summarize) plus ``expert_activation``
+    (train.expert_stats.expert_report), ``images`` and ``wall_s``."""
+    progress = ensure(progress)
+    t0 = time.perf_counter()
+    k = len(model.classes)
+    if classes is None:
+        classes = from_model_classes(model.classes)
+    elif len(classes) != k:
+        raise InputError(f"{classes.source}: {len(classes)} classes but the model has {k} "
+                         f"({', '.join(c['name'] for c in model.classes)})")
+    opts = dict(domain=domain, bands=bands)
+    scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern, **opts)
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    if hasattr(model.backbone, "reset_expert_counts"):
+        model.backbone.reset_expert_counts()
+    cache = SceneCache(size=1, **opts)
+    cm = torch.zeros(k, k, dtype=torch.int64)
+
+    def predict(x, phys, valid):
+        return model.predict_proba(x, model.compute_descriptors(phys, valid))
+
+    for n, ls in enumerate(scenes):
+        scene = cache.get(ls.image)
+        side = max(scene.width, scene.height)
+        t = tile if side > tile else max(16, side)
+        ov = min(overlap, t // 4) if side > tile else 0
+
+        def sink(row0, cls, conf, _labels=ls.labels):
+            nonlocal cm
+            target = torch.from_numpy(_labels[row0:row0 + cls.shape[0]].astype(np.int64))
+            pred = torch.from_numpy(cls.astype(np.int64))
+            target[pred == NODATA_CLASS] = IGNORE_INDEX
+            cm += confusion_matrix(pred, target, k)
+
+        run_tiled(scene, predict, k, sink, tile=t, overlap=ov, batch=batch, device=dev)
+        progress("evaluate", n + 1, len(scenes))
+    cache.close()
+    report = summarize(cm, classes.names)
+    counts = model.backbone.expert_counts() if hasattr(model.backbone, "expert_counts") else None
+    report["expert_activation"] = expert_report(counts) if counts is not None else {"layers": []}
+    report["images"] = len(scenes)
+    report["wall_s"] = round(time.perf_counter() - t0, 2)
+    return report
+
+
+def classes_for(model, classes_file: Optional[str]) -> Optional[ClassSpec]:
+    return load_classes(classes_file) if classes_file else None

@@ -1,0 +1,245 @@
+"""Fine-tuning on local labels (paper §5.1): backbone frozen, decoder trained.
+
+:func:`run_training` is shared with continued pre-training (train/pretrain.py): it reads
+the labelled data, prepares the model from a base checkpoint (a whole model, or an imported
+DINOv2 backbone of kind "backbone"), trains (train/engine.py, DDP under torchrun), stores the
+training data's descriptor statistics in the output's config and writes the output
+checkpoint atomically: the best-validation model when validation data is given, else the
+last one.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..core import checkpoints
+from ..core.atomic import check_writable
+from ..core.descriptors import NAMES as DESCRIPTOR_NAMES
+from ..core.errors import InputError
+from ..core.model import build_from_config, model_config
+from .augment import Augment
+from .classes import ClassSpec, from_model_classes, load_classes
+from .data import CropDataset, TileDataset, collate, load_labelled_scenes
+from .engine import TrainConfig, barrier, init_distributed, is_main, train
+
+
+def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreeze: bool = False,
+                  variant: str = "ti"):
+    """(model, notes): the base checkpoint with ``classes``; a class count different from the
+    base re-initializes only the tensors whose shape changes (the class layer); a "backbone"
+    checkpoint gets a fresh head; no base: a randomly initialized ``variant``.
+    ``unfreeze`` False freezes the backbone."""
+    if base is None:
+        model = build_from_config(model_config(variant, classes=classes.to_config()))
+        model.config["provenance"] = {"base_model": f"random {variant}"}
+        if not unfreeze:
+            for p in model.backbone.parameters():
+                p.requires_grad_(False)
+        return model, {"base": None, "base_kind": "random", "reinitialized": ["everything (no base)"],
+                       "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
+    base = Path(base)
+    config = checkpoints.read_config(base)
+    loaded = checkpoints.load(base, map_location="cpu")
+    notes: dict[str, Any] = {"base": str(base), "base_kind": config["kind"]}
+    if config["kind"] == "backbone":
+        bb = loaded.config
+        new_cfg = model_config(bb["variant"], classes=classes.to_config(),
+                               experts=int(bb.get("experts", 0)), top_k=max(1, int(bb.get("top_k", 1))))
+        new_cfg["backbone"] = copy.deepcopy(bb)
+        new_cfg["feature_layers"] = list(bb["feature_layers"])
+        if isinstance(config.get("descriptors"), dict):
+            new_cfg["descriptors"].update({k: v for k, v in config["descriptors"].items()
+                                           if k in ("bins", "block", "scaling")})
+        model = build_from_config(new_cfg)
+        model.backbone.load_state_dict(loaded.state_dict())
+        notes["reinitialized"] = ["head (new)"]
+    else:
+        new_cfg = copy.deepcopy(loaded.config)
+        new_cfg["classes"] = classes.to_config()
+        new_cfg.pop("provenance", None)
+        model = build_from_config(new_cfg)
+        own = model.state_dict()
+        reinit = []
+        with torch.no_grad():
+            for name, value in loaded.state_dict().items():
+                if name in own and tuple(own[name].shape) == tuple(value.shape):
+                    own[name].copy_(value)
+                else:
+                    reinit.append(name)
+        notes["reinitialized"] = sorted(set(reinit) | (set(own) - set(loaded.state_dict())))
+    base_prov = getattr(loaded, "provenance", {}) or {}
+    model.config["provenance"] = {"base_model": base.name,
+                                  **({"base_provenance": base_prov} if base_prov else {})}
+    model.provenance = {}
+    del loaded
+    if not unfreeze:
+        for p in model.backbone.parameters():
+            p.requires_grad_(False)
+    notes["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return model, notes
+
+
+def base_classes(base: os.PathLike | str) -> Optional[ClassSpec]:
+    """The classes of a whole-model base checkpoint (None for a backbone)."""
+    config = checkpoints.read_config(base)
+    if config.get("kind") == "model" and config.get("classes"):
+        return from_model_classes(config["classes"])
+    return None
+
+
+@torch.no_grad()
+def descriptor_statistics(model, dataset: TileDataset, max_tiles: int = 256, batch: int = 8,
+                          seed: int = 0) -> dict:
+    """Per-descriptor mean, std, p01, p99 of the scaled descriptors of (up to ``max_tiles``)
+    training tiles: ``{"H_DE": {...}, "ENL": {...}, "R_LR": {...}, "tiles": n}``."""
+    n = len(dataset)
+    idx = np.arange(n)
+    if n > max_tiles:
+        idx = np.sort(np.random.default_rng(seed).choice(n, max_tiles, replace=False))
+    rows = []
+    for s in range(0, len(idx), batch):
+        b = collate([dataset[int(i)] for i in idx[s:s + batch]])
+        keep = b["valid"].flatten(1).any(1)
+        if keep.any():
+            d = model.compute_descriptors(b["phys"][keep], b["valid"][keep])
+            rows.append(d.float().cpu().numpy())
+    if not rows:
+        return {"tiles": 0}
+    d = np.concatenate(rows)
+    out: dict[str, Any] = {"tiles": int(d.shape[0])}
+    for i, name in enumerate(DESCRIPTOR_NAMES):
+        col = d[:, i]
+        out[name] = {"mean": round(float(col.mean()), 6), "std": round(float(col.std()), 6),
+                     "p01": round(float(np.percentile(col, 1)), 6),
+                     "p99": round(float(np.percentile(col, 99)), 6)}
+    return out
+
+
+def default_work_dir(out: Path) -> Path:
+    """``OUT.safetensors`` -> ``OUT.ckpt/`` beside it (checkpoints and training state)."""
+    name = out.name[:-len(".safetensors")] if out.name.endswith(".safetensors") else out.name
+    return out.with_name(name + ".ckpt")
+
+
+def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequence[str], labels: Sequence[str],
+                 out: os.PathLike | str, cfg: TrainConfig, classes_file: Optional[str] = None,
+                 class_field: Optional[str] = None, pair_pattern: Optional[str] = None,
+                 val_images: Sequence[str] = (), val_labels: Sequence[str] = (),
+                 tile: int = 512, unfreeze: bool = False, augment: bool = True,
+                 work_dir: Optional[os.PathLike | str] = None, resume: bool = False,
+                 overwrite: bool = False, domain: Optional[str] = None,
+                 bands: Optional[Sequence] = None, variant: Optional[str] = None,
+                 progress=None, log=None) -> dict:
+    """Fine-tune (``mode="finetune"``) or continue pre-training (``"pretrain"``); returns a
+    summary dict (model path, iterations, losses, validation mIoU, wall time...)."""
+    out = Path(out)
+    if out.suffix.lower() != ".safetensors":
+        raise InputError(f"{out}: the output model must be a .safetensors file")
+    if not resume or out.exists():
+        check_writable(out, overwrite)
+    if cfg.iters < 1 or cfg.batch < 1 or cfg.accum < 1:
+        raise InputError("--iters, --batch and --accum must be at least 1")
+    if tile < 16:
+        raise InputError(f"--tile {tile}: must be at least 16 pixels")
+    work = Path(work_dir) if work_dir else default_work_dir(out)
+    if resume and not (work / "last.safetensors").is_file():
+        raise InputError(f"{work}: no checkpoint to resume from (last.safetensors)")
+    rank, world, device = init_distributed(cfg.device)
+    open_opts = dict(domain=domain, bands=bands)
+
+    if classes_file:
+        classes = load_classes(classes_file)
+        prefer = None
+    else:
+        classes, prefer = None, (base_classes(base) if base is not None else None)
+    scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
+                                           prefer=prefer, progress=progress if rank == 0 else None,
+                                           **open_opts)
+    val_set = None
+    if val_images or val_labels:
+        if not (val_images and val_labels):
+            raise InputError("give both --val-images and --val-labels")
+        val_scenes, _ = load_labelled_scenes(val_images, val_labels, classes, class_field,
+                                             pair_pattern, **open_opts)
+        val_set = TileDataset(val_scenes, tile, **open_opts)
+
+    model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti")
+    aug = Augment() if augment else None
+    train_set = CropDataset(scenes, tile, augment=aug, seed=cfg.seed, **open_opts)
+    stats = descriptor_statistics(model, TileDataset(scenes, tile, **open_opts), seed=cfg.seed)
+    model.config["descriptors"]["train_stats"] = stats
+    if rank == 0 and log:
+        log(f"{mode}: {len(scenes)} image(s), {len(classes)} classes "
+            f"({', '.join(classes.names)}), crops {train_set.size} px, "
+            f"{notes['trainable_params']:,} trainable parameters"
+            + (f", re-initialized: {', '.join(notes['reinitialized'])}" if notes.get("reinitialized") else ""))
+    provenance = {"trained": mode, "train_images": len(scenes),
+                  "train_config": {k: v for k, v in vars(cfg).items()}}
+    result = train(model, train_set, work, cfg, val_set=val_set, resume=resume,
+                   provenance=provenance, progress=progress if rank == 0 else None, log=log,
+                   device=device)
+    digests = rank_digests(model)
+    final_prov = {**provenance, "iterations": result.iterations,
+                  "final_loss": round(result.last_loss, 6) if math.isfinite(result.last_loss) else None}
+    chosen = "last"
+    if result.best_path is not None and is_main():
+        best = checkpoints.load(result.best_path)
+        model.load_state_dict(best.state_dict())
+        chosen = f"best (validation mIoU {result.best_miou:.4f} at iteration {result.best_iteration})"
+        final_prov.update(val_miou=result.best_miou, selected_iteration=result.best_iteration)
+    if is_main():
+        checkpoints.save(model, out, **final_prov)
+    barrier()
+    summary = {
+        "model": str(out), "mode": mode, "iterations": result.iterations,
+        "first_loss": _mean(result.losses[:max(1, len(result.losses) // 10)]),
+        "final_loss": _mean(result.losses[-max(1, len(result.losses) // 10):]),
+        "best_miou": result.best_miou, "param_digests": digests,
+        "best_iteration": result.best_iteration, "selected": chosen,
+        "wall_s": round(result.wall_s, 2), "work_dir": str(work), "classes": classes.names,
+        "reinitialized": notes.get("reinitialized", []),
+        "trainable_params": notes["trainable_params"], "world_size": world, "rank": rank,
+        "descriptor_stats": stats, "losses": result.losses,
+    }
+    return summary
+
+
+def _mean(values: Sequence[float]) -> Optional[float]:
+    return round(float(np.mean(values)), 6) if len(values) else None
+
+
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 (16 hex digits) of every parameter's float32 bytes, in state-dict order."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def rank_digests(model: torch.nn.Module) -> list[str]:
+    """Every rank's parameter digest (one entry without torchrun); RuntimeError if ranks
+    diverged, which DDP must never let happen."""
+    import torch.distributed as dist
+
+    mine = parameter_digest(model)
+    if not dist.is_initialized():
+        return [mine]
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, mine)
+    if len(set(out)) != 1:
+        raise RuntimeError(f"ranks ended with different parameters: {out}")
+    return out
+
+
+def finetune(**kwargs) -> dict:
+    """Fine-tune: backbone frozen unless ``unfreeze``; see :func:`run_training`."""
+    return run_training(mode="finetune", **kwargs)
