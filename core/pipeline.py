@@ -148,6 +148,18 @@ def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> ti
     return predict
 
 
+def raster_classes(classes: Sequence[dict]) -> list[dict]:
+    """The model's classes with the value each one gets in the uint8 class raster.
+
+    A class keeps its label value when every value fits 0..254 (255 is nodata), so a model
+    trained on labels coded 10/20/30 writes 10/20/30; otherwise (e.g. water labelled 255)
+    every class is written as its index 0..K-1. ``class_id`` of the polygons is that value.
+    """
+    values = [int(c["value"]) for c in classes]
+    fits = all(0 <= v < tiler.NODATA_CLASS for v in values) and len(set(values)) == len(values)
+    return [{**c, "value": v if fits else i} for i, (c, v) in enumerate(zip(classes, values))]
+
+
 def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
                   out_vector: PathLike, *, raster: Optional[PathLike] = None,
                   confidence: Optional[PathLike] = None, tile: int = 512, overlap: int = 128,
@@ -202,7 +214,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
         raise InputError(f"{scene_path}: the model is a backbone without a segmentation head; "
                          f"fine-tune it first")
     model = model.to(dev).eval()
-    classes = list(model.classes)
+    classes = raster_classes(model.classes)
 
     t0 = time.perf_counter()
     preferred = (model.config.get("input") or {}).get("bands")   # the bands it was trained on
@@ -229,7 +241,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
                 stats = tiler.run_tiled(
                     scene, make_predict(model, descriptors), len(classes), sink, tile=tile,
                     overlap=overlap, batch=batch, device=dev,
-                    class_values=[int(c["value"]) for c in classes], progress=progress)
+                    class_values=[c["value"] for c in classes], progress=progress)
             finally:
                 sink.close()
             t_tiles = time.perf_counter()

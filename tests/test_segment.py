@@ -267,3 +267,14 @@ def test_cli_sigterm_leaves_nothing(tiny_checkpoint, tmp_path):
     assert proc.returncode == 130, err
     assert '"event": "error"' in rest
     assert list(out.iterdir()) == []
+
+
+def test_raster_values_fall_back_to_indexes_when_a_label_value_is_255():
+    from crossearth_sar.core.pipeline import raster_classes
+
+    water = [{"name": "background", "value": 0, "color": "#000000"},
+             {"name": "water", "value": 255, "color": "#0000ff"}]
+    assert [c["value"] for c in raster_classes(water)] == [0, 1]
+    coded = [{"name": "urban", "value": 10, "color": "#ff0000"},
+             {"name": "forest", "value": 20, "color": "#00ff00"}]
+    assert [c["value"] for c in raster_classes(coded)] == [10, 20]
