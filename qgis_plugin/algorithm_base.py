@@ -84,8 +84,15 @@ class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
 
 
 class CesAlgorithm(QgsProcessingAlgorithm):
-    """Base of the algorithms: a subclass sets COMMAND and the parameter name tuples."""
+    """Base of the algorithms: a subclass sets its identity (NAME ... TAGS), COMMAND and the
+    parameter name tuples."""
 
+    NAME = ""            # algorithm id: crossearth_sar:NAME
+    DISPLAY_NAME = ""
+    GROUP = ""
+    GROUP_ID = ""
+    HELP = ""            # shortHelpString, HTML for an analyst
+    TAGS: tuple[str, ...] = ()
     COMMAND = ""
     RASTER_INPUTS: tuple[str, ...] = ()        # single raster layer parameters
     MULTI_RASTER_INPUTS: tuple[str, ...] = ()  # multiple raster layer parameters
@@ -96,6 +103,24 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     # --- identity ---------------------------------------------------------------------
     def createInstance(self):  # noqa: N802
         return type(self)()
+
+    def name(self) -> str:
+        return self.NAME
+
+    def displayName(self) -> str:  # noqa: N802
+        return self.DISPLAY_NAME
+
+    def group(self) -> str:
+        return self.GROUP
+
+    def groupId(self) -> str:  # noqa: N802
+        return self.GROUP_ID
+
+    def shortHelpString(self) -> str:  # noqa: N802
+        return self.HELP
+
+    def tags(self) -> list[str]:
+        return list(self.TAGS)
 
     def icon(self) -> QIcon:
         return QIcon(ICON_PATH)

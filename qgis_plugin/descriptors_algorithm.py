@@ -32,29 +32,17 @@ the whole scene (minimum, median, maximum of each descriptor) is printed in the 
 
 class DescriptorsAlgorithm(CesAlgorithm):
     """``ces descriptors SCENE -o OUT.tif --tile T --stride S``."""
+    NAME = "descriptors"
+    DISPLAY_NAME = "SAR descriptor maps (H_DE, ENL, R_LR)"
+    GROUP = "Land cover"
+    GROUP_ID = "landcover"
+    HELP = HELP
+    TAGS = ("sar", "radar", "entropy", "enl", "roughness", "texture", "speckle", "crossearth")
 
     COMMAND = "descriptors"
     INPUT, TILE, STRIDE, OUTPUT = "INPUT", "TILE", "STRIDE", "OUTPUT"
     RASTER_INPUTS = (INPUT,)
     OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE}
-
-    def name(self) -> str:
-        return "descriptors"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "SAR descriptor maps (H_DE, ENL, R_LR)"
-
-    def group(self) -> str:
-        return "Land cover"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "landcover"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return HELP
-
-    def tags(self) -> list[str]:
-        return ["sar", "radar", "entropy", "enl", "roughness", "texture", "speckle", "crossearth"]
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))

@@ -45,6 +45,12 @@ accuracy are also outputs usable in models.</p>
 
 class EvaluateAlgorithm(CesAlgorithm):
     """``ces evaluate --model M --images ... --labels ... --json OUT.json``."""
+    NAME = "evaluate"
+    DISPLAY_NAME = "Evaluate model against reference labels"
+    GROUP = "Training"
+    GROUP_ID = "training"
+    HELP = HELP
+    TAGS = ("sar", "accuracy", "iou", "miou", "confusion matrix", "validation", "crossearth")
 
     COMMAND = "evaluate"
     INPUT, LABELS, CLASS_FIELD, MODEL = "INPUT", "LABELS", "CLASS_FIELD", "MODEL"
@@ -57,24 +63,6 @@ class EvaluateAlgorithm(CesAlgorithm):
     OPTION_PARAMETERS = {"--images": INPUT, "--labels": LABELS, "--class-field": CLASS_FIELD,
                          "--model": MODEL, "--tile": TILE, "--classes": CLASSES,
                          "--device": DEVICE, "--json": OUTPUT}
-
-    def name(self) -> str:
-        return "evaluate"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Evaluate model against reference labels"
-
-    def group(self) -> str:
-        return "Training"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "training"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return HELP
-
-    def tags(self) -> list[str]:
-        return ["sar", "accuracy", "iou", "miou", "confusion matrix", "validation", "crossearth"]
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(

@@ -58,6 +58,13 @@ SINGLE_LAYER_FORMATS = ["shp", "geojson", "fgb"]
 
 class FinetuneAlgorithm(CesAlgorithm):
     """``ces finetune --images ... --labels POLYGONS --class-field F -o OUT.safetensors``."""
+    NAME = "finetune"
+    DISPLAY_NAME = "Fine-tune model on labelled polygons"
+    GROUP = "Training"
+    GROUP_ID = "training"
+    HELP = HELP
+    TAGS = ("sar", "radar", "training", "fine-tune", "finetune", "labels", "polygons",
+            "deep learning", "crossearth")
 
     COMMAND = "finetune"
     INPUT, LABELS, CLASS_FIELD, BASE = "INPUT", "LABELS", "CLASS_FIELD", "BASE"
@@ -70,25 +77,6 @@ class FinetuneAlgorithm(CesAlgorithm):
                          "--model": BASE, "--iters": ITERATIONS, "--batch": BATCH,
                          "--lr": LEARNING_RATE, "--tile": TILE, "--classes": CLASSES,
                          "--device": DEVICE}
-
-    def name(self) -> str:
-        return "finetune"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Fine-tune model on labelled polygons"
-
-    def group(self) -> str:
-        return "Training"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "training"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return HELP
-
-    def tags(self) -> list[str]:
-        return ["sar", "radar", "training", "fine-tune", "finetune", "labels", "polygons",
-                "deep learning", "crossearth"]
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(

@@ -52,6 +52,13 @@ so in the log: check the result, or fine-tune on a few labelled areas of your ow
 
 class SegmentAlgorithm(CesAlgorithm):
     """``ces segment SCENE -o OUT [--model M] [--tile] [--overlap] ...``."""
+    NAME = "segment"
+    DISPLAY_NAME = "Segment SAR scene into land cover"
+    GROUP = "Land cover"
+    GROUP_ID = "landcover"
+    HELP = HELP
+    TAGS = ("sar", "radar", "sentinel-1", "segmentation", "land cover", "classification",
+            "water", "flood", "deep learning", "crossearth")
 
     COMMAND = "segment"
     INPUT, MODEL, TILE, OVERLAP, DEVICE = "INPUT", "MODEL", "TILE", "OVERLAP", "DEVICE"
@@ -64,25 +71,6 @@ class SegmentAlgorithm(CesAlgorithm):
                          "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
                          "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
                          "--confidence": OUTPUT_CONFIDENCE}
-
-    def name(self) -> str:
-        return "segment"
-
-    def displayName(self) -> str:  # noqa: N802
-        return "Segment SAR scene into land cover"
-
-    def group(self) -> str:
-        return "Land cover"
-
-    def groupId(self) -> str:  # noqa: N802
-        return "landcover"
-
-    def shortHelpString(self) -> str:  # noqa: N802
-        return HELP
-
-    def tags(self) -> list[str]:
-        return ["sar", "radar", "sentinel-1", "segmentation", "land cover", "classification",
-                "water", "flood", "deep learning", "crossearth"]
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
