@@ -59,3 +59,33 @@ def import_dinov2(checkpoint: Path, variant: str, experts: int, top_k: int, pape
                f"{backbone.provenance['source_layout']} layout)")
     click.echo(f"{output}: {experts} experts, top-{top_k} ({info['gate']} gate); "
                f"{info['params_total_human']} parameters, {info['params_active_human']}")
+
+
+@models.command("convert")
+@click.argument("model", type=click.Path(path_type=Path))
+@click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp16",
+              show_default=True, help="Storage precision of the floating-point tensors.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="Output .safetensors file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+def convert(model: Path, dtype: str, output: Path, overwrite: bool) -> None:
+    """Store a model file in another precision (e.g. fp16: half the size).
+
+    The config, classes and training statistics are kept; loading always computes in
+    float32.
+
+    \b
+    Example:
+      ces models convert run.safetensors --dtype fp16 -o small.safetensors
+    """
+    from ..core import checkpoints
+    from ..core.atomic import check_writable
+    from ..core.errors import InputError
+
+    if output.suffix.lower() != ".safetensors":
+        raise InputError(f"{output}: the output must be a .safetensors file")
+    check_writable(output, overwrite)
+    module = checkpoints.load(model)
+    checkpoints.save(module, output, dtype=dtype, converted_from=model.name)
+    size_mb = output.stat().st_size / 1e6
+    click.echo(f"{output}: {dtype}, {size_mb:.1f} MB")

@@ -115,3 +115,21 @@ def test_ces_info_subprocess_exit_status(saved, tmp_path):
     proc = subprocess.run([str(CES), "info", str(bad)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr
+
+
+def test_ces_models_convert_to_fp16_halves_the_file(tmp_path):
+    import subprocess
+    import sys
+
+    from crossearth_sar.core import checkpoints, model as model_mod
+
+    m = model_mod.build("ti", num_classes=2, num_queries=4, ffn_hidden_dim=64, experts=2)
+    src = checkpoints.save(m, tmp_path / "fp32.safetensors")
+    out = tmp_path / "fp16.safetensors"
+    r = subprocess.run([sys.executable, "-m", "crossearth_sar.crossearth_cli.main", "models",
+                        "convert", str(src), "--dtype", "fp16", "-o", str(out)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert out.stat().st_size < 0.55 * src.stat().st_size
+    assert checkpoints.read_config(out)["stored_dtype"] == "fp16"
+    assert checkpoints.read_config(out)["classes"] == m.config["classes"]
