@@ -220,10 +220,13 @@ def test_cli_bad_input_exit_2_and_no_file(tiny_checkpoint, tmp_path, capsys):
         assert list(out.iterdir()) == [], args
 
 
-def test_cli_default_model_message(tmp_path, capsys):
-    if segment_cmd.default_model_path().is_file():
-        pytest.skip("the embedded default model is installed")
+def test_cli_missing_model_messages(tmp_path, capsys, monkeypatch):
     scene = write_db_scene(tmp_path / "scene.tif", 32, 32)
+    assert main(["segment", str(scene), "-o", str(tmp_path / "o.gpkg"),
+                 "--model", str(tmp_path / "nope.safetensors")]) == 2
+    assert "nope.safetensors: no such model file" in capsys.readouterr().err
+    # a package installed without its models/ folder says how to go on
+    monkeypatch.setattr(segment_cmd, "default_model_path", lambda: tmp_path / "missing.safetensors")
     assert main(["segment", str(scene), "-o", str(tmp_path / "o.gpkg")]) == 2
     err = capsys.readouterr().err
     assert "no default model is installed" in err and "--model" in err
