@@ -12,6 +12,9 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import torch
+
+from crossearth_sar.train import metrics
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -27,14 +30,9 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between))])
 
 
-def iou_from_confusion(cm: np.ndarray) -> np.ndarray:
-    tp = np.diag(cm).astype(float)
-    return tp / np.maximum(cm.sum(0) + cm.sum(1) - tp, 1)
-
-
-def confusion(pred: np.ndarray, truth: np.ndarray, k: int = 2) -> np.ndarray:
-    keep = truth < k
-    return np.bincount(truth[keep] * k + pred[keep], minlength=k * k).reshape(k, k)
+def confusion(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[2, 2] counts (rows: truth, cols: prediction); truth 255 is ignored."""
+    return metrics.confusion_matrix(torch.from_numpy(pred), torch.from_numpy(truth), 2).numpy()
 
 
 def ombria(data: Path) -> np.ndarray:
@@ -66,7 +64,7 @@ def main() -> None:
     args = ap.parse_args()
     for name, cm in (("OMBRIA test (70 AFTER tiles)", ombria(args.data)),
                      ("Sen1Floods11 Spain_7370579 (VV)", sen1floods11(args.data))):
-        iou = iou_from_confusion(cm)
+        iou = metrics.iou_per_class(cm)
         print(f"Otsu on {name}: water IoU {iou[1]:.3f}, background IoU {iou[0]:.3f}, "
               f"mIoU {iou.mean():.3f}")
 
