@@ -156,7 +156,6 @@ def _read_ombria(root, tile: str):
     return x, np.log1p(pixels), water
 
 
-@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
 def test_overfit_two_ombria_tiles(shared_data):
     root = shared_data / "ombria" / "train"

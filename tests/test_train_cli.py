@@ -79,7 +79,6 @@ def test_pretrain_from_a_backbone_trains_everything(tmp_path, capsys):
     assert trained.config["provenance"]["train_config"]["lr"] == 3e-5   # the paper's default
 
 
-@pytest.mark.slow
 def test_finetune_ombria_learns_and_evaluates(tmp_path, tiny_base, shared_data, capsys):
     """A small real fine-tune: the loss falls and held-out OMBRIA tiles reach mIoU > 0.5
     (from a random init; Otsu thresholding reaches 0.72 on these 4 test tiles)."""
