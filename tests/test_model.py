@@ -1,6 +1,6 @@
 """CrossEarthSAR (core/model.py): config round trip, shapes at any input size, probabilities,
 loss with ignore pixels, the router gradient from the segmentation loss, and the overfit run on
-two real OMBRIA tiles (slow)."""
+two real OMBRIA tiles."""
 from __future__ import annotations
 
 import json
