@@ -12,6 +12,8 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterFile,
     QgsProviderRegistry,
     QgsRasterLayer,
     QgsSettings,
@@ -101,6 +103,19 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     STAGE_WEIGHTS: dict[str, float] = {}       # ces progress stages sharing one bar, in order
 
     # --- identity ---------------------------------------------------------------------
+    def add_advanced(self, *parameters) -> None:
+        """Add parameters shown under the dialog's "Advanced Parameters"."""
+        for parameter in parameters:
+            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+            self.addParameter(parameter)
+
+    @staticmethod
+    def classes_file_parameter(name: str) -> QgsProcessingParameterFile:
+        """The optional classes file (YAML or JSON) of ces finetune / evaluate."""
+        return QgsProcessingParameterFile(
+            name, "Classes file (YAML or JSON)", optional=True,
+            fileFilter="Classes files (*.yaml *.yml *.json);;All files (*.*)")
+
     def createInstance(self):  # noqa: N802
         return type(self)()
 

@@ -11,7 +11,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
@@ -81,13 +80,9 @@ class EvaluateAlgorithm(CesAlgorithm):
             QgsProcessingParameterNumber(
                 self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
                 defaultValue=512, minValue=28, maxValue=8192),
-            QgsProcessingParameterFile(
-                self.CLASSES, "Classes file (YAML or JSON)", optional=True,
-                fileFilter="Classes files (*.yaml *.yml *.json);;All files (*.*)"),
+            self.classes_file_parameter(self.CLASSES),
         ]
-        for parameter in advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(parameter)
+        self.add_advanced(*advanced)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "Metrics (JSON)", fileFilter="JSON files (*.json)"))
         self.addParameter(QgsProcessingParameterFileDestination(

@@ -8,7 +8,6 @@ import uuid
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -103,13 +102,9 @@ class FinetuneAlgorithm(CesAlgorithm):
             QgsProcessingParameterNumber(
                 self.TILE, "Training crop size (pixels)", QgsProcessingParameterNumber.Integer,
                 defaultValue=512, minValue=28, maxValue=4096),
-            QgsProcessingParameterFile(
-                self.CLASSES, "Classes file (YAML or JSON)", optional=True,
-                fileFilter="Classes files (*.yaml *.yml *.json);;All files (*.*)"),
+            self.classes_file_parameter(self.CLASSES),
         ]
-        for parameter in advanced:
-            parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-            self.addParameter(parameter)
+        self.add_advanced(*advanced)
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "Fine-tuned model", fileFilter="CrossEarth-SAR models (*.safetensors)"))
 

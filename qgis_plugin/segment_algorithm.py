@@ -4,7 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
@@ -94,8 +93,7 @@ class SegmentAlgorithm(CesAlgorithm):
         batch = QgsProcessingParameterNumber(
             self.BATCH, "Tiles per batch", QgsProcessingParameterNumber.Integer,
             defaultValue=4, minValue=1, maxValue=256)
-        batch.setFlags(batch.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
-        self.addParameter(batch)
+        self.add_advanced(batch)
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Land cover polygons", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterRasterDestination(

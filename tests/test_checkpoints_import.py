@@ -19,13 +19,7 @@ from _helpers_backbone import random_official_state_dict, reference_forward, to_
 TOL = 1e-4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine a second spinning thread only slows down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from _helpers_backbone import one_thread  # noqa: E402,F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")

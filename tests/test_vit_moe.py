@@ -8,12 +8,7 @@ from crossearth_sar.core.moe import BALANCE_WEIGHT, MoEFFN
 from crossearth_sar.core.vit import VARIANTS, build_backbone, build_backbone_from_config
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from _helpers_backbone import one_thread  # noqa: E402,F401  (autouse fixture)
 
 
 def distinct_experts(dim=16, hidden=32, experts=4, top_k=2, seed=0, **kw) -> MoEFFN:
