@@ -19,7 +19,7 @@ from . import descriptors as descriptors_mod
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
 from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
-from .mask2former.targets import semantic_to_targets
+from .mask2former.targets import semantic_targets
 from .vit import PATCH_SIZE, VARIANTS as BACKBONE_VARIANTS, backbone_config, build_backbone_from_config
 
 IGNORE_INDEX = 255
@@ -152,7 +152,7 @@ class CrossEarthSAR(nn.Module):
              generator: Optional[torch.Generator] = None) -> tuple[torch.Tensor, dict]:
         """(total = L_seg + L_BC, {loss_ce, loss_mask, loss_dice, loss_aux, loss_seg, l_bc, total}
         as floats). target [B, H, W] long class indexes, 255 = ignore (any H, W)."""
-        targets = semantic_to_targets(target.to(outputs["pred_masks"].device), self.num_classes,
+        targets = semantic_targets(target.to(outputs["pred_masks"].device), self.num_classes,
                                       IGNORE_INDEX)
         seg, terms = self.criterion(outputs, targets, generator)
         l_bc = outputs.get("l_bc")

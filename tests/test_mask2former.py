@@ -14,7 +14,7 @@ from crossearth_sar.core.mask2former.matcher import HungarianMatcher
 from crossearth_sar.core.mask2former.ms_deform_attn import deformable_sample
 from crossearth_sar.core.mask2former.point_sampling import (pixel_center_coords, point_sample,
                                                             uncertain_point_coords)
-from crossearth_sar.core.mask2former.targets import semantic_to_targets
+from crossearth_sar.core.mask2former.targets import Targets, semantic_targets, semantic_to_targets
 from crossearth_sar.core.mask2former.transformer_decoder import CrossAttentionLayer
 
 
@@ -187,6 +187,38 @@ def test_criterion_with_no_labelled_pixel_only_pushes_to_no_object():
     assert terms["loss_mask"].item() == 0.0 and terms["loss_dice"].item() == 0.0
     hand = sum(-math.log(_softmax(r)[2]) for r in LOGITS.tolist()) / 3
     assert terms["loss_ce"].item() == pytest.approx(2.0 * hand, rel=1e-6)
+
+
+def test_batched_targets_match_image_by_image():
+    """A batch with different classes per image (one image unlabelled): the padded batch
+    (Targets, one slot per class) gives each image the assignment it gets alone, and the same
+    losses as the per-image lists."""
+    g = torch.Generator().manual_seed(3)
+    labels = torch.zeros(3, 6, 6, dtype=torch.long)
+    labels[0, :, 3:] = 1
+    labels[1] = 255
+    labels[2] = 2
+    labels[2, :2] = 255
+    logits, masks = torch.randn(3, 4, 4, generator=g), torch.randn(3, 4, 6, 6, generator=g)
+    batched = semantic_targets(labels, 3)
+    assert isinstance(batched, Targets) and batched.num_masks == 3
+    assert batched.present.tolist() == [[True, True, False], [False, False, False], [False, False, True]]
+    as_list = semantic_to_targets(labels, 3)
+    assert [t["labels"].tolist() for t in as_list] == [[0, 1], [], [2]]
+    matcher = HungarianMatcher(num_points=None)
+    together = matcher(logits, masks, batched)
+    for i, (rows, cols) in enumerate(together):
+        (r1, c1), = matcher(logits[i:i + 1], masks[i:i + 1], [as_list[i]])
+        assert rows.tolist() == r1.tolist()
+        assert cols.tolist() == as_list[i]["labels"][c1].tolist()  # slot = class index
+    assert len(together[1][0]) == 0
+    crit = SetCriterion(3, num_points=None)
+    outputs = {"pred_logits": logits, "pred_masks": masks}
+    total, terms = crit(outputs, batched)
+    total_list, terms_list = crit(outputs, as_list)
+    assert total.item() == pytest.approx(total_list.item(), rel=1e-6)
+    for k in terms:
+        assert terms[k].item() == pytest.approx(terms_list[k].item(), rel=1e-6, abs=1e-7)
 
 
 def test_semantic_probabilities_match_hand_computation():

@@ -283,9 +283,11 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
                          pair_pattern: Optional[str] = None, domain: Optional[str] = None,
                          bands: Optional[Sequence] = None, complex_part: str = "amplitude",
                          prefer: Optional[ClassSpec] = None,
-                         progress=None) -> tuple[list[LabelledScene], ClassSpec]:
+                         progress=None, prefer_bands: Optional[Sequence[str]] = None,
+                         ) -> tuple[list[LabelledScene], ClassSpec]:
     """Pair and read images with their labels; classes from ``classes``, else ``prefer``
     (e.g. the base model's classes) when it covers every label value found, else inferred.
+    ``prefer_bands``: the bands a model was trained on (core.sar_io.open_scene ``prefer``).
 
     When inferring, negative label values (e.g. Sen1Floods11's -1) are ignored.
     InputError when there is not a single labelled pixel.
@@ -299,7 +301,7 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
     if vectors and len(label_files) > 1:
         raise InputError(f"{vectors[0]}: give either one vector file or label rasters, not both "
                          f"or several vector files")
-    opts = dict(domain=domain, bands=bands, complex_part=complex_part)
+    opts = dict(domain=domain, bands=bands, complex_part=complex_part, prefer=prefer_bands)
 
     raws: list[tuple[Path, Path, np.ndarray, np.ndarray, tuple[int, int]]] = []
     if vectors:

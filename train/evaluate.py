@@ -49,12 +49,14 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
         raise InputError(f"{classes.source}: {len(classes)} classes but the model has {k} "
                          f"({', '.join(c['name'] for c in model.classes)})")
     opts = dict(domain=domain, bands=bands)
-    scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern, **opts)
+    preferred = (model.config.get("input") or {}).get("bands")  # the bands it was trained on, as in segment
+    scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
+                                           prefer_bands=preferred, **opts)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if hasattr(model.backbone, "reset_expert_counts"):
         model.backbone.reset_expert_counts()
-    cache = SceneCache(size=1, **opts)
+    cache = SceneCache(size=1, prefer=preferred, **opts)
     cm = torch.zeros(k, k, dtype=torch.int64)
 
     def predict(x, phys, valid):

@@ -152,6 +152,9 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
         raise InputError(f"{work}: no checkpoint to resume from (last.safetensors)")
     rank, world, device = init_distributed(cfg.device)
     open_opts = dict(domain=domain, bands=bands)
+    base_bands = ((checkpoints.read_config(base).get("input") or {}).get("bands")
+                  if base is not None else None)  # read the bands the base model was trained on
+    scene_opts = dict(open_opts, prefer=base_bands)
 
     if classes_file:
         classes = load_classes(classes_file)
@@ -160,19 +163,19 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
         classes, prefer = None, (base_classes(base) if base is not None else None)
     scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
                                            prefer=prefer, progress=progress if rank == 0 else None,
-                                           **open_opts)
+                                           prefer_bands=base_bands, **open_opts)
     val_set = None
     if val_images or val_labels:
         if not (val_images and val_labels):
             raise InputError("give both --val-images and --val-labels")
         val_scenes, _ = load_labelled_scenes(val_images, val_labels, classes, class_field,
-                                             pair_pattern, **open_opts)
-        val_set = TileDataset(val_scenes, tile, **open_opts)
+                                             pair_pattern, prefer_bands=base_bands, **open_opts)
+        val_set = TileDataset(val_scenes, tile, **scene_opts)
 
     model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti")
     aug = Augment() if augment else None
-    train_set = CropDataset(scenes, tile, augment=aug, seed=cfg.seed, **open_opts)
-    stats = descriptor_statistics(model, TileDataset(scenes, tile, **open_opts), seed=cfg.seed)
+    train_set = CropDataset(scenes, tile, augment=aug, seed=cfg.seed, **scene_opts)
+    stats = descriptor_statistics(model, TileDataset(scenes, tile, **scene_opts), seed=cfg.seed)
     model.config["descriptors"]["train_stats"] = stats
     if rank == 0 and log:
         log(f"{mode}: {len(scenes)} image(s), {len(classes)} classes "

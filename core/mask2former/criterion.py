@@ -8,15 +8,29 @@ from torch import nn
 
 from .matcher import HungarianMatcher
 from .point_sampling import pixel_center_coords, point_sample, uncertain_point_coords
+from .targets import TargetsLike, as_targets
 
 
-def class_loss(logits: torch.Tensor, matches: list, targets: list[dict], no_object_weight: float) -> torch.Tensor:
+def flat_matches(matches: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-image (rows, cols) -> (image, query, slot) index vectors [M] on ``device``."""
+    if not matches:
+        empty = torch.empty(0, dtype=torch.int64, device=device)
+        return empty, empty, empty
+    image = torch.cat([torch.full((len(r),), i, dtype=torch.int64) for i, (r, _) in enumerate(matches)])
+    rows = torch.cat([r.cpu() for r, _ in matches])
+    cols = torch.cat([c.cpu() for _, c in matches])
+    idx = torch.stack((image, rows, cols)).to(device, non_blocking=True)
+    return idx[0], idx[1], idx[2]
+
+
+def class_loss(logits: torch.Tensor, matches: list, targets: TargetsLike, no_object_weight: float) -> torch.Tensor:
     """Weighted cross-entropy over all queries: logits [B, Q, K+1]; unmatched queries must
     predict the no-object class K, whose weight is ``no_object_weight`` (others 1)."""
+    tg = as_targets(targets)
     b, q, k1 = logits.shape
+    image, rows, cols = flat_matches(matches, logits.device)
     labels = torch.full((b, q), k1 - 1, dtype=torch.int64, device=logits.device)
-    for i, (rows, cols) in enumerate(matches):
-        labels[i, rows.to(logits.device)] = targets[i]["labels"].to(logits.device)[cols.to(logits.device)]
+    labels[image, rows] = tg.labels.to(logits.device)[image, cols]
     weight = torch.ones(k1, dtype=logits.dtype, device=logits.device)
     weight[-1] = no_object_weight
     return F.cross_entropy(logits.transpose(1, 2), labels, weight=weight)
@@ -58,19 +72,17 @@ class SetCriterion(nn.Module):
         self.deep_supervision = deep_supervision
         self.matcher = HungarianMatcher(class_weight, mask_weight, dice_weight, num_points)
 
-    def mask_losses(self, masks: torch.Tensor, matches: list, targets: list[dict],
+    def mask_losses(self, masks: torch.Tensor, matches: list, targets: TargetsLike,
                     num_masks: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(BCE, dice) of the matched masks; masks [B, Q, h, w] logits."""
-        src = torch.cat([masks[i, rows.to(masks.device)] for i, (rows, _) in enumerate(matches)])
-        if len(src) == 0:
+        tg = as_targets(targets)
+        image, rows, cols = flat_matches(matches, masks.device)
+        if len(rows) == 0:
             zero = masks.sum() * 0.0
             return zero, zero
-        tgt = torch.cat([t["masks"].to(masks.device, masks.dtype)[cols.to(masks.device)]
-                         for t, (_, cols) in zip(targets, matches)])
-        valid = torch.cat([
-            (t["valid"] if t.get("valid") is not None else torch.ones(t["masks"].shape[-2:]))
-            .to(masks.device, masks.dtype)[None].expand(len(cols), -1, -1)
-            for t, (_, cols) in zip(targets, matches)])
+        src = masks[image, rows]
+        tgt = tg.masks.to(masks.device, masks.dtype)[image, cols]
+        valid = tg.valid.to(masks.device, masks.dtype)[image]
         src, tgt, valid = src[:, None], tgt[:, None], valid[:, None]
         with torch.no_grad():
             if self.num_points is None:
@@ -85,7 +97,7 @@ class SetCriterion(nn.Module):
         return (sigmoid_bce_loss(logits, labels, weights, num_masks),
                 dice_loss(logits, labels, weights, num_masks))
 
-    def single(self, logits: torch.Tensor, masks: torch.Tensor, targets: list[dict],
+    def single(self, logits: torch.Tensor, masks: torch.Tensor, targets: TargetsLike,
                num_masks: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Unweighted losses of one prediction set: {"ce", "mask", "dice"}."""
         matches = self.matcher(logits, masks, targets, generator)
@@ -93,11 +105,12 @@ class SetCriterion(nn.Module):
         bce, dice = self.mask_losses(masks, matches, targets, num_masks, generator)
         return {"ce": ce, "mask": bce, "dice": dice}
 
-    def forward(self, outputs: dict, targets: list[dict],
+    def forward(self, outputs: dict, targets: TargetsLike,
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """outputs {pred_logits, pred_masks, aux_outputs [{pred_logits, pred_masks}, ...]} ->
         (weighted total, {"loss_ce", "loss_mask", "loss_dice" (final set, weighted), "loss_aux"})."""
-        num_masks = max(float(sum(len(t["labels"]) for t in targets)), 1.0)
+        targets = as_targets(targets)
+        num_masks = max(float(targets.num_masks), 1.0)
         weights = {"ce": self.class_weight, "mask": self.mask_weight, "dice": self.dice_weight}
         final = self.single(outputs["pred_logits"], outputs["pred_masks"], targets, num_masks, generator)
         terms = {f"loss_{k}": v * weights[k] for k, v in final.items()}
