@@ -54,3 +54,21 @@ def test_segment_without_model_uses_the_default(tmp_path):
     pw, tw = p[keep] == 1, t[keep] == 1
     iou = (pw & tw).sum() / max((pw | tw).sum(), 1)
     assert iou > OTSU_CHIP_WATER_IOU, iou
+
+
+def test_evaluate_reads_the_band_the_model_was_trained_on(tmp_path):
+    """The model was trained on VV: ``ces evaluate`` on the dual-pol chip feeds it VV, as
+    ``ces segment`` does, so its figures are those of --bands VV and beat Otsu's."""
+    classes = tmp_path / "s1f.yaml"
+    classes.write_text('classes:\n  - {name: background, value: 0, color: "#d9d9d9"}\n'
+                       '  - {name: water, value: 1, color: "#1f78b4"}\nignore: [-1]\n')
+    reports = []
+    for extra, name in (([], "default.json"), (["--bands", "VV"], "vv.json")):
+        r = subprocess.run(CES + ["evaluate", "--images", str(CHIP), "--labels", str(LABEL),
+                                  "--classes", str(classes), "--json", str(tmp_path / name),
+                                  "--progress", "none"] + extra,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        reports.append(json.loads((tmp_path / name).read_text()))
+    assert reports[0]["confusion_matrix"] == reports[1]["confusion_matrix"]
+    assert reports[0]["per_class_iou"]["water"] > OTSU_CHIP_WATER_IOU
