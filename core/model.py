@@ -174,6 +174,11 @@ class CrossEarthSAR(nn.Module):
                 "backbone": backbone, "head": head}
 
 
+def trained_bands(config: dict) -> Optional[list]:
+    """The band descriptions a model was trained on (its ``input.bands``, e.g. ["VV"]), or None."""
+    return (config.get("input") or {}).get("bands")
+
+
 def model_config(variant: str = "ti", num_classes: int = 2, experts: int = 6, top_k: int = 1,
                  classes: Optional[list[dict]] = None, **options) -> dict:
     """The JSON-able config of a model; see :func:`build` for the options."""

@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from . import sar_io, tiler, vectorize
 from .atomic import atomic_output, check_writable
 from .errors import InputError
+from .model import trained_bands
 from .progress import ProgressCallback, ensure
 
 PathLike = Union[str, os.PathLike]
@@ -217,7 +218,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
     classes = raster_classes(model.classes)
 
     t0 = time.perf_counter()
-    preferred = (model.config.get("input") or {}).get("bands")   # the bands it was trained on
+    preferred = trained_bands(model.config)  # the bands it was trained on
     with sar_io.open_scene(scene_path, domain=domain, bands=bands, complex_part=complex_part,
                            prefer=preferred) as scene:
         for w in scene.warnings:

@@ -13,6 +13,7 @@ from qgis.core import (
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
     QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
     QgsProviderRegistry,
     QgsRasterLayer,
@@ -108,6 +109,22 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         for parameter in parameters:
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
+
+    @staticmethod
+    def model_file_parameter(name: str, label: str = "Model") -> QgsProcessingParameterFile:
+        """An optional model file (.safetensors); empty means the embedded default model."""
+        return QgsProcessingParameterFile(
+            name, f"{label} (empty: the model that comes with CrossEarth-SAR)",
+            behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER)
+
+    @staticmethod
+    def device_parameter(name: str) -> QgsProcessingParameterEnum:
+        """The device choice (auto, cpu, cuda) passed as ces --device."""
+        return QgsProcessingParameterEnum(name, "Device", options=DEVICE_OPTIONS, defaultValue=0)
+
+    def device_value(self, parameters, context) -> str:
+        """The ces --device value of the DEVICE parameter (see device_parameter)."""
+        return DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
     @staticmethod
     def classes_file_parameter(name: str) -> QgsProcessingParameterFile:

@@ -11,8 +11,6 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -22,7 +20,7 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from .algorithm_base import DEVICE_OPTIONS, EMBEDDED_MODEL_HINT, MODEL_FILTER, CesAlgorithm
+from .algorithm_base import EMBEDDED_MODEL_HINT, CesAlgorithm
 from .finetune_algorithm import SINGLE_LAYER_FORMATS
 
 HELP = """<p>Checks how well a model maps your scenes: it segments each SAR scene and compares
@@ -71,11 +69,8 @@ class EvaluateAlgorithm(CesAlgorithm):
             QgsProcessing.TypeMapLayer))
         self.addParameter(QgsProcessingParameterString(
             self.CLASS_FIELD, "Class field of the polygons (empty: guess)", optional=True))
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "Model (empty: the model that comes with CrossEarth-SAR)",
-            behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(self.model_file_parameter(self.MODEL, "Model"))
+        self.addParameter(self.device_parameter(self.DEVICE))
         advanced = [
             QgsProcessingParameterNumber(
                 self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
@@ -130,7 +125,7 @@ class EvaluateAlgorithm(CesAlgorithm):
             args += ["--labels", label]
         args += ["--json", out, "--experts-plot", plot,
                  "--tile", self.parameterAsInt(parameters, self.TILE, context),
-                 "--device", DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                 "--device", self.device_value(parameters, context),
                  "--overwrite"]
         class_field = (self.parameterAsString(parameters, self.CLASS_FIELD, context) or "").strip()
         if class_field:

@@ -8,10 +8,8 @@ import uuid
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
-    QgsProcessingParameterFile,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
@@ -19,10 +17,8 @@ from qgis.core import (
 )
 
 from .algorithm_base import (
-    DEVICE_OPTIONS,
     EMBEDDED_MODEL_HINT,
     EMBEDDED_MODEL_NAME,
-    MODEL_FILTER,
     CesAlgorithm,
     embedded_model_path,
 )
@@ -84,14 +80,11 @@ class FinetuneAlgorithm(CesAlgorithm):
             self.LABELS, "Labelled polygons", [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(
             self.CLASS_FIELD, "Class field", parentLayerParameterName=self.LABELS))
-        self.addParameter(QgsProcessingParameterFile(
-            self.BASE, "Base model (empty: the model that comes with CrossEarth-SAR)",
-            behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER))
+        self.addParameter(self.model_file_parameter(self.BASE, "Base model"))
         self.addParameter(QgsProcessingParameterNumber(
             self.ITERATIONS, "Iterations", QgsProcessingParameterNumber.Integer,
             defaultValue=500, minValue=1, maxValue=1_000_000))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(self.device_parameter(self.DEVICE))
         advanced = [
             QgsProcessingParameterNumber(
                 self.BATCH, "Batch size", QgsProcessingParameterNumber.Integer,
@@ -151,7 +144,7 @@ class FinetuneAlgorithm(CesAlgorithm):
                  "--batch", self.parameterAsInt(parameters, self.BATCH, context),
                  "--lr", repr(self.parameterAsDouble(parameters, self.LEARNING_RATE, context)),
                  "--tile", self.parameterAsInt(parameters, self.TILE, context),
-                 "--device", DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                 "--device", self.device_value(parameters, context),
                  "--model", base, "--overwrite", "--work-dir", work_dir]
         if class_field:
             args += ["--class-field", class_field]

@@ -4,8 +4,6 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingParameterEnum,
-    QgsProcessingParameterFile,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -13,9 +11,7 @@ from qgis.core import (
 )
 
 from .algorithm_base import (
-    DEVICE_OPTIONS,
     EMBEDDED_MODEL_HINT,
-    MODEL_FILTER,
     CesAlgorithm,
     embedded_model_path,
 )
@@ -73,17 +69,14 @@ class SegmentAlgorithm(CesAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
-        self.addParameter(QgsProcessingParameterFile(
-            self.MODEL, "Model (empty: the model that comes with CrossEarth-SAR)",
-            behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER))
+        self.addParameter(self.model_file_parameter(self.MODEL, "Model"))
         self.addParameter(QgsProcessingParameterNumber(
             self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
             defaultValue=512, minValue=16, maxValue=8192))
         self.addParameter(QgsProcessingParameterNumber(
             self.OVERLAP, "Tile overlap (pixels)", QgsProcessingParameterNumber.Integer,
             defaultValue=128, minValue=0, maxValue=4096))
-        self.addParameter(QgsProcessingParameterEnum(
-            self.DEVICE, "Device", options=DEVICE_OPTIONS, defaultValue=0))
+        self.addParameter(self.device_parameter(self.DEVICE))
         self.addParameter(QgsProcessingParameterNumber(
             self.MIN_AREA, "Minimum polygon area (m², empty: 4 pixels)",
             QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
@@ -121,7 +114,7 @@ class SegmentAlgorithm(CesAlgorithm):
                 "--tile", self.parameterAsInt(parameters, self.TILE, context),
                 "--overlap", self.parameterAsInt(parameters, self.OVERLAP, context),
                 "--batch", self.parameterAsInt(parameters, self.BATCH, context),
-                "--device", DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)],
+                "--device", self.device_value(parameters, context),
                 "--overwrite"]
         for name, option in ((self.MIN_AREA, "--min-area"), (self.SIMPLIFY, "--simplify")):
             if self.is_set(parameters, name):

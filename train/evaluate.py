@@ -16,6 +16,7 @@ import torch
 
 from ..core import checkpoints
 from ..core.errors import InputError
+from ..core.model import trained_bands
 from ..core.progress import ensure
 from ..core.tiler import NODATA_CLASS, resolve_device, run_tiled
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes, load_classes
@@ -49,7 +50,7 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
         raise InputError(f"{classes.source}: {len(classes)} classes but the model has {k} "
                          f"({', '.join(c['name'] for c in model.classes)})")
     opts = dict(domain=domain, bands=bands)
-    preferred = (model.config.get("input") or {}).get("bands")  # the bands it was trained on, as in segment
+    preferred = trained_bands(model.config)  # feed it the bands it was trained on, as segment does
     scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
                                            prefer_bands=preferred, **opts)
     dev = resolve_device(device)

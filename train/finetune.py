@@ -22,7 +22,7 @@ from ..core import checkpoints
 from ..core.atomic import check_writable
 from ..core.descriptors import NAMES as DESCRIPTOR_NAMES
 from ..core.errors import InputError
-from ..core.model import build_from_config, model_config
+from ..core.model import build_from_config, model_config, trained_bands
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
 from .data import CropDataset, TileDataset, collate, load_labelled_scenes
@@ -152,8 +152,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
         raise InputError(f"{work}: no checkpoint to resume from (last.safetensors)")
     rank, world, device = init_distributed(cfg.device)
     open_opts = dict(domain=domain, bands=bands)
-    base_bands = ((checkpoints.read_config(base).get("input") or {}).get("bands")
-                  if base is not None else None)  # read the bands the base model was trained on
+    base_bands = trained_bands(checkpoints.read_config(base)) if base is not None else None
     scene_opts = dict(open_opts, prefer=base_bands)
 
     if classes_file:
