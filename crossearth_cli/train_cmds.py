@@ -99,9 +99,10 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
                       workers=kw.pop("workers"), device=kw.pop("device"))
 
     def log(msg: str) -> None:
-        if reporter.mode != "json":
-            reporter.close_bars()
-            click.echo(f"ces {mode}: {msg}", err=True)
+        # stderr in every mode: with --progress json, stdout holds only the JSON events and
+        # the QGIS provider shows these lines (losses, validation mIoU) in its log
+        reporter.close_bars()
+        click.echo(f"ces {mode}: {msg}", err=True)
 
     try:
         summary = run_training(

@@ -72,7 +72,11 @@ def test_pretrain_from_a_backbone_trains_everything(tmp_path, capsys):
     code = main(["pretrain", "--model", str(backbone), "--images", str(img), "--labels", str(lab),
                  "--tile", "32", "--iters", "1", "--batch", "2", "--progress", "json", "-o", str(out)])
     assert code == 0, capsys.readouterr().err
-    done = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    captured = capsys.readouterr()
+    done = json.loads(captured.out.strip().splitlines()[-1])
+    assert all(json.loads(line)["event"] for line in captured.out.strip().splitlines())
+    # the training log stays readable with --progress json: on stderr, where QGIS shows it
+    assert "ces pretrain: iter 1/1 loss" in captured.err
     trained = checkpoints.load(out)
     assert done["trainable_params"] == sum(p.numel() for p in trained.parameters())
     assert trained.config["kind"] == "model" and trained.config["provenance"]["trained"] == "pretrain"
