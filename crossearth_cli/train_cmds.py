@@ -69,7 +69,7 @@ def training_options(lr: float, batch: int):
                          help="Checkpoint folder (default: OUT.ckpt beside the output)."),
             click.option("--resume", is_flag=True,
                          help="Continue exactly from the last checkpoint in the work folder."),
-            click.option("--no-augment", is_flag=True, help="No flips, speckle, dB jitter or re-stretch."),
+            click.option("--no-augment", is_flag=True, help="No flips, speckle or dB jitter."),
             click.option("--seed", type=int, default=0, show_default=True),
             click.option("--workers", type=int, default=0, show_default=True,
                          help="Data-loading worker processes."),

@@ -6,10 +6,7 @@ crops are chosen by :func:`train.data.choose_window`; here:
 
 * flips and rot90 (the 8 symmetries of the square);
 * speckle: multiplicative Gamma noise of L looks (mean 1, variance 1/L) on the intensity;
-* dB gain (contrast around the tile mean) and offset jitter;
-* re-stretch: another producer's display stretch of the same tile (its lo..hi percentiles
-  mapped to 0..1), so that a model trained on 8-bit quicklooks stretched one way (OMBRIA:
-  min-max per tile) also reads scenes stretched another way (``ces``: 1-99 % per scene).
+* dB gain (contrast around the tile mean) and offset jitter.
 
 Radiometric changes are made in dB: the model input x is a stretch of a dB-like log
 representation r (core/sar_io.py), so an intensity factor g adds 10·log10(g) / span to x,
@@ -99,30 +96,12 @@ def gain_offset(sample: dict[str, Any], gain: float, offset_db: float, scene) ->
     return apply_db_shift({**sample, "x": x}, shift, scene)
 
 
-def restretch(sample: dict[str, Any], lo_pct: float, hi_pct: float) -> dict[str, Any]:
-    """Map each channel's ``lo_pct``..``hi_pct`` percentiles (of the valid pixels, %) to 0..1.
-
-    A display transform: the physical values behind the pixels (``phys``) do not change.
-    """
-    x, valid = sample["x"], sample["valid"]
-    if not valid.any():
-        return sample
-    out = np.empty_like(x)
-    for c in range(x.shape[0]):
-        lo, hi = np.percentile(x[c][valid], (lo_pct, hi_pct))
-        out[c] = np.clip((x[c] - lo) / max(float(hi - lo), 1e-3), 0.0, 1.0)
-    out[:, ~valid] = 0.0
-    return {**sample, "x": out.astype(np.float32)}
-
-
 @dataclass
 class Augment:
     """The training augmentation: callable ``(sample, rng, scene) -> sample``.
 
     p_speckle: probability of speckle with looks drawn from [looks_min, looks_max];
-    gain_range / offset_db: contrast factor and dB shift ranges, applied with p_jitter;
-    p_restretch: probability of a re-stretch between percentiles drawn from
-    [0, restretch_pct] and [100 - restretch_pct, 100].
+    gain_range / offset_db: contrast factor and dB shift ranges, applied with p_jitter.
     """
 
     geometric: bool = True
@@ -132,8 +111,6 @@ class Augment:
     p_jitter: float = 0.5
     gain_range: tuple[float, float] = (0.8, 1.2)
     offset_db: float = 2.0
-    p_restretch: float = 0.5
-    restretch_pct: float = 3.0
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator,
                  scene: Optional[Any] = None) -> dict[str, Any]:
@@ -144,9 +121,6 @@ class Augment:
         if self.p_jitter > 0 and rng.random() < self.p_jitter:
             sample = gain_offset(sample, float(rng.uniform(*self.gain_range)),
                                  float(rng.uniform(-self.offset_db, self.offset_db)), scene)
-        if self.p_restretch > 0 and rng.random() < self.p_restretch:
-            sample = restretch(sample, float(rng.uniform(0.0, self.restretch_pct)),
-                               float(rng.uniform(100.0 - self.restretch_pct, 100.0)))
         return sample
 
 
