@@ -130,3 +130,24 @@ def test_crops_favour_labelled_pixels(tmp_path):
     a, b = ds[3], ds[3]
     np.testing.assert_array_equal(a["x"], b["x"])  # reproducible by index
     assert a["x"].shape == (3, 32, 32) and a["target"].dtype == np.uint8
+
+
+def test_image_nodata_is_ignored_reading_the_scene_in_row_bands(tmp_path):
+    import rasterio
+
+    from crossearth_sar.core import sar_io
+
+    truth = write_scene(tmp_path / "s_img.tif", size=48)
+    with rasterio.open(tmp_path / "s_img.tif", "r+") as dst:   # a slanted NaN border, like GRD
+        db = dst.read(1)
+        rows, cols = np.indices(db.shape)
+        db[cols < rows // 3 + 2] = np.nan
+        dst.write(db, 1)
+    write_label(tmp_path / "s_lab.tif", truth)
+    with sar_io.open_scene(tmp_path / "s_img.tif") as scene:
+        banded = data._image_valid(scene, band_pixels=48 * 5)   # 10 bands, the last one 3 rows
+    assert banded.shape == (48, 48) and (banded == np.isfinite(db)).all()
+    scenes, _ = data.load_labelled_scenes([tmp_path / "s_img.tif"], [tmp_path / "s_lab.tif"])
+    labels = scenes[0].labels
+    assert (labels[~np.isfinite(db)] == IGNORE_INDEX).all()
+    assert (labels[np.isfinite(db)] == truth[np.isfinite(db)]).all()

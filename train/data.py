@@ -313,8 +313,7 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
         for i, img in enumerate(image_files):
             with sar_io.open_scene(img, **opts) as scene:
                 lab = rasterize_labels(gdf, fld, scene, classes, vectors[0])
-                win = scene.read_window(Window(0, 0, scene.width, scene.height)).valid
-            lab[~win] = IGNORE_INDEX
+                lab[~_image_valid(scene)] = IGNORE_INDEX
             out.append(LabelledScene(img, vectors[0], lab, scene.width, scene.height))
             progress("read labels", i + 1, len(image_files))
         scenes = out
@@ -352,9 +351,21 @@ def _covers(spec: Optional[ClassSpec], found) -> bool:
     return all(v in known for v in found)
 
 
-def _image_valid(scene: sar_io.SarScene) -> np.ndarray:
-    """Valid pixels of the whole scene (nodata excluded), read block by block."""
-    return scene.read_window(Window(0, 0, scene.width, scene.height)).valid
+VALID_BAND_PIXELS = 1 << 22   # pixels per row band when reading a scene's validity
+
+
+def _image_valid(scene: sar_io.SarScene, band_pixels: Optional[int] = None) -> np.ndarray:
+    """Valid pixels of the whole scene (nodata excluded): bool [H, W], 1 byte a pixel.
+
+    Read in row bands of about ``band_pixels`` pixels: a whole-scene read would also hold
+    the model input and physical values (16 more bytes a pixel) at once.
+    """
+    valid = np.empty((scene.height, scene.width), bool)
+    rows = max(1, (band_pixels or VALID_BAND_PIXELS) // max(scene.width, 1))
+    for r0 in range(0, scene.height, rows):
+        h = min(rows, scene.height - r0)
+        valid[r0:r0 + h] = scene.read_window(Window(0, r0, scene.width, h)).valid
+    return valid
 
 
 # -- crops ---------------------------------------------------------------------------------
