@@ -30,6 +30,7 @@ from rasterio.windows import Window
 from . import sar_io, tiler, vectorize
 from .atomic import atomic_output, check_writable
 from .errors import InputError
+from .memory import release_free_memory
 from .model import trained_bands
 from .progress import ProgressCallback, ensure
 
@@ -67,6 +68,7 @@ class _RasterSink:
         win = Window(0, row0, self.width, classes.shape[0])
         self.classes.write(classes, 1, window=win)
         self.confidence.write(confidence.astype(np.float32, copy=False), 1, window=win)
+        release_free_memory()  # what the reader thread freed (RSS flat with scene size)
 
     def close(self) -> None:
         self.classes.close()
