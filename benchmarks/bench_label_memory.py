@@ -4,7 +4,7 @@
 reading it also holds the raw label band and the image's validity. This script writes a
 synthetic float32 dB scene with a NaN border and a uint8 label raster of the same grid, then
 loads them in a fresh process twice: with the validity read in row bands (the default) and
-in one whole-scene read (``--band-pixels`` = the scene), and prints each peak RSS.
+in one whole-scene read, and prints each peak RSS.
 
     python benchmarks/bench_label_memory.py [--size 8192] [--workdir DIR]
 """
@@ -18,6 +18,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from bench_segment import peak_rss_mb   # this folder: the same VmHWM reading
 
 
 def write_pair(folder: Path, size: int, rows: int = 512) -> tuple[Path, Path]:
@@ -49,14 +51,10 @@ def child(img: Path, lab: Path, band_pixels: int) -> dict:
     """In a fresh process: load the pair, report the peak RSS (VmHWM) and the labels' size."""
     from crossearth_sar.train import data
 
-    def vm_hwm_mb() -> float:
-        with open("/proc/self/status") as f:
-            return next(int(line.split()[1]) / 1024.0 for line in f if line.startswith("VmHWM:"))
-
-    before = vm_hwm_mb()
+    before = peak_rss_mb()
     data.VALID_BAND_PIXELS = band_pixels
     scenes, classes = data.load_labelled_scenes([img], [lab])
-    return {"band_pixels": band_pixels, "peak_rss_mb": round(vm_hwm_mb(), 1),
+    return {"band_pixels": band_pixels, "peak_rss_mb": round(peak_rss_mb(), 1),
             "rss_after_imports_mb": round(before, 1),
             "labels_mb": round(scenes[0].labels.nbytes / 2**20, 1),
             "labelled_fraction": round(scenes[0].labelled_fraction, 4)}

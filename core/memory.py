@@ -10,23 +10,19 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 from typing import Optional
 
-_libc: Optional[ctypes.CDLL] = None
-_looked_up = False
 
-
+@functools.lru_cache(maxsize=1)
 def _glibc() -> Optional[ctypes.CDLL]:
-    global _libc, _looked_up
-    if not _looked_up:
-        _looked_up = True
-        name = ctypes.util.find_library("c")
-        try:
-            lib = ctypes.CDLL(name) if name else None
-            _libc = lib if lib is not None and hasattr(lib, "malloc_trim") else None
-        except OSError:
-            _libc = None
-    return _libc
+    """The C library when it is glibc (has ``malloc_trim``), else None; looked up once."""
+    name = ctypes.util.find_library("c")
+    try:
+        lib = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return lib if lib is not None and hasattr(lib, "malloc_trim") else None
 
 
 def release_free_memory() -> bool:

@@ -2,6 +2,8 @@
 and dice with uncertainty-based importance sampling, deep supervision on every prediction."""
 from __future__ import annotations
 
+from typing import NamedTuple, Union
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -11,19 +13,32 @@ from .point_sampling import pixel_center_coords, point_sample, uncertain_point_c
 from .targets import TargetsLike, as_targets
 
 
-def flat_matches(matches: list, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Per-image (rows, cols) -> (image, query, slot) index vectors [M] on ``device``."""
+class FlatMatches(NamedTuple):
+    """The matches of a batch as index vectors [M]: image, query and target slot."""
+    image: torch.Tensor
+    query: torch.Tensor
+    slot: torch.Tensor
+
+
+MatchesLike = Union[FlatMatches, list]
+
+
+def flat_matches(matches: MatchesLike, device: torch.device) -> FlatMatches:
+    """Per-image (rows, cols) from the matcher -> :class:`FlatMatches` on ``device`` (moved
+    there in one transfer); already flat matches are returned as they are."""
+    if isinstance(matches, FlatMatches):
+        return matches
     if not matches:
         empty = torch.empty(0, dtype=torch.int64, device=device)
-        return empty, empty, empty
+        return FlatMatches(empty, empty, empty)
     image = torch.cat([torch.full((len(r),), i, dtype=torch.int64) for i, (r, _) in enumerate(matches)])
     rows = torch.cat([r.cpu() for r, _ in matches])
     cols = torch.cat([c.cpu() for _, c in matches])
     idx = torch.stack((image, rows, cols)).to(device, non_blocking=True)
-    return idx[0], idx[1], idx[2]
+    return FlatMatches(idx[0], idx[1], idx[2])
 
 
-def class_loss(logits: torch.Tensor, matches: list, targets: TargetsLike, no_object_weight: float) -> torch.Tensor:
+def class_loss(logits: torch.Tensor, matches: MatchesLike, targets: TargetsLike, no_object_weight: float) -> torch.Tensor:
     """Weighted cross-entropy over all queries: logits [B, Q, K+1]; unmatched queries must
     predict the no-object class K, whose weight is ``no_object_weight`` (others 1)."""
     tg = as_targets(targets)
@@ -72,7 +87,7 @@ class SetCriterion(nn.Module):
         self.deep_supervision = deep_supervision
         self.matcher = HungarianMatcher(class_weight, mask_weight, dice_weight, num_points)
 
-    def mask_losses(self, masks: torch.Tensor, matches: list, targets: TargetsLike,
+    def mask_losses(self, masks: torch.Tensor, matches: MatchesLike, targets: TargetsLike,
                     num_masks: float, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(BCE, dice) of the matched masks; masks [B, Q, h, w] logits."""
         tg = as_targets(targets)
@@ -100,7 +115,7 @@ class SetCriterion(nn.Module):
     def single(self, logits: torch.Tensor, masks: torch.Tensor, targets: TargetsLike,
                num_masks: float, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Unweighted losses of one prediction set: {"ce", "mask", "dice"}."""
-        matches = self.matcher(logits, masks, targets, generator)
+        matches = flat_matches(self.matcher(logits, masks, targets, generator), masks.device)
         ce = class_loss(logits, matches, targets, self.no_object_weight)
         bce, dice = self.mask_losses(masks, matches, targets, num_masks, generator)
         return {"ce": ce, "mask": bce, "dice": dice}
