@@ -1,14 +1,18 @@
 """SAR physical descriptors of a tile (paper §3.2, DESIGN §2): H_DE, ENL and R_LR.
 
-All three are computed on X' = log(1 + |X|) of the tile's *physical* values (what
-``sar_io`` returns as ``phys``), batched in torch on any device, nodata excluded:
+All three are computed on what ``sar_io`` returns as ``phys``: the tile's first channel of
+the model input, i.e. its band's log representation stretched with the scene's 1-99 %
+percentiles (input contract 2). That is the same for the same ground in dB, intensity,
+amplitude or an 8-bit quicklook (the paper's X' = log(1 + |X|) of the physical values is
+not: one tile gave an ENL of 1021 as a quicklook and 10.2 in dB). Batched in torch on any
+device, nodata excluded:
 
 - ``H_DE`` directional entropy: Sobel gradients gx, gy; theta = atan2(gy, gx) quantized into
   ``bins`` equal bins over [-pi, pi); natural-log entropy of the histogram of the pixels whose
   gradient is non-zero. A gradient counts only where its whole 3x3 neighbourhood is valid.
   Range 0 .. ln(bins).
-- ``ENL`` equivalent number of looks: (mean / std)^2 of X' over valid pixels.
-- ``R_LR`` local roughness: X' averaged in ``block`` x ``block`` blocks (valid pixels only;
+- ``ENL`` equivalent number of looks: (mean / std)^2 of the values over valid pixels.
+- ``R_LR`` local roughness: the values averaged in ``block`` x ``block`` blocks (valid pixels only;
   blocks with no valid pixel left out; edge blocks may be partial), variance of the block means.
 
 A descriptor that is undefined (no valid pixel, no non-zero gradient) is NaN in
@@ -26,15 +30,16 @@ import torch.nn.functional as F
 NAMES = ("H_DE", "ENL", "R_LR")
 
 # scaled = clamp((transform(raw) - offset) / scale, -5, 5); transform: identity | log | log1p.
-# H_DE / ln(36) lies in 0..1. ENL and R_LR span decades across SAR domains (measured on the
-# shared data at 256 px tiles: ENL ~0.2-2 for linear-power Sentinel-1 GRD, ~5 for an AIRSAR
-# Pauli quicklook, ~100-500 for 8-bit dB quicklooks; R_LR ~0.001-0.03, ~1.1, ~0.02-0.2), so
-# they are logged and centred: all of these land in about -2..1.6. Stored in the model config
+# H_DE / ln(36) lies in 0..1. Under input contract 2 the descriptors see the stretched log
+# representation (0..1, the same in every value domain). Measured at 256 px tiles (median,
+# 5-95 %): ENL 7.8 (2.9-13) on OMBRIA quicklooks, 4.5 (0-18) on ETCI tiles, 8.1 (3.7-15) on
+# the Sen1Floods11 dB chip; R_LR 0.036 (0.014-0.075), 0.008 (0-0.05), 0.015 (0.007-0.026).
+# Both are logged and centred so that these land in about -1.5..1. Stored in the model config
 # (descriptors.scaling) and hence in every checkpoint.
 DEFAULT_SCALING: dict = {
     "H_DE": {"transform": "identity", "offset": 0.0, "scale": math.log(36.0)},
-    "ENL": {"transform": "log", "offset": 2.0, "scale": 3.0},
-    "R_LR": {"transform": "log", "offset": -3.0, "scale": 2.0},
+    "ENL": {"transform": "log", "offset": 2.0, "scale": 1.0},
+    "R_LR": {"transform": "log", "offset": -3.8, "scale": 1.0},
 }
 SCALED_LIMIT = 5.0
 DEFAULT_CONFIG: dict = {"bins": 36, "block": 16, "scaling": DEFAULT_SCALING}

@@ -20,12 +20,15 @@ from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
 from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
 from .mask2former.targets import semantic_targets
+from .sar_io import INPUT_CONTRACT
 from .vit import PATCH_SIZE, VARIANTS as BACKBONE_VARIANTS, backbone_config, build_backbone_from_config
 
 IGNORE_INDEX = 255
 
 #: DINOv2's input normalization (ImageNet statistics) applied to the 0..1 input from sar_io.
-DEFAULT_INPUT: dict = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bands": None}
+#: ``contract``: the input contract of core/sar_io.py the model was trained under.
+DEFAULT_INPUT: dict = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bands": None,
+                       "contract": INPUT_CONTRACT}
 
 #: variant -> head options overriding HEAD_DEFAULTS (backbone architecture: core.vit.VARIANTS).
 #: ti: a CPU-sized head (width 128, 2 deformable encoder layers, narrow FFNs) that keeps the
@@ -65,7 +68,10 @@ def check_classes(classes: list[dict]) -> list[dict]:
             raise ValueError(f"class {i} needs name, value and color, got {c!r}")
         if not _COLOR.match(str(c["color"])):
             raise ValueError(f"class {c['name']!r}: color must be '#rrggbb', got {c['color']!r}")
-        out.append({"name": str(c["name"]), "value": int(c["value"]), "color": str(c["color"]).lower()})
+        item = {"name": str(c["name"]), "value": int(c["value"]), "color": str(c["color"]).lower()}
+        if c.get("values"):
+            item["values"] = [int(v) for v in c["values"]]
+        out.append(item)
     if len({c["value"] for c in out}) != len(out):
         raise ValueError("class values must be distinct")
     if not out:

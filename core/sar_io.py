@@ -1,18 +1,26 @@
 """The SAR input layer: open any GDAL raster, detect its value domain, normalize, mask.
 
-One contract for training and inference (DESIGN §3):
+One contract for training and inference, the same for every value domain (input contract 2,
+docs/interfaces.md; DESIGN §3 as amended by issue 13):
 
 * value domain: ``quicklook`` (8-bit display values), ``linear`` (amplitude, intensity or DN),
-  ``db``, or ``complex`` (SLC); detected, overridable;
-* each band becomes a *log representation* r: quicklook r = v, linear r = 10·log10(v),
-  dB r = v, complex r = 20·log10|z| (amplitude) or a signed log of the real / imaginary part;
+  ``db``, or ``complex`` (SLC); detected here and only here (``ces info`` shows it),
+  overridable;
+* each band becomes a *log representation* r, an affine function of dB: quicklook r = v
+  (display values are taken as a linear stretch of dB), linear r = 10·log10(v) (amplitude
+  gives 2× the dB of intensity: a factor the stretch removes), dB r = v, complex
+  r = 20·log10|z| (amplitude) or a signed log of the real / imaginary part;
 * channels: one band is copied 3×; dual-pol (e.g. VV, VH) composes (VV, VH, VV−VH);
   three bands (e.g. a Pauli RGB) are used as they are;
-* model input x = clip((r − lo) / (hi − lo), 0, 1) with lo/hi robust percentiles computed once
-  per *scene* from a decimated read (never per tile: per-tile statistics make seams);
+* model input x = clip((r − lo) / (hi − lo), 0, 1), lo/hi the 1 / 99 % percentiles of each
+  channel, computed once per *scene* from a decimated read (never per tile: per-tile
+  statistics make seams), or given by the caller (``stats``: one stretch for a set of tiles
+  cut from one scene). Percentiles are affine-equivariant, so the same ground written in
+  dB, intensity, amplitude or as a linear 8-bit quicklook of dB reaches the model as the
+  same x, up to quantization;
 * nodata = the nodata value, the dataset mask, NaN and ±Inf; excluded everywhere;
-* descriptors see phys = log(1 + |X|) of the physical value X of the first channel's band
-  (linear power for dB input).
+* descriptors see ``phys`` = x of the first channel (the stretched log representation of
+  its band): domain-independent for the same reason.
 
 Rasters georeferenced only by GCPs or RPCs are refused with a hint to orthorectify them
 (``gdalwarp``): their outputs would otherwise be silently misplaced. A raster with no
@@ -43,6 +51,7 @@ SUPPORTED_DTYPES = {
 }
 STATS_MAX_SIDE = 1024          # decimated read for scene statistics: at most this many px a side
 PERCENTILES = (1.0, 99.0)      # robust stretch of each channel
+INPUT_CONTRACT = 2             # written into every model's config (input.contract)
 LINEAR_FLOOR = 1e-6            # linear values below this are clipped (-60 dB) before the log
 BandSpec = Union[str, int]
 
@@ -52,7 +61,7 @@ class WindowData:
     """One window of a scene, ready for the model.
 
     x: float32 [3, h, w], model input in 0..1 (nodata = 0);
-    phys: float32 [h, w], log(1 + |X|) of the first channel's physical values (descriptors);
+    phys: float32 [h, w], the first channel of x (what the descriptors see; nodata = 0);
     valid: bool [h, w], False on nodata and on padding past the scene edge.
     """
 
@@ -133,8 +142,9 @@ class SarScene:
         inner = Window(c0, r0, c1 - c0, r1 - r0)
         raw = self.src.read(self.band_indexes, window=inner)
         masks = self.src.read_masks(self.band_indexes, window=inner)
-        rep, phys, valid = self._represent(raw, masks)
+        rep, valid = self._represent(raw, masks)
         x = self._stretch(rep, valid)
+        phys = x[0].copy()
         pads = ((r0 - row0, row0 + h - r1), (c0 - col0, col0 + w - c1))
         if any(p for pair in pads for p in pair):
             x = np.stack([_reflect_pad(ch, pads) for ch in x])
@@ -146,7 +156,7 @@ class SarScene:
                           valid)
 
     def _represent(self, raw: np.ndarray, masks: np.ndarray):
-        """Raw bands [n, h, w] -> (representation [3, h, w], phys [h, w], valid [h, w])."""
+        """Raw bands [n, h, w] -> (log representation [3, h, w], valid [h, w])."""
         valid = np.all(masks > 0, axis=0)
         finite = np.all(np.isfinite(raw), axis=0) if raw.dtype.kind in "fc" else None
         if finite is not None:
@@ -160,10 +170,8 @@ class SarScene:
             chans = reps[:3]
         rep = np.stack(chans).astype(np.float32)
         valid &= np.all(np.isfinite(rep), axis=0)
-        phys = np.log1p(np.abs(_physical(raw[0], self.domain, self.complex_part)))
-        phys = np.where(valid, phys, 0.0).astype(np.float32)
         rep[:, ~valid] = 0.0
-        return rep, phys, valid
+        return rep, valid
 
     def _stretch(self, rep: np.ndarray, valid: np.ndarray) -> np.ndarray:
         lo = self.stats[:, 0][:, None, None]
@@ -213,9 +221,12 @@ class SarScene:
 def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
                bands: Optional[Sequence[BandSpec]] = None,
                complex_part: str = "amplitude",
-               prefer: Optional[Sequence[str]] = None) -> SarScene:
+               prefer: Optional[Sequence[str]] = None,
+               stats: Optional[np.ndarray] = None) -> SarScene:
     """Open a SAR raster, select its bands, detect its domain and compute scene statistics.
 
+    ``stats``: float [3, 2] stretch (low, high per channel) to use instead of the scene's
+    own, e.g. :func:`pooled_statistics` of all tiles cut from one scene.
     ``prefer``: band descriptions a model was trained on (e.g. ["VV"]); used when ``bands``
     is not given and the raster has bands with all of these descriptions, else ignored.
     Raises InputError (one line naming the file) on anything it cannot use.
@@ -233,6 +244,8 @@ def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
             if all(str(p).upper() in have for p in prefer):
                 bands = list(prefer)
         scene = _describe(src, path, domain, bands, complex_part)
+        if stats is not None:
+            scene.stats = np.asarray(stats, np.float32).reshape(3, 2).copy()
     except BaseException:
         src.close()
         raise
@@ -352,25 +365,49 @@ def _decimated_read(src, band_indexes: list[int]) -> tuple[np.ndarray, np.ndarra
     return data, valid
 
 
-def _scene_statistics(scene: SarScene) -> tuple[np.ndarray, float]:
-    """Robust low/high per channel from a decimated read; the nodata fraction."""
+def scene_sample(scene: SarScene) -> tuple[np.ndarray, float]:
+    """(log representation of the valid pixels of a decimated read [3, n], nodata fraction)."""
     data, masks_valid = _decimated_read(scene.src, scene.band_indexes)
     masks = np.where(masks_valid, 255, 0)[None].repeat(len(scene.band_indexes), 0)
-    rep, _, valid = scene._represent(data, masks)
-    nodata_fraction = 1.0 - float(valid.mean())
-    if not valid.any() and not _any_valid_block(scene):
-        raise InputError(f"{scene.path}: contains no valid pixel (entirely nodata)")
+    rep, valid = scene._represent(data, masks)
+    return rep[:, valid], 1.0 - float(valid.mean())
+
+
+def stretch_of(values: np.ndarray) -> np.ndarray:
+    """The stretch [3, 2] (PERCENTILES of each channel) of log-representation values [3, n]."""
     stats = np.zeros((3, 2), np.float32)
     for c in range(3):
-        vals = rep[c][valid] if valid.any() else rep[c].ravel()
-        if scene.domain == "quicklook" and (scene.composition != "dualpol" or c < 2):
-            lo, hi = 0.0, 255.0   # display values: already stretched by their producer
-        else:
-            lo, hi = np.percentile(vals, PERCENTILES)
-            if hi - lo < 1e-6:
-                hi = lo + 1.0
-        stats[c] = (lo, hi)
-    return stats, nodata_fraction
+        if values.shape[1] == 0:
+            stats[c] = (0.0, 1.0)
+            continue
+        lo, hi = np.percentile(values[c], PERCENTILES)
+        stats[c] = (lo, hi if hi - lo >= 1e-6 else lo + 1.0)
+    return stats
+
+
+def pooled_statistics(paths: Sequence[Union[str, os.PathLike]], max_pixels: int = 4_000_000,
+                      **open_options) -> np.ndarray:
+    """One stretch [3, 2] for several rasters cut from one scene (e.g. a data set's tiles that
+    share their producer's fixed scaling): the percentiles of their pooled valid pixels, so
+    each tile is stretched as a window of the whole scene would be at inference."""
+    rng = np.random.default_rng(0)
+    per_file = max(1, max_pixels // max(len(paths), 1))
+    parts = []
+    for p in paths:
+        with open_scene(p, **open_options) as scene:
+            vals, _ = scene_sample(scene)
+        if vals.shape[1] > per_file:
+            vals = vals[:, rng.choice(vals.shape[1], per_file, replace=False)]
+        parts.append(vals)
+    return stretch_of(np.concatenate(parts, axis=1) if parts else np.zeros((3, 0), np.float32))
+
+
+def _scene_statistics(scene: SarScene) -> tuple[np.ndarray, float]:
+    """Robust low/high per channel from a decimated read; the nodata fraction."""
+    values, nodata_fraction = scene_sample(scene)
+    if values.shape[1] == 0 and not _any_valid_block(scene):
+        raise InputError(f"{scene.path}: contains no valid pixel (entirely nodata)")
+    return stretch_of(values), nodata_fraction
 
 
 def _any_valid_block(scene: SarScene) -> bool:
@@ -379,7 +416,7 @@ def _any_valid_block(scene: SarScene) -> bool:
     for _, win in src.block_windows(scene.band_indexes[0]):
         raw = src.read(scene.band_indexes, window=win)
         masks = src.read_masks(scene.band_indexes, window=win)
-        if scene._represent(raw, masks)[2].any():
+        if scene._represent(raw, masks)[1].any():
             return True
     return False
 
@@ -397,20 +434,6 @@ def _log_representation(band: np.ndarray, domain: str, complex_part: str) -> np.
         if domain == "linear":
             return (10.0 * np.log10(np.maximum(v, LINEAR_FLOOR))).astype(np.float32)
         return v  # quicklook and dB are already on a log/display scale
-
-
-def _physical(band: np.ndarray, domain: str, complex_part: str) -> np.ndarray:
-    """The physical value X behind a raw band (linear power for dB), float32."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if domain == "complex":
-            z = band.astype(np.complex64)
-            if complex_part == "amplitude":
-                return np.abs(z).astype(np.float32)
-            return (z.real if complex_part == "real" else z.imag).astype(np.float32)
-        v = band.astype(np.float32)
-        if domain == "db":
-            return np.power(10.0, np.clip(v, -100, 100) / 10.0).astype(np.float32)
-        return v
 
 
 def _reflect_pad(a: np.ndarray, pads) -> np.ndarray:
@@ -458,4 +481,5 @@ def describe_info(info: dict) -> Iterable[str]:
 
 
 __all__ = ["open_scene", "SarScene", "WindowData", "parse_bands", "pixel_size_metres",
+           "pooled_statistics", "scene_sample", "stretch_of",
            "describe_info", "DOMAINS", "COMPLEX_PARTS"]

@@ -16,14 +16,14 @@ DOMAIN_CHOICE = click.Choice(["quicklook", "linear", "db", "complex"])
 def data_options(f):
     """--images/--labels/--classes/--class-field/--pair-pattern/--tile/--domain/--bands."""
     opts = [
-        click.option("--images", multiple=True, required=True,
+        click.option("--images", multiple=True,
                      help="SAR rasters: files, folders or glob patterns (repeatable)."),
-        click.option("--labels", multiple=True, required=True,
+        click.option("--labels", multiple=True,
                      help="Label rasters on the images' grids (paired by file name), or one vector "
                           "file (GPKG/SHP/GeoJSON) of labelled polygons (repeatable)."),
         click.option("--classes", "classes_file", type=click.Path(dir_okay=False), default=None,
-                     help="Classes file (YAML/JSON): classes [{name, value, color}], ignore [...]. "
-                          "Default: inferred from the labels (or the base model's classes)."),
+                     help="Classes file (YAML/JSON): classes [{name, value or values, color}], "
+                          "ignore [...]. Default: inferred from the labels (or the base model's)."),
         click.option("--class-field", default=None,
                      help="Field of the vector labels holding the class value or name."),
         click.option("--pair-pattern", default=None,
@@ -44,6 +44,10 @@ def data_options(f):
 def training_options(lr: float, batch: int):
     def deco(f):
         opts = [
+            click.option("--data", "data_file", type=click.Path(dir_okay=False), default=None,
+                         help="Data file (YAML/JSON) listing several labelled sources with their "
+                              "images, labels, classes and sampling weight (instead of "
+                              "--images/--labels/--classes); see the README."),
             click.option("--iters", type=int, default=40000, show_default=True,
                          help="Optimizer steps."),
             click.option("--batch", type=int, default=batch, show_default=True,
@@ -107,6 +111,7 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
     try:
         summary = run_training(
             mode=mode, base=model, variant=variant, images=kw["images"], labels=kw["labels"],
+            data_file=kw["data_file"],
             out=kw["output"], cfg=cfg, classes_file=kw["classes_file"], class_field=kw["class_field"],
             pair_pattern=kw["pair_pattern"], val_images=kw["val_images"], val_labels=kw["val_labels"],
             tile=kw["tile"], unfreeze=unfreeze, augment=not kw["no_augment"],
@@ -222,6 +227,8 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     from ..train.metrics import markdown
 
     reporter = Reporter(progress_mode)
+    if not images or not labels:
+        raise InputError(f"--{'images' if not images else 'labels'}: required (the data to evaluate)")
     if model is None:
         from .segment_cmd import default_model_path
 

@@ -49,11 +49,13 @@ def test_uint8_quicklook(tmp_path):
     p = write(tmp_path / "q.tif", data)
     with sar_io.open_scene(p) as s:
         assert s.domain == "quicklook" and s.composition == "single"
-        np.testing.assert_allclose(s.stats[0], [0, 255])
+        # contract 2: quicklooks are stretched to their 1-99 % percentiles like every domain
+        lo, hi = np.percentile(data.astype(np.float32), [1, 99])
+        np.testing.assert_allclose(s.stats[0], [lo, hi], rtol=1e-5)
         wd = s.read_window(Window(0, 0, 70, 50))
-        np.testing.assert_allclose(wd.x[0], data / 255.0, atol=1e-6)
+        np.testing.assert_allclose(wd.x[0], np.clip((data - lo) / (hi - lo), 0, 1), atol=1e-6)
         np.testing.assert_array_equal(wd.x[0], wd.x[2])
-        np.testing.assert_allclose(wd.phys, np.log1p(data.astype(np.float32)), rtol=1e-6)
+        np.testing.assert_array_equal(wd.phys, wd.x[0])   # descriptors see the model input
         assert wd.valid.all()
 
 
@@ -96,9 +98,9 @@ def test_float_db_with_nan_nodata(tmp_path):
         assert not wd.valid[10:20, 10:20].any() and not wd.valid[0, 0]
         assert wd.valid.sum() == 64 * 80 - 101
         assert np.isfinite(wd.x).all() and np.isfinite(wd.phys).all()
-        # phys is log(1 + linear power): dB is converted back to linear
-        i, j = 30, 50
-        assert wd.phys[i, j] == pytest.approx(np.log1p(10 ** (db[i, j] / 10)), rel=1e-5)
+        # phys is the stretched first channel; nodata is 0
+        np.testing.assert_array_equal(wd.phys, wd.x[0])
+        assert (wd.phys[10:20, 10:20] == 0).all()
 
 
 def test_domain_override(tmp_path):
@@ -118,10 +120,12 @@ def test_complex_slc(tmp_path):
     with sar_io.open_scene(p) as s:
         assert s.domain == "complex"
         wd = s.read_window(Window(0, 0, 80, 64))
-        np.testing.assert_allclose(wd.phys, np.log1p(np.abs(z)), rtol=1e-5)
+        r = 20 * np.log10(np.abs(z))       # amplitude in dB, stretched 1-99 %
+        lo, hi = np.percentile(r, [1, 99])
+        np.testing.assert_allclose(wd.phys, np.clip((r - lo) / (hi - lo), 0, 1), atol=1e-4)
     with sar_io.open_scene(p, complex_part="real") as s:
         wd = s.read_window(Window(0, 0, 80, 64))
-        np.testing.assert_allclose(wd.phys, np.log1p(np.abs(z.real)), rtol=1e-5)
+        np.testing.assert_array_equal(wd.phys, wd.x[0])
         assert wd.x.std() > 0
 
 
@@ -171,7 +175,9 @@ def test_window_past_the_edge_is_reflect_padded_and_masked(tmp_path):
         wd = s.read_window(Window(32, 24, 16, 16))
         assert wd.x.shape == (3, 16, 16) and wd.valid.shape == (16, 16)
         assert wd.valid[:6, :8].all() and not wd.valid[6:].any() and not wd.valid[:, 8:].any()
-        np.testing.assert_allclose(wd.x[0, :6, :8], data[24:, 32:] / 255.0, atol=1e-6)
+        lo, hi = s.stats[0]
+        np.testing.assert_allclose(wd.x[0, :6, :8], np.clip((data[24:, 32:] - lo) / (hi - lo), 0, 1),
+                                   atol=1e-6)
         assert (wd.x[:, ~wd.valid] == 0).all()
         # a window entirely outside the scene is empty and invalid
         far = s.read_window(Window(100, 100, 8, 8))
@@ -225,8 +231,9 @@ def test_other_gdal_formats(tmp_path, name):
         p = write(tmp_path / f"x.{name}", data, crs=None, driver=name.upper())
     with sar_io.open_scene(p) as s:
         assert s.domain == "quicklook"
-        np.testing.assert_allclose(s.read_window(Window(0, 0, 40, 40)).x[0], data / 255.0,
-                                   atol=1e-6)
+        lo, hi = np.percentile(data.astype(np.float32), [1, 99])
+        np.testing.assert_allclose(s.read_window(Window(0, 0, 40, 40)).x[0],
+                                   np.clip((data - lo) / (hi - lo), 0, 1), atol=1e-5)
 
 
 def test_bad_inputs(tmp_path):

@@ -1,17 +1,20 @@
 """Training augmentations of SAR samples; image, physical values, mask and labels stay aligned.
 
 A sample is a dict of numpy arrays: x float32 [3, h, w] (0..1 model input), phys float32
-[h, w] (log(1 + |X|) for the descriptors), valid bool [h, w], target uint8 [h, w]. Random
-crops are chosen by :func:`train.data.choose_window`; here:
+[h, w] (x's first channel, for the descriptors), valid bool [h, w], target uint8 [h, w].
+Random crops are chosen by :func:`train.data.choose_window`; here:
 
 * flips and rot90 (the 8 symmetries of the square);
 * speckle: multiplicative Gamma noise of L looks (mean 1, variance 1/L) on the intensity;
-* dB gain (contrast around the tile mean) and offset jitter.
+* dB gain (contrast around the tile mean) and offset jitter;
+* single-pol dropout: a dual-pol sample is shown as its VV band alone (x = (VV, VV, VV)),
+  exactly what core/sar_io.py gives for a single-pol scene of the same ground, so one model
+  learns both polarization set-ups.
 
 Radiometric changes are made in dB: the model input x is a stretch of a dB-like log
 representation r (core/sar_io.py), so an intensity factor g adds 10·log10(g) / span to x,
-with span the scene's stretch range in dB (quicklooks: :data:`QUICKLOOK_SPAN_DB` assumed).
-``phys`` gets the same factor on the physical value, so the descriptors see the change.
+with span the scene's stretch range in dB (quicklooks: :data:`QUICKLOOK_SPAN_DB` over 255
+display values assumed). ``phys`` follows x's first channel.
 """
 from __future__ import annotations
 
@@ -38,9 +41,12 @@ def flip_rotate(sample: dict[str, Any], k: int, flip: bool) -> dict[str, Any]:
 
 def _spans(scene) -> np.ndarray:
     """dB per unit of x for each channel [3]."""
-    if scene is None or scene.domain == "quicklook":
+    if scene is None:
         return np.full(3, QUICKLOOK_SPAN_DB, np.float32)
-    return np.maximum(scene.stats[:, 1] - scene.stats[:, 0], 1e-3).astype(np.float32)
+    span = np.maximum(scene.stats[:, 1] - scene.stats[:, 0], 1e-3).astype(np.float32)
+    if scene.domain == "quicklook":
+        span = span * np.float32(QUICKLOOK_SPAN_DB / 255.0)
+    return span
 
 
 def _channel_db(d0: np.ndarray, d1: np.ndarray, d2: np.ndarray, composition: str) -> list:
@@ -52,7 +58,7 @@ def _channel_db(d0: np.ndarray, d1: np.ndarray, d2: np.ndarray, composition: str
 
 
 def apply_db_shift(sample: dict[str, Any], db: list, scene) -> dict[str, Any]:
-    """Add ``db[c]`` (scalar or [h, w], dB) to channel c of x and the matching factor to phys."""
+    """Add ``db[c]`` (scalar or [h, w], dB) to channel c of x; phys follows channel 0."""
     spans = _spans(scene)
     x = sample["x"].copy()
     for c in range(3):
@@ -60,17 +66,13 @@ def apply_db_shift(sample: dict[str, Any], db: list, scene) -> dict[str, Any]:
     valid = sample["valid"]
     x = np.clip(x, 0.0, 1.0)
     x[:, ~valid] = 0.0
-    X = np.expm1(sample["phys"].astype(np.float64))
-    d0 = np.asarray(db[0], np.float64)
-    domain = getattr(scene, "domain", "quicklook")
-    if domain == "quicklook":
-        X = np.clip(X + d0 * 255.0 / QUICKLOOK_SPAN_DB, 0.0, 255.0)
-    elif domain == "complex":
-        X = X * 10.0 ** (d0 / 20.0)
-    else:
-        X = X * 10.0 ** (d0 / 10.0)
-    phys = np.where(valid, np.log1p(np.abs(X)), 0.0).astype(np.float32)
-    return {**sample, "x": x.astype(np.float32), "phys": phys}
+    return {**sample, "x": x.astype(np.float32), "phys": x[0].copy()}
+
+
+def single_pol(sample: dict[str, Any]) -> dict[str, Any]:
+    """A dual-pol sample as its first band alone: x = (x0, x0, x0)."""
+    x = np.repeat(sample["x"][:1], 3, axis=0)
+    return {**sample, "x": x, "phys": x[0].copy()}
 
 
 def speckle(sample: dict[str, Any], rng: np.random.Generator, looks: float, scene) -> dict[str, Any]:
@@ -101,7 +103,8 @@ class Augment:
     """The training augmentation: callable ``(sample, rng, scene) -> sample``.
 
     p_speckle: probability of speckle with looks drawn from [looks_min, looks_max];
-    gain_range / offset_db: contrast factor and dB shift ranges, applied with p_jitter.
+    gain_range / offset_db: contrast factor and dB shift ranges, applied with p_jitter;
+    p_single_pol: probability that a dual-pol sample is shown single-pol (first, before all).
     """
 
     geometric: bool = True
@@ -111,9 +114,14 @@ class Augment:
     p_jitter: float = 0.5
     gain_range: tuple[float, float] = (0.8, 1.2)
     offset_db: float = 2.0
+    p_single_pol: float = 0.3
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator,
                  scene: Optional[Any] = None) -> dict[str, Any]:
+        if (self.p_single_pol > 0 and getattr(scene, "composition", "single") == "dualpol"
+                and rng.random() < self.p_single_pol):
+            sample = single_pol(sample)
+            scene = _AsSingle(scene)
         if self.geometric:
             sample = flip_rotate(sample, int(rng.integers(4)), bool(rng.integers(2)))
         if self.p_speckle > 0 and rng.random() < self.p_speckle:
@@ -122,6 +130,15 @@ class Augment:
             sample = gain_offset(sample, float(rng.uniform(*self.gain_range)),
                                  float(rng.uniform(-self.offset_db, self.offset_db)), scene)
         return sample
+
+
+class _AsSingle:
+    """A dual-pol scene seen as single-pol (its first channel's stretch on all three)."""
+
+    def __init__(self, scene):
+        self.domain = scene.domain
+        self.composition = "single"
+        self.stats = np.repeat(scene.stats[:1], 3, axis=0)
 
 
 NO_AUGMENT: Optional[Augment] = None

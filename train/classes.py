@@ -4,11 +4,13 @@ YAML or JSON, e.g.::
 
     classes:
       - {name: background, value: 0, color: "#000000"}
-      - {name: water, value: 255, color: "#1f78b4"}
+      - {name: water, values: [1, 2], color: "#1f78b4"}   # flood and permanent water
     ignore: [-1]
 
 Label values (integers in the label rasters, or in the vector class field; for vectors a
 class may also be given by its name) map to class indices 0..K-1 in the order of the file.
+A class takes one ``value`` or a list of ``values`` (merged into the one class); a value
+claimed by two classes is an error naming both.
 Ignored values, nodata and unlabelled pixels map to :data:`IGNORE_INDEX` (255).
 Without a classes file the classes are inferred from the label values (sorted).
 """
@@ -36,7 +38,8 @@ _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 @dataclass
 class ClassSpec:
-    """Classes in index order: ``classes[i] = {"name", "value", "color"}``; ``ignore`` values."""
+    """Classes in index order: ``classes[i] = {"name", "value", "values", "color"}`` (``value``
+    the first of ``values``, the label values merged into the class); ``ignore`` values."""
 
     classes: list[dict[str, Any]]
     ignore: list[int] = field(default_factory=list)
@@ -48,7 +51,8 @@ class ClassSpec:
 
     @property
     def values(self) -> list[int]:
-        return [int(c["value"]) for c in self.classes]
+        """Every label value of every class, in class order."""
+        return [int(v) for c in self.classes for v in class_values(c)]
 
     def __len__(self) -> int:
         return len(self.classes)
@@ -67,7 +71,7 @@ class ClassSpec:
         if key in self.ignore:
             return IGNORE_INDEX
         for i, c in enumerate(self.classes):
-            if int(c["value"]) == key:
+            if key in class_values(c):
                 return i
         raise InputError(f"{where}label value {key} is not in {self._described()}")
 
@@ -90,10 +94,16 @@ class ClassSpec:
 
     def to_config(self) -> list[dict[str, Any]]:
         """The list stored in a model's config (``model.classes``)."""
-        return [dict(name=c["name"], value=int(c["value"]), color=c["color"]) for c in self.classes]
+        out = []
+        for c in self.classes:
+            vals = class_values(c)
+            out.append(dict(name=c["name"], value=vals[0], color=c["color"],
+                            **({"values": vals} if len(vals) > 1 else {})))
+        return out
 
     def _described(self) -> str:
-        vals = ", ".join(f"{c['value']} ({c['name']})" for c in self.classes)
+        vals = ", ".join(f"{'/'.join(map(str, class_values(c)))} ({c['name']})"
+                         for c in self.classes)
         what = f"the classes file {self.source}" if self.source != "inferred" else "the classes"
         return f"{what} (classes: {vals}; ignore: {self.ignore or 'none'})"
 
@@ -124,24 +134,33 @@ def load_classes(path: os.PathLike | str) -> ClassSpec:
             doc = yaml.safe_load(text)
     except Exception as e:  # parse errors of either format
         raise InputError(f"{path}: not a valid classes file ({type(e).__name__}: {e})") from None
+    return parse_classes(doc, path)
+
+
+def parse_classes(doc: Any, path: os.PathLike | str) -> ClassSpec:
+    """A ClassSpec from a parsed classes document (``{classes: [...], ignore: [...]}`` or the
+    bare list); ``path`` names where it came from in errors."""
     if isinstance(doc, list):
         doc = {"classes": doc}
     if not isinstance(doc, dict) or not isinstance(doc.get("classes"), list) or not doc["classes"]:
         raise InputError(f"{path}: a classes file needs a non-empty 'classes' list")
-    classes, seen_names, seen_values = [], set(), set()
+    classes, seen_names, owner = [], set(), {}
     for i, c in enumerate(doc["classes"]):
-        if not isinstance(c, dict) or "value" not in c:
-            raise InputError(f"{path}: class {i + 1} needs at least a 'value' (and a 'name')")
-        try:
-            value = int(c["value"])
-        except (TypeError, ValueError):
-            raise InputError(f"{path}: class {i + 1} value {c['value']!r} is not an integer") from None
-        name = str(c.get("name", f"class_{value}"))
-        if name in seen_names or value in seen_values:
-            raise InputError(f"{path}: class {name!r} / value {value} appears twice")
+        if not isinstance(c, dict) or not ("value" in c or "values" in c):
+            raise InputError(f"{path}: class {i + 1} needs a 'value' or 'values' (and a 'name')")
+        values = _label_values(c, i, path)
+        name = str(c.get("name", f"class_{values[0]}"))
+        if name in seen_names:
+            raise InputError(f"{path}: class name {name!r} appears twice")
+        for v in values:
+            if v in owner:
+                raise InputError(f"{path}: label value {v} is claimed by two classes, "
+                                 f"{owner[v]!r} and {name!r}")
+            owner[v] = name
         seen_names.add(name)
-        seen_values.add(value)
-        classes.append({"name": name, "value": value, "color": _color(c.get("color"), i, str(path))})
+        classes.append({"name": name, "value": values[0], "values": values,
+                        "color": _color(c.get("color"), i, str(path))})
+    seen_values = set(owner)
     ignore = doc.get("ignore", []) or []
     if not isinstance(ignore, list):
         ignore = [ignore]
@@ -152,6 +171,37 @@ def load_classes(path: os.PathLike | str) -> ClassSpec:
     if set(ignore) & seen_values:
         raise InputError(f"{path}: values {sorted(set(ignore) & seen_values)} are both classes and ignored")
     return ClassSpec(classes, ignore, source=str(path))
+
+
+def class_values(c: dict[str, Any]) -> list[int]:
+    """The label values of one class dict: its ``values`` list, else [its ``value``]."""
+    vals = c.get("values")
+    if vals is not None:
+        return [int(v) for v in vals]
+    return [int(c["value"])]
+
+
+def _label_values(c: dict[str, Any], i: int, path: Path) -> list[int]:
+    """The integer label values of class entry ``c`` (``value`` or ``values``)."""
+    if "value" in c and "values" in c:
+        raise InputError(f"{path}: class {i + 1} gives both 'value' and 'values'; use one")
+    raw = c["values"] if "values" in c else [c["value"]]
+    if not isinstance(raw, list) or not raw:
+        raise InputError(f"{path}: class {i + 1} 'values' must be a non-empty list of integers")
+    out = []
+    for v in raw:
+        if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+            raise InputError(f"{path}: class {i + 1} value {v!r} is not an integer")
+        try:
+            iv = int(v)
+        except (TypeError, ValueError):
+            raise InputError(f"{path}: class {i + 1} value {v!r} is not an integer") from None
+        if float(iv) != float(v):
+            raise InputError(f"{path}: class {i + 1} value {v!r} is not an integer")
+        if iv in out:
+            raise InputError(f"{path}: class {i + 1} lists value {iv} twice")
+        out.append(iv)
+    return out
 
 
 def infer_classes(values: Iterable[Any], ignore: Iterable[int] = ()) -> ClassSpec:
@@ -175,6 +225,7 @@ def from_model_classes(classes: list[dict[str, Any]]) -> ClassSpec:
     out = []
     for i, c in enumerate(classes):
         color = c.get("color")
-        out.append({"name": str(c.get("name", f"class_{i}")), "value": int(c.get("value", i)),
+        vals = class_values(c) if ("values" in c or "value" in c) else [i]
+        out.append({"name": str(c.get("name", f"class_{i}")), "value": vals[0], "values": vals,
                     "color": _color(color, i, "model") if color is not None else PALETTE[i % len(PALETTE)]})
     return ClassSpec(out, [], source="of the model")

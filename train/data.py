@@ -27,7 +27,7 @@ import os
 import re
 import warnings
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -272,6 +272,8 @@ class LabelledScene:
     labels: np.ndarray
     width: int
     height: int
+    options: dict = field(default_factory=dict)   # open_scene options of its source (stats...)
+    weight: float = 1.0                           # relative probability of a crop from it
 
     @property
     def labelled_fraction(self) -> float:
@@ -284,10 +286,13 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
                          bands: Optional[Sequence] = None, complex_part: str = "amplitude",
                          prefer: Optional[ClassSpec] = None,
                          progress=None, prefer_bands: Optional[Sequence[str]] = None,
+                         stats: Optional[np.ndarray] = None,
                          ) -> tuple[list[LabelledScene], ClassSpec]:
     """Pair and read images with their labels; classes from ``classes``, else ``prefer``
     (e.g. the base model's classes) when it covers every label value found, else inferred.
-    ``prefer_bands``: the bands a model was trained on (core.sar_io.open_scene ``prefer``).
+    ``prefer_bands``: the bands a model was trained on (core.sar_io.open_scene ``prefer``);
+    ``stats``: one stretch [3, 2] for all the images (sar_io.pooled_statistics), kept in each
+    scene's ``options`` so that crops are read with it.
 
     When inferring, negative label values (e.g. Sen1Floods11's -1) are ignored.
     InputError when there is not a single labelled pixel.
@@ -302,6 +307,7 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
         raise InputError(f"{vectors[0]}: give either one vector file or label rasters, not both "
                          f"or several vector files")
     opts = dict(domain=domain, bands=bands, complex_part=complex_part, prefer=prefer_bands)
+    scene_options = {} if stats is None else {"stats": np.asarray(stats, np.float32)}
 
     raws: list[tuple[Path, Path, np.ndarray, np.ndarray, tuple[int, int]]] = []
     if vectors:
@@ -314,7 +320,8 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
             with sar_io.open_scene(img, **opts) as scene:
                 lab = rasterize_labels(gdf, fld, scene, classes, vectors[0])
                 lab[~_image_valid(scene)] = IGNORE_INDEX
-            out.append(LabelledScene(img, vectors[0], lab, scene.width, scene.height))
+            out.append(LabelledScene(img, vectors[0], lab, scene.width, scene.height,
+                                     dict(scene_options)))
             progress("read labels", i + 1, len(image_files))
         scenes = out
     else:
@@ -334,7 +341,8 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
                 values.update(int(u) for u in np.unique(v))
             classes = (prefer if _covers(prefer, values)
                        else infer_classes(values, ignore=[v for v in values if v < 0]))
-        scenes = [LabelledScene(img, lab, classes.map_labels(raw, valid, f"{lab}: "), w, h)
+        scenes = [LabelledScene(img, lab, classes.map_labels(raw, valid, f"{lab}: "), w, h,
+                                dict(scene_options))
                   for img, lab, raw, valid, (w, h) in raws]
     if len(classes) == 0:
         raise InputError(f"{label_files[0]}: the labels contain no class values")
@@ -427,10 +435,15 @@ class SceneCache:
         self.options = open_options
         self._open: OrderedDict[Path, sar_io.SarScene] = OrderedDict()
 
-    def get(self, path: Path) -> sar_io.SarScene:
+    def get(self, path: Path, options: Optional[dict] = None) -> sar_io.SarScene:
+        """The open scene of ``path``; ``options`` (its source's, e.g. a pooled stretch)
+        override the cache's open options."""
         scene = self._open.get(path)
         if scene is None:
-            scene = sar_io.open_scene(path, **self.options)
+            opts = {**self.options, **(options or {})}
+            if opts.get("bands"):      # a source's own bands replace a model's preference
+                opts.pop("prefer", None)
+            scene = sar_io.open_scene(path, **opts)
             self._open[path] = scene
             while len(self._open) > self.size:
                 self._open.popitem(last=False)[1].close()
@@ -470,20 +483,29 @@ class CropDataset:
                                            / self.size ** 2))
         self.crops_per_scene = int(crops_per_scene)
         self.cache = SceneCache(**open_options)
+        w = np.array([s.weight for s in self.scenes], np.float64)
+        self.cum_weights = None if np.all(w == w[0]) else np.cumsum(w / w.sum())
 
     def __len__(self) -> int:
         return len(self.scenes) * self.crops_per_scene
 
+    def scene_for(self, i: int, rng: np.random.Generator) -> LabelledScene:
+        """Item i's scene: round robin when all weights are equal, else drawn by weight."""
+        if self.cum_weights is None:
+            return self.scenes[int(i) % len(self.scenes)]
+        k = int(np.searchsorted(self.cum_weights, rng.random(), side="right"))
+        return self.scenes[min(k, len(self.scenes) - 1)]
+
     def __getitem__(self, i: int) -> dict[str, Any]:
         rng = np.random.default_rng([self.seed, int(i)])
-        scene = self.scenes[int(i) % len(self.scenes)]
+        scene = self.scene_for(i, rng)
         window = choose_window(scene, self.size, rng, self.favour)
-        data = self.cache.get(scene.image).read_window(window)
+        data = self.cache.get(scene.image, scene.options).read_window(window)
         target = label_window(scene.labels, window)
         target[~data.valid] = IGNORE_INDEX
         sample = {"x": data.x, "phys": data.phys, "valid": data.valid, "target": target}
         if self.augment is not None:
-            sample = self.augment(sample, rng, self.cache.get(scene.image))
+            sample = self.augment(sample, rng, self.cache.get(scene.image, scene.options))
         return sample
 
 
@@ -515,7 +537,7 @@ class TileDataset:
         k, window = self.items[int(i)]
         scene = self.scenes[k]
         window = Window(window.col_off, window.row_off, self.size, self.size)
-        data = self.cache.get(scene.image).read_window(window)
+        data = self.cache.get(scene.image, scene.options).read_window(window)
         target = label_window(scene.labels, window)
         target[~data.valid] = IGNORE_INDEX
         return {"x": data.x, "phys": data.phys, "valid": data.valid, "target": target}

@@ -20,12 +20,13 @@ import torch
 
 from ..core import checkpoints
 from ..core.atomic import check_writable
-from ..core.descriptors import NAMES as DESCRIPTOR_NAMES
+from ..core.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from ..core.errors import InputError
 from ..core.model import build_from_config, model_config, trained_bands
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
 from .data import CropDataset, TileDataset, collate, load_labelled_scenes
+from .sources import load_data_file, load_source_scenes
 from .engine import TrainConfig, barrier, init_distributed, is_main, train
 
 
@@ -121,6 +122,33 @@ def descriptor_statistics(model, dataset: TileDataset, max_tiles: int = 256, bat
     return out
 
 
+def record_input(model, scenes, open_options: dict) -> None:
+    """Write the input contract and the bands trained on into ``model.config["input"]``:
+    the longest band-name list among the training scenes (e.g. ["VV", "VH"] when dual-pol
+    tiles are in the mix), so segment and evaluate pick those bands without flags and fall
+    back to the first band (copied 3x) for single-pol scenes."""
+    from ..core import sar_io
+    from .data import SceneCache
+
+    cache, best = SceneCache(size=1, **open_options), None
+    seen = set()
+    for sc in scenes:
+        key = (sc.image.suffix.lower(), tuple(sorted(sc.options)), str(sc.image.parent))
+        if key in seen:
+            continue
+        seen.add(key)
+        names = cache.get(sc.image, sc.options).band_names
+        if all(names) and (best is None or len(names) > len(best)) and len(names) <= 2:
+            best = [str(n).upper() for n in names]
+    cache.close()
+    if model.config["input"].get("contract") != sar_io.INPUT_CONTRACT:
+        # a base from before contract 2 saw other descriptor values: today's scaling
+        model.config["descriptors"]["scaling"] = copy.deepcopy(DEFAULT_SCALING)
+    model.config["input"]["contract"] = sar_io.INPUT_CONTRACT
+    if best:
+        model.config["input"]["bands"] = best
+
+
 def default_work_dir(out: Path) -> Path:
     """``OUT.safetensors`` -> ``OUT.ckpt/`` beside it (checkpoints and training state)."""
     name = out.name[:-len(".safetensors")] if out.name.endswith(".safetensors") else out.name
@@ -135,10 +163,18 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
                  work_dir: Optional[os.PathLike | str] = None, resume: bool = False,
                  overwrite: bool = False, domain: Optional[str] = None,
                  bands: Optional[Sequence] = None, variant: Optional[str] = None,
+                 data_file: Optional[os.PathLike | str] = None,
                  progress=None, log=None) -> dict:
     """Fine-tune (``mode="finetune"``) or continue pre-training (``"pretrain"``); returns a
-    summary dict (model path, iterations, losses, validation mIoU, wall time...)."""
+    summary dict (model path, iterations, losses, validation mIoU, wall time...).
+
+    The training data is ``images``/``labels`` (one source) or ``data_file`` (several sources,
+    train/sources.py), not both."""
     out = Path(out)
+    if data_file is not None and (images or labels or classes_file):
+        raise InputError("--data: give either a data file or --images/--labels/--classes, not both")
+    if data_file is None and not (images and labels):
+        raise InputError(f"--{'images' if not images else 'labels'}: required (or --data)")
     if out.suffix.lower() != ".safetensors":
         raise InputError(f"{out}: the output model must be a .safetensors file")
     if not resume or out.exists():
@@ -153,16 +189,25 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
     rank, world, device = init_distributed(cfg.device)
     open_opts = dict(domain=domain, bands=bands)
     base_bands = trained_bands(checkpoints.read_config(base)) if base is not None else None
+    if data_file is not None:
+        base_bands = None   # each source's own bands (dual-pol stays dual-pol), not the base's
     scene_opts = dict(open_opts, prefer=base_bands)
 
-    if classes_file:
-        classes = load_classes(classes_file)
-        prefer = None
+    if data_file is not None:
+        data = load_data_file(data_file)
+        classes = data.classes
+        scenes = load_source_scenes(data, prefer_bands=base_bands,
+                                    progress=progress if rank == 0 else None,
+                                    log=log if rank == 0 else None)
     else:
-        classes, prefer = None, (base_classes(base) if base is not None else None)
-    scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
-                                           prefer=prefer, progress=progress if rank == 0 else None,
-                                           prefer_bands=base_bands, **open_opts)
+        if classes_file:
+            classes = load_classes(classes_file)
+            prefer = None
+        else:
+            classes, prefer = None, (base_classes(base) if base is not None else None)
+        scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
+                                               prefer=prefer, progress=progress if rank == 0 else None,
+                                               prefer_bands=base_bands, **open_opts)
     val_set = None
     if val_images or val_labels:
         if not (val_images and val_labels):
@@ -172,6 +217,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
         val_set = TileDataset(val_scenes, tile, **scene_opts)
 
     model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti")
+    record_input(model, scenes, scene_opts)
     aug = Augment() if augment else None
     train_set = CropDataset(scenes, tile, augment=aug, seed=cfg.seed, **scene_opts)
     stats = descriptor_statistics(model, TileDataset(scenes, tile, **scene_opts), seed=cfg.seed)
@@ -182,6 +228,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
             f"{notes['trainable_params']:,} trainable parameters"
             + (f", re-initialized: {', '.join(notes['reinitialized'])}" if notes.get("reinitialized") else ""))
     provenance = {"trained": mode, "train_images": len(scenes),
+                  **({"data_file": Path(data_file).name} if data_file else {}),
                   "train_config": {k: v for k, v in vars(cfg).items()}}
     result = train(model, train_set, work, cfg, val_set=val_set, resume=resume,
                    provenance=provenance, progress=progress if rank == 0 else None, log=log,

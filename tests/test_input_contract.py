@@ -1,0 +1,88 @@
+"""Input contract 2 (issue 13): the same real chip written as float32 dB, float32 linear
+intensity, uint16 amplitude and an 8-bit quicklook of dB reaches the model, and the router's
+descriptors, as nearly the same tensors.
+
+Tolerance (stated in docs/interfaces.md): on valid pixels, |x_domain - x_dB| has a mean
+<= 0.005 and a 99th percentile <= 0.02 (the 8-bit quicklook's step, 60 dB / 254 = 0.24 dB, is about
+0.007 of the stretch); the raw descriptors of each 256 px tile agree within 5 %.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import rasterio
+import torch
+from rasterio.windows import Window
+
+from crossearth_sar.core import descriptors, sar_io
+
+CHIP = "examples/Spain_7370579_S1Hand.tif"
+
+
+def _write(path, bands, dtype, profile, nodata):
+    p = dict(profile, dtype=dtype, count=len(bands), nodata=nodata)
+    with rasterio.open(path, "w", **p) as dst:
+        dst.write(np.stack(bands).astype(dtype))
+        dst.descriptions = ("VV", "VH")[: len(bands)]
+    return path
+
+
+@pytest.fixture(scope="module")
+def domains(tmp_path_factory, repo_root):
+    """{domain name: path} of the chip's VV + VH written in four value domains."""
+    d = tmp_path_factory.mktemp("domains")
+    with rasterio.open(repo_root / CHIP) as src:
+        db = src.read().astype(np.float64)           # [2, H, W], NaN nodata
+        profile = {k: src.profile[k] for k in ("driver", "width", "height", "crs", "transform")}
+    nan = ~np.isfinite(db)
+    inten = 10 ** (db / 10)
+    amp = np.clip(np.round(np.sqrt(inten) * 10000), 1, 65535)
+    ql = np.clip(np.round((np.clip(db, -48, 12) + 48) / 60 * 254) + 1, 1, 255)  # 0 = nodata
+    amp[nan], ql[nan] = 0, 0
+    return {
+        "db": _write(d / "db.tif", list(db), "float32", profile, float("nan")),
+        "intensity": _write(d / "intensity.tif", list(inten), "float32", profile, float("nan")),
+        "amplitude": _write(d / "amplitude.tif", list(amp), "uint16", profile, 0),
+        "quicklook": _write(d / "quicklook.tif", list(ql), "uint8", profile, 0),
+    }
+
+
+def _read(path, **kw):
+    with sar_io.open_scene(path, **kw) as s:
+        return s.domain, s.read_window(Window(0, 0, s.width, s.height))
+
+
+@pytest.mark.parametrize("bands", [None, ["VV"]], ids=["dualpol", "VV-only"])
+def test_four_domains_give_the_same_model_input(domains, bands):
+    detected = {}
+    ref_domain, ref = _read(domains["db"], bands=bands)
+    detected["db"] = ref_domain
+    for name in ("intensity", "amplitude", "quicklook"):
+        dom, w = _read(domains[name], bands=bands)
+        detected[name] = dom
+        both = ref.valid & w.valid
+        assert both.sum() > 0.95 * ref.valid.sum()
+        diff = np.abs(w.x[:, both] - ref.x[:, both])
+        assert diff.mean() <= 0.005, (name, diff.mean())
+        assert np.percentile(diff, 99) <= 0.02, (name, np.percentile(diff, 99))
+    # ces info's detection is the one source of truth for the domain
+    assert detected == {"db": "db", "intensity": "linear", "amplitude": "linear",
+                        "quicklook": "quicklook"}
+
+
+def test_four_domains_give_the_same_descriptors(domains):
+    def tiles(path):
+        out = []
+        with sar_io.open_scene(path) as s:
+            for r in (0, 256):
+                for c in (0, 256):
+                    w = s.read_window(Window(c, r, 256, 256))
+                    out.append(descriptors.raw_descriptors(torch.from_numpy(w.phys),
+                                                           torch.from_numpy(w.valid))[0].numpy())
+        return np.array(out)
+
+    ref = tiles(domains["db"])
+    for name in ("intensity", "amplitude", "quicklook"):
+        got = tiles(domains[name])
+        np.testing.assert_allclose(got, ref, rtol=0.05, err_msg=name)
+

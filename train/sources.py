@@ -1,0 +1,218 @@
+"""The data file: several labelled sources in one training run (``ces finetune/pretrain --data``).
+
+YAML or JSON; relative paths are relative to the data file::
+
+    classes:                      # the model's classes, in index order (a classes file's list)
+      - {name: background, value: 0, color: "#d9d9d9"}
+      - {name: water, value: 1, color: "#1f78b4"}
+    sources:
+      - name: ombria              # a name for logs and provenance
+        images: ombria/train/AFTER        # file, folder or glob, or a list of them
+        labels: ombria/train/MASK
+        classes: {background: 0, water: 255}   # this source's label values per class name,
+        weight: 1.0                            #   or the path of a classes file
+        stretch: scene            # scene (default): each image its own 1-99 % stretch;
+      - name: etci-bangladesh     # source: one stretch pooled over all the source's images
+        images: etci2021/bangladesh/images    #   (tiles cut from one scene with one scaling)
+        labels: etci2021/bangladesh/labels
+        classes: {background: 0, water: [1, 2]}
+        ignore: [255]
+        weight: 1.0
+
+Optional per source: ``ignore`` (label values), ``bands`` ("VV,VH" or a list), ``domain``,
+``class_field`` (vector labels), ``pair_pattern``. Each source's label values map onto the
+model's classes by name; a class a source does not label simply never occurs in it. Crops
+are drawn from source s with probability weight_s / sum(weights), uniformly over its images.
+Single-pol (VV) and dual-pol (VV + VH) sources mix freely: the model input of both is
+defined once in core/sar_io.py (a single band copied 3×; dual-pol (VV, VH, VV−VH)).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from ..core import sar_io
+from ..core.errors import InputError
+from .classes import ClassSpec, _label_values, load_classes, parse_classes
+
+STRETCHES = ("scene", "source")
+
+
+@dataclass
+class Source:
+    """One labelled source of a data file (paths resolved)."""
+
+    name: str
+    images: list[str]
+    labels: list[str]
+    classes: ClassSpec                 # the model's classes, with this source's label values
+    weight: float = 1.0
+    stretch: str = "scene"
+    bands: Optional[list] = None
+    domain: Optional[str] = None
+    class_field: Optional[str] = None
+    pair_pattern: Optional[str] = None
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass
+class DataFile:
+    """The parsed data file: the model's classes and its sources."""
+
+    path: Path
+    classes: ClassSpec
+    sources: list[Source]
+
+
+def _read_doc(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InputError(f"{path}: cannot read the data file ({e.strerror or e})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            doc = json.loads(text)
+        else:
+            import yaml
+
+            doc = yaml.safe_load(text)
+    except Exception as e:
+        raise InputError(f"{path}: not a valid data file ({type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list) or not doc["sources"]:
+        raise InputError(f"{path}: a data file needs a non-empty 'sources' list")
+    return doc
+
+
+def _paths(value: Any, base: Path, what: str, where: str) -> list[str]:
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(v, str) and v for v in items):
+        raise InputError(f"{where}: '{what}' must be a path or a list of paths")
+    return [v if os.path.isabs(v) else str(base / v) for v in items]
+
+
+def _model_classes(doc: dict, path: Path) -> ClassSpec:
+    """The top-level ``classes`` (a list, or a classes file's path); names must be unique."""
+    spec = doc.get("classes")
+    if spec is None:
+        raise InputError(f"{path}: a data file needs a top-level 'classes' list (the model's classes)")
+    if isinstance(spec, str):
+        return load_classes(spec if os.path.isabs(spec) else path.parent / spec)
+    return parse_classes({"classes": spec}, f"{path} (classes)")
+
+
+def _source_classes(value: Any, ignore: Any, model: ClassSpec, base: Path, where: str) -> ClassSpec:
+    """The model's classes with this source's label values (by class name)."""
+    if isinstance(value, str):
+        own = load_classes(value if os.path.isabs(value) else base / value)
+        mapping = {c["name"]: c["values"] for c in own.classes}
+        ignore_vals = list(own.ignore)
+    elif isinstance(value, dict):
+        mapping = {str(k): _label_values({"values": v if isinstance(v, list) else [v]}, i, where)
+                   for i, (k, v) in enumerate(value.items())}
+        ignore_vals = []
+    else:
+        raise InputError(f"{where}: 'classes' must map class names to label values "
+                         f"(e.g. {{water: [1, 2]}}) or name a classes file")
+    unknown = sorted(set(mapping) - set(model.names))
+    if unknown:
+        raise InputError(f"{where}: class {unknown[0]!r} is not one of the data file's classes "
+                         f"({', '.join(model.names)})")
+    owner: dict[int, str] = {}
+    for name, vals in mapping.items():
+        for v in vals:
+            if v in owner:
+                raise InputError(f"{where}: label value {v} is claimed by two classes, "
+                                 f"{owner[v]!r} and {name!r}")
+            owner[v] = name
+    extra_ignore = ignore if isinstance(ignore, list) else ([] if ignore is None else [ignore])
+    try:
+        ignore_vals = sorted(set(ignore_vals) | {int(v) for v in extra_ignore})
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: 'ignore' must be a list of integers") from None
+    both = sorted(set(ignore_vals) & set(owner))
+    if both:
+        raise InputError(f"{where}: label values {both} are both classes and ignored")
+    classes = [{**c, "values": list(mapping.get(c["name"], []))} for c in model.classes]
+    return ClassSpec(classes, ignore_vals, source=where)
+
+
+def load_data_file(path: os.PathLike | str) -> DataFile:
+    """Parse and check a data file (not the rasters); InputError naming the file and source."""
+    path = Path(path)
+    doc = _read_doc(path)
+    model = _model_classes(doc, path)
+    base = path.parent
+    sources, names = [], set()
+    for i, s in enumerate(doc["sources"]):
+        if not isinstance(s, dict):
+            raise InputError(f"{path}: source {i + 1} must be a mapping (images, labels, classes...)")
+        name = str(s.get("name") or f"source{i + 1}")
+        where = f"{path}: source {name!r}"
+        if name in names:
+            raise InputError(f"{path}: source name {name!r} appears twice")
+        names.add(name)
+        for key in ("images", "labels", "classes"):
+            if key not in s:
+                raise InputError(f"{where}: needs '{key}'")
+        known = {"name", "images", "labels", "classes", "ignore", "weight", "stretch", "bands",
+                 "domain", "class_field", "pair_pattern"}
+        if set(s) - known:
+            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(set(s) - known))}")
+        try:
+            weight = float(s.get("weight", 1.0))
+        except (TypeError, ValueError):
+            raise InputError(f"{where}: weight {s.get('weight')!r} is not a number") from None
+        if not (weight > 0 and weight < float("inf")):
+            raise InputError(f"{where}: weight must be a positive number, got {s.get('weight')!r}")
+        stretch = str(s.get("stretch", "scene"))
+        if stretch not in STRETCHES:
+            raise InputError(f"{where}: stretch {stretch!r} is not one of {', '.join(STRETCHES)}")
+        domain = s.get("domain")
+        if domain is not None and domain not in sar_io.DOMAINS:
+            raise InputError(f"{where}: domain {domain!r} is not one of {', '.join(sar_io.DOMAINS)}")
+        bands = s.get("bands")
+        bands = sar_io.parse_bands(",".join(map(str, bands)) if isinstance(bands, list) else bands)
+        sources.append(Source(
+            name=name, images=_paths(s["images"], base, "images", where),
+            labels=_paths(s["labels"], base, "labels", where),
+            classes=_source_classes(s["classes"], s.get("ignore"), model, base, where),
+            weight=weight, stretch=stretch, bands=bands, domain=domain,
+            class_field=s.get("class_field"), pair_pattern=s.get("pair_pattern")))
+    return DataFile(path, model, sources)
+
+
+def load_source_scenes(data: DataFile, prefer_bands=None, complex_part: str = "amplitude",
+                       progress=None, log=None) -> list:
+    """Every source's labelled scenes (train.data.LabelledScene) with the source's open
+    options (pooled stretch, bands, domain) and crop weights weight_s / n_s."""
+    from .data import RASTER_EXTS, expand_paths, load_labelled_scenes
+
+    out = []
+    for src in data.sources:
+        opts = {k: v for k, v in (("domain", src.domain), ("bands", src.bands)) if v}
+        stats = None
+        if src.stretch == "source":
+            files = expand_paths(src.images, "images", RASTER_EXTS)
+            stats = sar_io.pooled_statistics(files, complex_part=complex_part,
+                                             prefer=prefer_bands, **opts)
+        scenes, _ = load_labelled_scenes(
+            src.images, src.labels, src.classes, src.class_field, src.pair_pattern,
+            complex_part=complex_part, prefer_bands=prefer_bands, progress=progress,
+            stats=stats, **opts)
+        for sc in scenes:
+            sc.options.update(opts)
+            sc.weight = src.weight / len(scenes)
+        if log:
+            log(f"source {src.name}: {len(scenes)} image(s), weight {src.weight:g}, "
+                f"stretch {src.stretch}"
+                + (f" {[[round(float(a), 2), round(float(b), 2)] for a, b in stats]}"
+                   if stats is not None else ""))
+        out.extend(scenes)
+    return out
+
+
+__all__ = ["Source", "DataFile", "load_data_file", "load_source_scenes", "STRETCHES"]
