@@ -306,12 +306,16 @@ def describe(path: PathLike) -> dict:
         "params_total": total, "params_active": active,
         "params_total_human": _human(total), "params_active_human": f"{_human(active)} active per token",
         "stored_dtype": config.get("stored_dtype", "fp32"),
+        "adapter": bb.get("adapter"),
+        "adapter_params": sum(math.prod(v) for k, v in shapes.items() if ".adapter." in f".{k}"),
         "input_bands": (config.get("input") or {}).get("bands"),
         "input_contract": (config.get("input") or {}).get("contract", 1),
         "provenance": config.get("provenance", {}),
     }
     if config["kind"] != "model":
         del out["input_bands"], out["input_contract"]
+    if not out["adapter"]:
+        del out["adapter"], out["adapter_params"]
     if not classes:
         del out["classes"]
     return out

@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .adapter import EarthAdapter
 from .moe import BALANCE_WEIGHT, MoEFFN, dense_ffn, descriptor_tensor, ffn_hidden
 
 PATCH_SIZE = 14
@@ -126,6 +127,10 @@ class DinoVisionTransformerMoE(nn.Module):
             for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init_weights()
+        # optional Earth-Adapter (core/adapter.py), after _init_weights: it has its own init
+        self.adapter = EarthAdapter(dim, depth, c["adapter"]) if c.get("adapter") else None
+        if self.adapter is not None:
+            self.config["adapter"] = dict(self.adapter.config)
 
     def _init_weights(self) -> None:
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
@@ -177,10 +182,14 @@ class DinoVisionTransformerMoE(nn.Module):
     def _run_blocks(self, x: torch.Tensor, descriptors: Optional[torch.Tensor],
                     take: Sequence[int] = ()) -> tuple[torch.Tensor, list[torch.Tensor]]:
         s = descriptor_tensor(descriptors, x.shape[0], x)
+        grid = (x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size)
         tokens = self.prepare_tokens(x)
+        prefix = 1 + self.num_register_tokens
         outputs = []
         for i, blk in enumerate(self.blocks):
             tokens = blk(tokens, s)
+            if self.adapter is not None:
+                tokens = self.adapter.apply_after_block(i, tokens, prefix, grid)
             if i in take:
                 outputs.append(tokens)
         return tokens, outputs

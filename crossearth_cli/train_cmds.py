@@ -61,6 +61,14 @@ def training_options(lr: float, batch: int):
             click.option("--accum", type=int, default=1, show_default=True,
                          help="Gradient accumulation steps per optimizer step."),
             click.option("--grad-clip", type=float, default=0.0, help="Max gradient norm (0: off)."),
+            click.option("--peft", type=click.Choice(["none", "earth-adapter"]), default="none",
+                         show_default=True,
+                         help="earth-adapter: add Earth-Adapters after every backbone block and "
+                              "train them with the decoder, the backbone frozen."),
+            click.option("--adapter-rank", type=int, default=64, show_default=True,
+                         help="Earth-Adapter bottleneck width r."),
+            click.option("--adapter-cutoff", type=float, default=0.3, show_default=True,
+                         help="Earth-Adapter low-pass side as a fraction of the token grid."),
             click.option("--grad-checkpointing", is_flag=True,
                          help="Recompute ViT blocks in the backward pass (less memory)."),
             click.option("--val-images", multiple=True, help="Validation images (repeatable)."),
@@ -94,7 +102,18 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
     from ..train.engine import TrainConfig
     from ..train.finetune import run_training
 
+    from ..core.errors import InputError
+
     reporter = Reporter(progress_mode)
+    peft, rank, cutoff = kw.pop("peft"), kw.pop("adapter_rank"), kw.pop("adapter_cutoff")
+    adapter = None
+    if peft == "earth-adapter":
+        if rank < 1:
+            raise InputError(f"--adapter-rank {rank}: must be at least 1")
+        if not 0.0 < cutoff <= 1.0:
+            raise InputError(f"--adapter-cutoff {cutoff}: must lie in (0, 1]")
+        adapter = {"kind": "earth-adapter", "rank": rank, "cutoff": cutoff}
+        unfreeze = False   # adapters train on a frozen backbone, in pretrain too
     cfg = TrainConfig(iters=kw.pop("iters"), batch=kw.pop("batch"), lr=kw.pop("lr"),
                       weight_decay=kw.pop("weight_decay"), schedule=kw.pop("schedule"),
                       warmup=kw.pop("warmup"), accum=kw.pop("accum"), grad_clip=kw.pop("grad_clip"),
@@ -111,7 +130,7 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
     try:
         summary = run_training(
             mode=mode, base=model, variant=variant, images=kw["images"], labels=kw["labels"],
-            data_file=kw["data_file"],
+            data_file=kw["data_file"], adapter=adapter,
             out=kw["output"], cfg=cfg, classes_file=kw["classes_file"], class_field=kw["class_field"],
             pair_pattern=kw["pair_pattern"], val_images=kw["val_images"], val_labels=kw["val_labels"],
             tile=kw["tile"], unfreeze=unfreeze, augment=not kw["no_augment"],

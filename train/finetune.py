@@ -30,18 +30,31 @@ from .sources import load_data_file, load_source_scenes
 from .engine import TrainConfig, barrier, init_distributed, is_main, train
 
 
+def freeze_backbone(model) -> None:
+    """Freeze the backbone (experts, routers, attention); an Earth-Adapter in it stays trainable."""
+    for name, p in model.backbone.named_parameters():
+        p.requires_grad_(name.startswith("adapter."))
+
+
 def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreeze: bool = False,
-                  variant: str = "ti"):
+                  variant: str = "ti", adapter: Optional[dict] = None):
     """(model, notes): the base checkpoint with ``classes``; a class count different from the
     base re-initializes only the tensors whose shape changes (the class layer); a "backbone"
     checkpoint gets a fresh head; no base: a randomly initialized ``variant``.
-    ``unfreeze`` False freezes the backbone."""
+    ``unfreeze`` False freezes the backbone. ``adapter`` ({kind, rank, cutoff}, core/adapter.py):
+    add an Earth-Adapter (new, unless the base has one) and train it with the decoder, the
+    backbone frozen."""
+    if adapter is not None and unfreeze:
+        raise InputError("--peft earth-adapter trains adapters on a frozen backbone; "
+                         "it cannot be combined with --unfreeze")
     if base is None:
-        model = build_from_config(model_config(variant, classes=classes.to_config()))
+        cfg = model_config(variant, classes=classes.to_config())
+        if adapter is not None:
+            cfg["backbone"]["adapter"] = dict(adapter)
+        model = build_from_config(cfg)
         model.config["provenance"] = {"base_model": f"random {variant}"}
         if not unfreeze:
-            for p in model.backbone.parameters():
-                p.requires_grad_(False)
+            freeze_backbone(model)
         return model, {"base": None, "base_kind": "random", "reinitialized": ["everything (no base)"],
                        "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     base = Path(base)
@@ -53,17 +66,23 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
         new_cfg = model_config(bb["variant"], classes=classes.to_config(),
                                experts=int(bb.get("experts", 0)), top_k=max(1, int(bb.get("top_k", 1))))
         new_cfg["backbone"] = copy.deepcopy(bb)
+        if adapter is not None and not bb.get("adapter"):
+            new_cfg["backbone"]["adapter"] = dict(adapter)
         new_cfg["feature_layers"] = list(bb["feature_layers"])
         if isinstance(config.get("descriptors"), dict):
             new_cfg["descriptors"].update({k: v for k, v in config["descriptors"].items()
                                            if k in ("bins", "block", "scaling")})
         model = build_from_config(new_cfg)
-        model.backbone.load_state_dict(loaded.state_dict())
-        notes["reinitialized"] = ["head (new)"]
+        missing, _ = model.backbone.load_state_dict(loaded.state_dict(), strict=False)
+        if [k for k in missing if not k.startswith("adapter.")]:
+            raise InputError(f"{base}: backbone lacks tensors {missing[:3]}")
+        notes["reinitialized"] = ["head (new)"] + (["backbone.adapter (new)"] if missing else [])
     else:
         new_cfg = copy.deepcopy(loaded.config)
         new_cfg["classes"] = classes.to_config()
         new_cfg.pop("provenance", None)
+        if adapter is not None and not new_cfg["backbone"].get("adapter"):
+            new_cfg["backbone"]["adapter"] = dict(adapter)
         model = build_from_config(new_cfg)
         own = model.state_dict()
         reinit = []
@@ -73,15 +92,17 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
                     own[name].copy_(value)
                 else:
                     reinit.append(name)
-        notes["reinitialized"] = sorted(set(reinit) | (set(own) - set(loaded.state_dict())))
+        fresh = sorted(set(reinit) | (set(own) - set(loaded.state_dict())))
+        new_adapter = [k for k in fresh if k.startswith("backbone.adapter.")]
+        notes["reinitialized"] = ([k for k in fresh if k not in new_adapter]
+                                  + (["backbone.adapter (new)"] if new_adapter else []))
     base_prov = getattr(loaded, "provenance", {}) or {}
     model.config["provenance"] = {"base_model": base.name,
                                   **({"base_provenance": base_prov} if base_prov else {})}
     model.provenance = {}
     del loaded
     if not unfreeze:
-        for p in model.backbone.parameters():
-            p.requires_grad_(False)
+        freeze_backbone(model)
     notes["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, notes
 
@@ -163,7 +184,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
                  work_dir: Optional[os.PathLike | str] = None, resume: bool = False,
                  overwrite: bool = False, domain: Optional[str] = None,
                  bands: Optional[Sequence] = None, variant: Optional[str] = None,
-                 data_file: Optional[os.PathLike | str] = None,
+                 data_file: Optional[os.PathLike | str] = None, adapter: Optional[dict] = None,
                  progress=None, log=None) -> dict:
     """Fine-tune (``mode="finetune"``) or continue pre-training (``"pretrain"``); returns a
     summary dict (model path, iterations, losses, validation mIoU, wall time...).
@@ -216,7 +237,8 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
                                              pair_pattern, prefer_bands=base_bands, **open_opts)
         val_set = TileDataset(val_scenes, tile, **scene_opts)
 
-    model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti")
+    model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti",
+                                 adapter=adapter)
     record_input(model, scenes, scene_opts)
     aug = Augment() if augment else None
     train_set = CropDataset(scenes, tile, augment=aug, seed=cfg.seed, **scene_opts)
