@@ -32,6 +32,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from . import raster_check
 from .errors import InputError
 
 DOMAINS = ("quicklook", "linear", "db", "complex")
@@ -131,8 +132,8 @@ class SarScene:
             return WindowData(np.zeros((3, h, w), np.float32), np.zeros((h, w), np.float32),
                               np.zeros((h, w), bool))
         inner = Window(c0, r0, c1 - c0, r1 - r0)
-        raw = self.src.read(self.band_indexes, window=inner)
-        masks = self.src.read_masks(self.band_indexes, window=inner)
+        raw = raster_check.read(self.src, self.path, self.band_indexes, window=inner)
+        masks = raster_check.read_masks(self.src, self.path, self.band_indexes, window=inner)
         rep, phys, valid = self._represent(raw, masks)
         x = self._stretch(rep, valid)
         pads = ((r0 - row0, row0 + h - r1), (c0 - col0, col0 + w - c1))
@@ -249,8 +250,8 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
             _warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as e:
-        first = str(e).splitlines()[0] if str(e) else "unreadable"
-        raise InputError(f"{path}: not a raster GDAL can read ({first})") from None
+        raise InputError(f"{path}: not a raster GDAL can read "
+                         f"({raster_check.gdal_message(e)})") from None
 
 
 def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
@@ -344,8 +345,9 @@ def _decimated_read(src, band_indexes: list[int]) -> tuple[np.ndarray, np.ndarra
     """A nearest-neighbour read of at most STATS_MAX_SIDE px a side: (bands, valid)."""
     f = max(src.width / STATS_MAX_SIDE, src.height / STATS_MAX_SIDE, 1.0)
     shape = (len(band_indexes), max(1, int(src.height / f)), max(1, int(src.width / f)))
-    data = src.read(band_indexes, out_shape=shape, resampling=Resampling.nearest)
-    masks = src.read_masks(band_indexes, out_shape=shape, resampling=Resampling.nearest)
+    data = raster_check.read(src, None, band_indexes, out_shape=shape, resampling=Resampling.nearest)
+    masks = raster_check.read_masks(src, None, band_indexes, out_shape=shape,
+                                    resampling=Resampling.nearest)
     valid = np.all(masks > 0, axis=0)
     if data.dtype.kind in "fc":
         valid &= np.all(np.isfinite(data), axis=0)

@@ -60,6 +60,22 @@ def _report_error(message: str, json_mode: bool) -> None:
         sys.stdout.flush()
 
 
+def usage_line(e: click.ClickException) -> str:
+    """A click usage error as one line naming the flag: ``--domain: 'bogus' is not one of ...``
+    (click's own form takes three lines: usage, a hint, the error)."""
+    if isinstance(e, click.BadParameter) and not isinstance(e, click.MissingParameter) and e.param:
+        name = (max(e.param.opts, key=len) if getattr(e.param, "opts", None)
+                and isinstance(e.param, click.Option) else e.param.human_readable_name)
+        message = f"{name}: {e.message}"
+    else:
+        message = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None and (
+            isinstance(e, click.MissingParameter) or not isinstance(e, click.BadParameter)):
+        message += f" (see '{ctx.command_path} --help')"
+    return " ".join(message.split())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the group and maps errors to exit statuses."""
     from ..core.errors import InputError
@@ -73,8 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         _report_error("interrupted", json_mode)
         return 130
     except click.ClickException as e:
-        e.show()
-        _report_error(e.format_message(), json_mode)
+        message = usage_line(e)
+        click.echo(f"ces: error: {message}", err=True)
+        _report_error(message, json_mode)
         return 2 if e.exit_code == 2 else e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
