@@ -42,7 +42,7 @@ SHIFT_Z = 3.0                   # domain-shift warning: scene median this many t
 GDAL_CACHE_MB = 64              # GDAL block cache while segmenting: keeps memory flat
 
 
-def _check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
+def check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
     if path is None:
         return None
     path = Path(path)
@@ -221,8 +221,8 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
     out_vector = Path(out_vector)
     vectorize.vector_format(out_vector)
     check_writable(out_vector, overwrite)
-    raster_path = _check_raster_path(raster, overwrite)
-    confidence_path = _check_raster_path(confidence, overwrite)
+    raster_path = check_raster_path(raster, overwrite)
+    confidence_path = check_raster_path(confidence, overwrite)
     finals = [p.resolve() for p in (out_vector, raster_path, confidence_path) if p is not None]
     if len(set(finals)) != len(finals):
         raise InputError(f"{out_vector}: the vector, --raster and --confidence outputs must differ")

@@ -274,6 +274,10 @@ def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
     descriptions = [d.strip() if d else None for d in src.descriptions]
     band_indexes = _select_bands(path, src.count, descriptions, bands)
     band_names = [descriptions[i - 1] for i in band_indexes]
+    by_polarization = len(band_indexes) == 2 and all(band_names)
+    if not bands and src.count > 1 and not by_polarization and (
+            not all(band_names) or src.count > len(band_indexes)):
+        warnings.append(_assumed_bands(path, src.count, band_indexes, all(band_names)))
     n = len(band_indexes)
     composition = {1: "single", 2: "dualpol"}.get(n, "rgb")
 
@@ -292,6 +296,16 @@ def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
     scene.pixel_size_m = pixel_size_metres(crs, src.transform, src.width, src.height)
     scene.stats, scene.nodata_fraction = _scene_statistics(scene)
     return scene
+
+
+def _assumed_bands(path: Path, count: int, band_indexes: list[int], described: bool) -> str:
+    """The warning for a multi-band raster whose bands were chosen by position."""
+    used = ", ".join(map(str, band_indexes))
+    role = ("co-pol (VV) and cross-pol (VH)" if len(band_indexes) == 2 else
+            "the 3 model channels as they are")
+    what = "bands without VV/VH descriptions" if described else "bands without descriptions"
+    return (f"{path.name} has {count} {what}: bands {used} are used as {role}; choose the "
+            f"bands with --bands (e.g. --bands 1 for one band)")
 
 
 def _select_bands(path: Path, count: int, descriptions: list[Optional[str]],

@@ -90,9 +90,9 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
 
     for job in plan:
         vectorize.vector_format(job["vector"])
-        for key in ("vector", "raster", "confidence"):
-            if job[key] is not None:
-                check_writable(job[key], overwrite)
+        check_writable(job["vector"], overwrite)
+        for key in ("raster", "confidence"):
+            pipeline.check_raster_path(job[key], overwrite)   # GeoTIFFs (.tif / .tiff)
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
         with sar_io.open_scene(job["scene"], **open_options) as scene:

@@ -242,10 +242,14 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         if not model.is_file():
             raise InputError(f"no default model is installed ({model} is missing); pass --model")
     if json_path is not None:
+        if json_path.suffix.lower() != ".json":
+            raise InputError(f"{json_path}: --json writes a .json file")
         check_writable(json_path, overwrite)
         if experts_plot is None:
             experts_plot = json_path.with_name(json_path.stem + ".experts.png")
     if experts_plot is not None:
+        if experts_plot.suffix.lower() != ".png":
+            raise InputError(f"{experts_plot}: --experts-plot writes a .png image")
         check_writable(experts_plot, overwrite)
     validate.check_rasters(images, labels)
     try:
