@@ -32,23 +32,15 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from crossearth_sar.core import checkpoints
 from crossearth_sar.core.errors import InputError
-from crossearth_sar.core.model import build_from_config, model_config
+from crossearth_sar.core.model import build_from_config
 from crossearth_sar.train import data, engine
 
+from _helpers_micro import micro_config
 from _helpers_train import write_label, write_scene
 
 CFG = engine.TrainConfig(iters=4, batch=1, lr=1e-3, warmup=1, save_every=2, seed=3)
 CROP = 56
 PHASES = ("state-written", "model-written", "committed", "pruned")
-
-
-def micro_config(classes=None) -> dict:
-    """A 4-block, narrow CrossEarthSAR (1.6 M parameters): a training step in ~0.1 s."""
-    cfg = model_config("ti", num_classes=2, classes=classes, experts=2, num_queries=4,
-                       dec_layers=1, hidden_dim=32, mask_dim=32, enc_layers=1, enc_ffn_dim=32,
-                       dec_ffn_dim=32, ffn_hidden_dim=32, feature_layers=[0, 1, 2, 3])
-    cfg["backbone"]["depth"] = 4
-    return cfg
 
 
 @pytest.fixture(autouse=True, scope="module")
