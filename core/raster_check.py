@@ -110,9 +110,9 @@ def check_block_layout(src, path: os.PathLike | str, bands: Sequence[int]) -> No
             if int(offset) and end > size:
                 raise InputError(
                     f"{path}: the file is cut short (a partial download or copy?): the block "
-                    f"at col {c * bw}, row {r * bh} of band {band} ends at byte {end}, the file has "
-                    f"{size} bytes; its overviews may still display, the full-resolution pixels "
-                    f"cannot be read")
+                    f"at col {c * bw}, row {r * bh} of band {band} ends at byte {end}, the file "
+                    f"has {size} bytes; its overviews may still display, the full-resolution "
+                    f"pixels cannot be read")
 
 
 def sample_windows(src, band: int = 1, count: int = SAMPLE_BLOCKS) -> list[Window]:
@@ -124,11 +124,13 @@ def sample_windows(src, band: int = 1, count: int = SAMPLE_BLOCKS) -> list[Windo
     out = []
     for i in picks:
         r, c = divmod(i, cols)
-        out.append(Window(c * bw, r * bh, min(bw, src.width - c * bw), min(bh, src.height - r * bh)))
+        out.append(Window(c * bw, r * bh, min(bw, src.width - c * bw),
+                          min(bh, src.height - r * bh)))
     return out
 
 
-def check_readable(src, path: os.PathLike | str, bands: Optional[Sequence[int]] = None) -> None:
+def check_readable(src, path: os.PathLike | str,
+                   bands: Optional[Sequence[int]] = None) -> None:
     """InputError (naming the file, and the window with GDAL's message) unless the
     full-resolution pixels of ``bands`` (default all) look readable; see the module doc."""
     bands = list(bands or range(1, src.count + 1))

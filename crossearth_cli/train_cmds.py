@@ -200,8 +200,9 @@ def pretrain(model, variant, progress_mode, **kw) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Model (.safetensors); default: the embedded default model.")
 @data_options
-@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=128, show_default=True,
-              help="Overlap of sliding windows on images larger than --tile.")
+@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
+              help="Overlap of sliding windows on images larger than --tile (default: 128, or "
+                   "a quarter of --tile when that is smaller).")
 @click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
@@ -233,6 +234,8 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
 
     from ..core.tiler import check_tiling
 
+    if overlap is None:
+        overlap = min(128, tile // 4)
     check_tiling(tile, overlap, batch)
     reporter = Reporter(progress_mode)
     if model is None:

@@ -309,3 +309,20 @@ def test_one_pixel_scene_segments(tmp_path, capsys):
     with rasterio.open(tmp_path / "one_classes.tif") as src:
         assert src.shape == (1, 1) and int(src.read(1)[0, 0]) in (0, 1)
     assert "one.tif: 1 polygons" in captured.out
+
+
+def test_a_read_failure_mid_run_names_the_file_and_the_window(ws):
+    """The cut COG opens (its statistics come from the surviving overviews); a window of the
+    lost full-resolution blocks fails with the file, the window and GDAL's own words."""
+    from rasterio.windows import Window
+
+    from crossearth_sar.core.errors import InputError
+    from crossearth_sar.core.sar_io import open_scene
+
+    with open_scene(ws / "cut.tif") as scene:
+        scene.read_window(Window(0, 0, 256, 256))   # an early block survived
+        with pytest.raises(InputError) as e:
+            scene.read_window(Window(1792, 1792, 256, 256))
+    message = str(e.value)
+    assert "cut.tif" in message and "window col 1792, row 1792, 256 x 256 px" in message
+    assert "IReadBlock failed" in message or "TIFFReadEncodedTile" in message

@@ -533,7 +533,8 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: _Inte
                 target = b["target"].to(dev, non_blocking=True)
                 with torch.no_grad():
                     d = model.compute_descriptors(b["phys"].to(dev), b["valid"].to(dev))
-                sync = ddp.no_sync() if ddp is not None and micro < cfg.accum - 1 else contextlib.nullcontext()
+                sync = (ddp.no_sync() if ddp is not None and micro < cfg.accum - 1
+                        else contextlib.nullcontext())
                 with sync:
                     with torch.autocast(**autocast):
                         out = forward(x, d)
@@ -559,7 +560,8 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: _Inte
                 if it % max(1, cfg.log_every) == 0 or it == cfg.iters:
                     log(f"iter {it}/{cfg.iters} loss {step_loss:.4f} "
                         f"lr {scheduler.get_last_lr()[0]:.3g} ({time.perf_counter() - t0:.0f} s)")
-            if val_set is not None and ((cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters):
+            scheduled_val = (cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters
+            if val_set is not None and scheduled_val:
                 validate_now()
             if (cfg.save_every and it % cfg.save_every == 0) or it == cfg.iters:
                 save(it, snapshot[0][1] if world == 1 else _all_rng_states(world), False)
