@@ -1,6 +1,7 @@
 """Atomic outputs: write to a temporary name beside the target, rename at the end.
 
-Nothing partial is left behind on failure or Ctrl-C (KeyboardInterrupt included).
+Nothing partial is left behind on failure or Ctrl-C (KeyboardInterrupt included). Every
+output file gets the mode the umask gives (0666 less the umask), whichever library wrote it.
 """
 from __future__ import annotations
 
@@ -38,6 +39,30 @@ def check_writable(final: os.PathLike | str, overwrite: bool = False) -> Path:
     return final
 
 
+def current_umask() -> int:
+    """The process umask (read from /proc where possible: os.umask can only be read by
+    setting it, which races with other threads creating files)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def follow_umask(path: os.PathLike | str) -> None:
+    """Give a written file the mode a plain ``open()`` would (0666 less the umask): some
+    writers (safetensors) create their files 0600."""
+    path = Path(path)
+    if path.is_file() and not path.is_symlink():
+        with contextlib.suppress(OSError):
+            os.chmod(path, 0o666 & ~current_umask())
+
+
 def remove_path(path: os.PathLike | str) -> None:
     """Remove a file or folder (and GDAL/SQLite side files) if present."""
     path = Path(path)
@@ -69,6 +94,7 @@ def atomic_output(final: os.PathLike | str, overwrite: bool = False) -> Iterator
             for side in tmp.parent.glob(tmp.stem + ".*"):
                 os.replace(side, final.with_suffix(side.suffix))
         else:
+            follow_umask(tmp)
             if final.is_dir():
                 shutil.rmtree(final)
             os.replace(tmp, final)

@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -351,7 +352,9 @@ def _read_any_state_dict(path: Path) -> dict[str, torch.Tensor]:
             except Exception as e:
                 raise InputError(f"{path}: cannot read its tensors (truncated?): {e}") from None
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's pickle-protocol note: the outcome is reported
+            warnings.simplefilter("ignore", UserWarning)
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         first = " ".join(str(e).split())[:160]
         raise InputError(f"{path}: refused: the pickle holds more than tensors (weights_only "

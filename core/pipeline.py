@@ -42,7 +42,7 @@ SHIFT_Z = 3.0                   # domain-shift warning: scene median this many t
 GDAL_CACHE_MB = 64              # GDAL block cache while segmenting: keeps memory flat
 
 
-def _check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
+def check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
     if path is None:
         return None
     path = Path(path)
@@ -163,6 +163,25 @@ def raster_classes(classes: Sequence[dict]) -> list[dict]:
     return [{**c, "value": v if fits else i} for i, (c, v) in enumerate(zip(classes, values))]
 
 
+def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
+    """The sieve threshold in pixels for ``min_area`` m² (None: DEFAULT_MIN_PIXELS).
+
+    The default shrinks to fit a scene of a few pixels (a 1 x 1 scene is not sieved); an
+    explicit ``min_area`` of the whole scene's area or more would merge every region into
+    one and is refused (InputError naming --min-area and the scene's area).
+    """
+    pixels = scene.width * scene.height
+    if min_area is None:
+        return min(DEFAULT_MIN_PIXELS, pixels - 1)
+    px_area = vectorize.pixel_area_m2(scene.crs, scene.transform, scene.width, scene.height)
+    need = int(math.ceil(float(min_area) / max(px_area, 1e-12)))
+    if need > 1 and need >= pixels:
+        raise InputError(f"--min-area {min_area:g}: not smaller than the whole scene "
+                         f"({scene.width} x {scene.height} px, {pixels * px_area:.6g} m²); "
+                         f"give a smaller value, or 0 to keep every pixel", scene.path)
+    return need
+
+
 def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
                   out_vector: PathLike, *, raster: Optional[PathLike] = None,
                   confidence: Optional[PathLike] = None, tile: int = 512, overlap: int = 128,
@@ -202,20 +221,22 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
     out_vector = Path(out_vector)
     vectorize.vector_format(out_vector)
     check_writable(out_vector, overwrite)
-    raster_path = _check_raster_path(raster, overwrite)
-    confidence_path = _check_raster_path(confidence, overwrite)
+    raster_path = check_raster_path(raster, overwrite)
+    confidence_path = check_raster_path(confidence, overwrite)
     finals = [p.resolve() for p in (out_vector, raster_path, confidence_path) if p is not None]
     if len(set(finals)) != len(finals):
         raise InputError(f"{out_vector}: the vector, --raster and --confidence outputs must differ")
     tiler.check_tiling(tile, overlap, batch)
     dev = tiler.resolve_device(device)
-    if not isinstance(model, torch.nn.Module):
+    model_path = None if isinstance(model, torch.nn.Module) else model
+    if model_path is not None:
         from . import checkpoints
 
         model = checkpoints.load(model, map_location="cpu")
     if getattr(model, "config", {}).get("kind", "model") != "model" or not hasattr(model, "classes"):
-        raise InputError(f"{scene_path}: the model is a backbone without a segmentation head; "
-                         f"fine-tune it first")
+        raise InputError("the model is a backbone without a segmentation head; fine-tune it "
+                         "first (ces finetune --model ...)",
+                         model_path)
     model = model.to(dev).eval()
     classes = raster_classes(model.classes)
 
@@ -228,8 +249,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
         if scene.nodata_fraction >= 1.0:
             raise InputError(f"{scene_path}: contains no valid pixel (entirely nodata)")
         px_area = vectorize.pixel_area_m2(scene.crs, scene.transform, scene.width, scene.height)
-        min_pixels = DEFAULT_MIN_PIXELS if min_area is None else \
-            int(math.ceil(float(min_area) / max(px_area, 1e-12)))
+        min_pixels = sieve_pixels(scene, min_area)
         px_size = math.sqrt(max(px_area, 1e-12))
         simplify_m = DEFAULT_SIMPLIFY_PIXELS * px_size if simplify is None else float(simplify)
         tolerance = vectorize.metres_to_crs_units(simplify_m, scene.crs, scene.transform,

@@ -40,6 +40,7 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from . import raster_check
 from .errors import InputError
 
 DOMAINS = ("quicklook", "linear", "db", "complex")
@@ -140,8 +141,8 @@ class SarScene:
             return WindowData(np.zeros((3, h, w), np.float32), np.zeros((h, w), np.float32),
                               np.zeros((h, w), bool))
         inner = Window(c0, r0, c1 - c0, r1 - r0)
-        raw = self.src.read(self.band_indexes, window=inner)
-        masks = self.src.read_masks(self.band_indexes, window=inner)
+        raw = raster_check.read(self.src, self.path, self.band_indexes, window=inner)
+        masks = raster_check.read_masks(self.src, self.path, self.band_indexes, window=inner)
         rep, valid = self._represent(raw, masks)
         x = self._stretch(rep, valid)
         phys = x[0].copy()
@@ -262,8 +263,8 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
             _warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as e:
-        first = str(e).splitlines()[0] if str(e) else "unreadable"
-        raise InputError(f"{path}: not a raster GDAL can read ({first})") from None
+        raise InputError(f"{path}: not a raster GDAL can read "
+                         f"({raster_check.gdal_message(e)})") from None
 
 
 def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
@@ -286,6 +287,10 @@ def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
     descriptions = [d.strip() if d else None for d in src.descriptions]
     band_indexes = _select_bands(path, src.count, descriptions, bands)
     band_names = [descriptions[i - 1] for i in band_indexes]
+    by_polarization = len(band_indexes) == 2 and all(band_names)
+    if not bands and src.count > 1 and not by_polarization and (
+            not all(band_names) or src.count > len(band_indexes)):
+        warnings.append(_assumed_bands(path, src.count, band_indexes, all(band_names)))
     n = len(band_indexes)
     composition = {1: "single", 2: "dualpol"}.get(n, "rgb")
 
@@ -304,6 +309,16 @@ def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
     scene.pixel_size_m = pixel_size_metres(crs, src.transform, src.width, src.height)
     scene.stats, scene.nodata_fraction = _scene_statistics(scene)
     return scene
+
+
+def _assumed_bands(path: Path, count: int, band_indexes: list[int], described: bool) -> str:
+    """The warning for a multi-band raster whose bands were chosen by position."""
+    used = ", ".join(map(str, band_indexes))
+    role = ("co-pol (VV) and cross-pol (VH)" if len(band_indexes) == 2 else
+            "the 3 model channels as they are")
+    what = "bands without VV/VH descriptions" if described else "bands without descriptions"
+    return (f"{path.name} has {count} {what}: bands {used} are used as {role}; choose the "
+            f"bands with --bands (e.g. --bands 1 for one band)")
 
 
 def _select_bands(path: Path, count: int, descriptions: list[Optional[str]],
@@ -357,8 +372,9 @@ def _decimated_read(src, band_indexes: list[int]) -> tuple[np.ndarray, np.ndarra
     """A nearest-neighbour read of at most STATS_MAX_SIDE px a side: (bands, valid)."""
     f = max(src.width / STATS_MAX_SIDE, src.height / STATS_MAX_SIDE, 1.0)
     shape = (len(band_indexes), max(1, int(src.height / f)), max(1, int(src.width / f)))
-    data = src.read(band_indexes, out_shape=shape, resampling=Resampling.nearest)
-    masks = src.read_masks(band_indexes, out_shape=shape, resampling=Resampling.nearest)
+    data = raster_check.read(src, None, band_indexes, out_shape=shape, resampling=Resampling.nearest)
+    masks = raster_check.read_masks(src, None, band_indexes, out_shape=shape,
+                                    resampling=Resampling.nearest)
     valid = np.all(masks > 0, axis=0)
     if data.dtype.kind in "fc":
         valid &= np.all(np.isfinite(data), axis=0)

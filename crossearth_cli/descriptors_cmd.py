@@ -20,10 +20,11 @@ from .reporting import Reporter, progress_option
               help="Orientation bins of H_DE.")
 @click.option("--block", type=click.IntRange(1, 4096), default=16, show_default=True,
               help="Block size of R_LR in pixels.")
-@click.option("--domain", default=None, help="Override the detected value domain.")
+@click.option("--domain", type=click.Choice(["quicklook", "linear", "db", "complex"]),
+              default=None, help="Override the detected value domain.")
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV,VH.")
-@click.option("--complex", "complex_part", default="amplitude", show_default=True,
-              help="Part of complex (SLC) data: amplitude, real or imag.")
+@click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
+              default="amplitude", show_default=True, help="Part of complex (SLC) data.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @progress_option
 def descriptors(scene: Path, output: Path, tile: int, stride, bins: int, block: int, domain,
@@ -39,9 +40,14 @@ def descriptors(scene: Path, output: Path, tile: int, stride, bins: int, block: 
     Example:
       ces descriptors scene.tif -o descriptors.tif --tile 256
     """
-    from ..core import sar_io
+    from ..core import raster_check, sar_io
     from ..core.descriptors import descriptor_map
+    from ..core.errors import InputError
+    from ..core.pipeline import RASTER_EXTENSIONS
 
+    if output.suffix.lower() not in RASTER_EXTENSIONS:
+        raise InputError(f"{output}: the descriptor map is a GeoTIFF (.tif or .tiff)")
+    raster_check.check_file(scene)   # full-resolution pixels, not only the overviews
     reporter = Reporter(progress_mode)
     result = descriptor_map(scene, output, tile=tile, stride=stride, bins=bins, block=block,
                             domain=domain, bands=sar_io.parse_bands(bands),

@@ -40,6 +40,9 @@ def info(path: Path, as_json: bool, domain, bands, complex_part) -> None:
                     value = json.dumps(value, default=str)
                 click.echo(f"{key + ':':<16} {value}")
         return
+    from ..core import raster_check
+
+    raster_check.check_file(path)   # full-resolution pixels, not only the overviews
     with sar_io.open_scene(path, domain=domain, bands=sar_io.parse_bands(bands),
                            complex_part=complex_part) as scene:
         described = scene.info()

@@ -60,21 +60,65 @@ def _report_error(message: str, json_mode: bool) -> None:
         sys.stdout.flush()
 
 
+def _exit_now(code: int) -> None:
+    """Exit at once, skipping the interpreter's teardown (freeing torch and GDAL objects,
+    joining threads: most of the time from Ctrl-C to exit). Every ``finally`` and
+    ``except`` clause, which remove temporary outputs, has run by now."""
+    import os
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def usage_line(e: click.ClickException) -> str:
+    """A click usage error as one line naming the flag: ``--domain: 'bogus' is not one of ...``
+    (click's own form takes three lines: usage, a hint, the error)."""
+    if isinstance(e, click.BadParameter) and not isinstance(e, click.MissingParameter) and e.param:
+        name = (max(e.param.opts, key=len) if getattr(e.param, "opts", None)
+                and isinstance(e.param, click.Option) else e.param.human_readable_name)
+        message = f"{name}: {e.message}"
+    else:
+        message = e.format_message()
+    ctx = getattr(e, "ctx", None)
+    if isinstance(e, click.UsageError) and ctx is not None and (
+            isinstance(e, click.MissingParameter) or not isinstance(e, click.BadParameter)):
+        message += f" (see '{ctx.command_path} --help')"
+    return " ".join(message.split())
+
+
+#: warnings whose condition the input layer already reports in its own words
+SILENCED_WARNINGS = ("NotGeoreferencedWarning",)
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Third-party warnings as one ``ces: warning:`` line (no source path or line number)."""
+    if category.__name__ in SILENCED_WARNINGS:
+        return
+    click.echo(f"ces: warning: {' '.join(str(message).split())}", err=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the group and maps errors to exit statuses."""
+    import warnings
+
     from ..core.errors import InputError
 
+    warnings.showwarning = show_warning
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_progress(args)
     try:
         cli.main(args=args, prog_name="ces", standalone_mode=False)
-    except click.exceptions.Abort:
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("ces: interrupted", err=True)
         _report_error("interrupted", json_mode)
+        if argv is None:   # the console script: outputs are cleaned up already (atomic_output)
+            _exit_now(130)
         return 130
     except click.ClickException as e:
-        e.show()
-        _report_error(e.format_message(), json_mode)
+        message = usage_line(e)
+        click.echo(f"ces: error: {message}", err=True)
+        _report_error(message, json_mode)
         return 2 if e.exit_code == 2 else e.exit_code
     except click.exceptions.Exit as e:
         return e.exit_code
@@ -82,13 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(f"ces: error: {e}", err=True)
         _report_error(str(e), json_mode)
         return 2
-    except KeyboardInterrupt:
-        click.echo("ces: interrupted", err=True)
-        _report_error("interrupted", json_mode)
-        return 130
     except Exception as e:  # a failure of the work: one line, no traceback
         if "CES_DEBUG" in __import__("os").environ:
             raise
+        if type(e).__module__.startswith("rasterio") and "IOError" in type(e).__name__:
+            # a read no pre-check or wrapper caught: GDAL's own words name the file
+            from ..core.raster_check import gdal_message
+
+            message = f"cannot read a raster: {gdal_message(e)}"
+            click.echo(f"ces: error: {message}", err=True)
+            _report_error(message, json_mode)
+            return 2
         msg = " ".join(str(e).split()) or type(e).__name__
         click.echo(f"ces: failed: {type(e).__name__}: {msg}", err=True)
         _report_error(f"{type(e).__name__}: {msg}", json_mode)

@@ -8,6 +8,7 @@ from typing import Optional
 import click
 
 from ..core.errors import InputError
+from . import validate
 from .reporting import Reporter, progress_option
 
 DEFAULT_MODEL_NAME = "ces-ti-water.safetensors"
@@ -29,6 +30,12 @@ def _resolve_model(model: Optional[Path]) -> Path:
                              f"pass --model PATH.safetensors")
     elif not model.is_file():
         raise InputError(f"{model}: no such model file")
+    from ..core import checkpoints
+
+    kind = checkpoints.read_config(model).get("kind")   # metadata only; InputError names the file
+    if kind != "model":
+        raise InputError(f"{model}: is a {kind} checkpoint without a segmentation head; "
+                         f"fine-tune it first (ces finetune --model {model} ...)")
     return model
 
 
@@ -75,19 +82,21 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
             for s, v in zip(scenes, vectors)]
 
 
-def _precheck(plan: list[dict], overwrite: bool, open_options: dict) -> None:
+def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
+              min_area: Optional[float] = None) -> None:
     """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written)."""
-    from ..core import sar_io, vectorize
+    from ..core import pipeline, raster_check, sar_io, vectorize
     from ..core.atomic import check_writable
 
     for job in plan:
         vectorize.vector_format(job["vector"])
-        for key in ("vector", "raster", "confidence"):
-            if job[key] is not None:
-                check_writable(job[key], overwrite)
+        check_writable(job["vector"], overwrite)
+        for key in ("raster", "confidence"):
+            pipeline.check_raster_path(job[key], overwrite)   # GeoTIFFs (.tif / .tiff)
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
-        with sar_io.open_scene(job["scene"], **open_options):
-            pass
+        raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
+        with sar_io.open_scene(job["scene"], **open_options) as scene:
+            pipeline.sieve_pixels(scene, min_area)
 
 
 @contextlib.contextmanager
@@ -125,11 +134,11 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--model", type=click.Path(path_type=Path), default=None,
               help=f"Model checkpoint (.safetensors). Default: the embedded "
                    f"models/{DEFAULT_MODEL_NAME}.")
-@click.option("--tile", type=int, default=512, show_default=True, help="Window size in pixels.")
-@click.option("--overlap", type=int, default=None,
+@click.option("--tile", type=validate.TILE, default=512, show_default=True, help="Window size in pixels.")
+@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
               help="Overlap of neighbouring windows in pixels (blended). Default: 128, or a "
                    "quarter of --tile when that is smaller.")
-@click.option("--batch", type=int, default=4, show_default=True, help="Windows per forward pass.")
+@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True, help="Windows per forward pass.")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--raster", is_flag=False, flag_value="", default=None, metavar="[CLASSES.tif]",
@@ -138,10 +147,10 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--confidence", is_flag=False, flag_value="", default=None, metavar="[CONF.tif]",
               help="Also write the confidence raster (float32 0..1 max class probability, "
                    "NaN nodata, COG). Without a value: <output>_confidence.tif.")
-@click.option("--min-area", type=float, default=None, metavar="M2",
+@click.option("--min-area", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M2",
               help="Merge regions smaller than this (m²) into their largest neighbour. "
                    "Default: 4 pixels. 0: keep every pixel.")
-@click.option("--simplify", type=float, default=None, metavar="M",
+@click.option("--simplify", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M",
               help="Coverage-preserving simplification tolerance in metres. Default: 3/4 "
                    "of a pixel. 0: exact pixel edges.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
@@ -175,21 +184,17 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
     try:
         from ..core import sar_io
 
-        open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
-                            complex_part=complex_part)
-        plan = _plan(tuple(scenes), output, raster, confidence, created)
-        _precheck(plan, overwrite, open_options)
-        model_path = _resolve_model(model)
-        if min_area is not None and min_area < 0:
-            raise InputError(f"--min-area {min_area}: must be >= 0")
-        if simplify is not None and simplify < 0:
-            raise InputError(f"--simplify {simplify}: must be >= 0")
         from ..core import checkpoints, pipeline, tiler
 
+        open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
+                            complex_part=complex_part)
         if overlap is None:
             overlap = min(128, tile // 4)
-        tiler.check_tiling(tile, overlap, batch)
+        tiler.check_tiling(tile, overlap, batch)   # numbers first: before any file is read
         dev = tiler.resolve_device(device)
+        model_path = _resolve_model(model)
+        plan = _plan(tuple(scenes), output, raster, confidence, created)
+        _precheck(plan, overwrite, open_options, min_area)
         net = checkpoints.load(model_path, map_location="cpu")
         results = []
         for job in plan:

@@ -8,6 +8,7 @@ from typing import Optional
 
 import click
 
+from . import validate
 from .reporting import Reporter, progress_option
 
 DOMAIN_CHOICE = click.Choice(["quicklook", "linear", "db", "complex"])
@@ -30,7 +31,7 @@ def data_options(f):
                      help="Regular expression whose first group is the key pairing image and "
                           "label names (default: the name without role tokens such as "
                           "S1/after/mask/label/LabelHand)."),
-        click.option("--tile", type=int, default=512, show_default=True,
+        click.option("--tile", type=validate.TILE, default=512, show_default=True,
                      help="Crop / window size in pixels."),
         click.option("--domain", type=DOMAIN_CHOICE, default=None,
                      help="Override the detected value domain of the images."),
@@ -48,24 +49,24 @@ def training_options(lr: float, batch: int):
                          help="Data file (YAML/JSON) listing several labelled sources with their "
                               "images, labels, classes and sampling weight (instead of "
                               "--images/--labels/--classes); see the README."),
-            click.option("--iters", type=int, default=40000, show_default=True,
+            click.option("--iters", type=validate.POSITIVE_INT, default=40000, show_default=True,
                          help="Optimizer steps."),
-            click.option("--batch", type=int, default=batch, show_default=True,
+            click.option("--batch", type=validate.POSITIVE_INT, default=batch, show_default=True,
                          help="Crops per step (per process under torchrun)."),
-            click.option("--lr", type=float, default=lr, show_default=True, help="AdamW learning rate."),
-            click.option("--weight-decay", type=float, default=0.05, show_default=True),
+            click.option("--lr", type=validate.POSITIVE_FLOAT, default=lr, show_default=True, help="AdamW learning rate."),
+            click.option("--weight-decay", type=validate.NON_NEGATIVE_FLOAT, default=0.05, show_default=True),
             click.option("--schedule", type=click.Choice(["poly", "cosine"]), default="poly",
                          show_default=True, help="Decay after the warm-up."),
-            click.option("--warmup", type=int, default=-1,
+            click.option("--warmup", type=validate.WARMUP, default=-1,
                          help="Warm-up iterations (default: min(1500, iters/10))."),
-            click.option("--accum", type=int, default=1, show_default=True,
+            click.option("--accum", type=validate.POSITIVE_INT, default=1, show_default=True,
                          help="Gradient accumulation steps per optimizer step."),
             click.option("--grad-clip", type=float, default=0.0, help="Max gradient norm (0: off)."),
             click.option("--peft", type=click.Choice(["none", "earth-adapter"]), default="none",
                          show_default=True,
                          help="earth-adapter: add Earth-Adapters after every backbone block and "
                               "train them with the decoder, the backbone frozen."),
-            click.option("--adapter-rank", type=int, default=64, show_default=True,
+            click.option("--adapter-rank", type=validate.POSITIVE_INT, default=64, show_default=True,
                          help="Earth-Adapter bottleneck width r."),
             click.option("--adapter-cutoff", type=float, default=0.3, show_default=True,
                          help="Earth-Adapter low-pass side as a fraction of the token grid."),
@@ -73,9 +74,9 @@ def training_options(lr: float, batch: int):
                          help="Recompute ViT blocks in the backward pass (less memory)."),
             click.option("--val-images", multiple=True, help="Validation images (repeatable)."),
             click.option("--val-labels", multiple=True, help="Validation labels (repeatable)."),
-            click.option("--val-every", type=int, default=0,
+            click.option("--val-every", type=validate.NON_NEGATIVE_INT, default=0,
                          help="Validate every N iterations (0: at the end); the best model is kept."),
-            click.option("--save-every", type=int, default=1000, show_default=True,
+            click.option("--save-every", type=validate.NON_NEGATIVE_INT, default=1000, show_default=True,
                          help="Checkpoint every N iterations."),
             click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                          help="Checkpoint folder (default: OUT.ckpt beside the output)."),
@@ -83,7 +84,7 @@ def training_options(lr: float, batch: int):
                          help="Continue exactly from the last checkpoint in the work folder."),
             click.option("--no-augment", is_flag=True, help="No flips, speckle or dB jitter."),
             click.option("--seed", type=int, default=0, show_default=True),
-            click.option("--workers", type=int, default=0, show_default=True,
+            click.option("--workers", type=validate.NON_NEGATIVE_INT, default=0, show_default=True,
                          help="Data-loading worker processes."),
             click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
             click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -127,6 +128,7 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
         reporter.close_bars()
         click.echo(f"ces {mode}: {msg}", err=True)
 
+    validate.check_rasters(kw["images"], kw["labels"], kw["val_images"], kw["val_labels"])
     try:
         summary = run_training(
             mode=mode, base=model, variant=variant, images=kw["images"], labels=kw["labels"],
@@ -138,7 +140,15 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
             domain=kw["domain"], bands=parse_bands(kw["bands"]), progress=reporter, log=log)
     except KeyboardInterrupt:
         reporter.close_bars()
-        click.echo(f"ces {mode}: interrupted; continue with the same command and --resume", err=True)
+        from ..train.finetune import default_work_dir
+
+        work = Path(kw["work_dir"]) if kw["work_dir"] else default_work_dir(Path(kw["output"]))
+        if (work / "last.safetensors").is_file():
+            click.echo(f"ces {mode}: interrupted; continue with the same command and --resume",
+                       err=True)
+        else:
+            click.echo(f"ces {mode}: interrupted before the first training step; nothing to "
+                       f"resume (run the same command again)", err=True)
         raise
     except Exception as e:
         reporter.error(" ".join(str(e).split()) or type(e).__name__)
@@ -214,9 +224,10 @@ def pretrain(model, variant, progress_mode, **kw) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Model (.safetensors); default: the embedded default model.")
 @data_options
-@click.option("--overlap", type=int, default=128, show_default=True,
-              help="Overlap of sliding windows on images larger than --tile.")
-@click.option("--batch", type=int, default=4, show_default=True)
+@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
+              help="Overlap of sliding windows on images larger than --tile (default: 128, or "
+                   "a quarter of --tile when that is smaller).")
+@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the metrics and expert statistics to this JSON file.")
@@ -245,6 +256,11 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     from ..train.expert_stats import plot_expert_report
     from ..train.metrics import markdown
 
+    from ..core.tiler import check_tiling
+
+    if overlap is None:
+        overlap = min(128, tile // 4)
+    check_tiling(tile, overlap, batch)
     reporter = Reporter(progress_mode)
     if not images or not labels:
         raise InputError(f"--{'images' if not images else 'labels'}: required (the data to evaluate)")
@@ -255,11 +271,16 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         if not model.is_file():
             raise InputError(f"no default model is installed ({model} is missing); pass --model")
     if json_path is not None:
+        if json_path.suffix.lower() != ".json":
+            raise InputError(f"{json_path}: --json writes a .json file")
         check_writable(json_path, overwrite)
         if experts_plot is None:
             experts_plot = json_path.with_name(json_path.stem + ".experts.png")
     if experts_plot is not None:
+        if experts_plot.suffix.lower() != ".png":
+            raise InputError(f"{experts_plot}: --experts-plot writes a .png image")
         check_writable(experts_plot, overwrite)
+    validate.check_rasters(images, labels)
     try:
         net = load_model(model)
         classes = load_classes(classes_file) if classes_file else None

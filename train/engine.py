@@ -4,13 +4,24 @@ Under ``torchrun`` (WORLD_SIZE > 1) each rank trains on its shard of every globa
 (DistributedSampler; gloo on CPU, nccl on CUDA) and DDP averages the gradients, so all ranks
 hold identical parameters; only rank 0 writes files and reports progress.
 
-Checkpoints (rank 0, every ``save_every`` iterations, both written atomically) in
-``work_dir``: ``last.safetensors`` (the model, core.checkpoints.save, with the iteration in
-its provenance) and ``last.state.pt`` (optimizer, scheduler, the RNG states of every rank,
-iteration, best validation mIoU; a plain tensor/number dict read back with
-``torch.load(weights_only=True)``). With validation, ``best.safetensors`` keeps the model of the
-best validation mIoU. ``resume=True`` continues exactly where ``last`` left off: the same
-data order, crops, augmentations, RNG streams and optimizer state as an uninterrupted run.
+Checkpoints (rank 0, every ``save_every`` iterations and at the end) in ``work_dir`` are one
+unit of two files: ``last.state-NNNNNNNN.pt`` (optimizer, scheduler, the RNG states of every
+rank, iteration NNNNNNNN, best validation mIoU; a plain tensor/number dict read back with
+``torch.load(weights_only=True)``) is written first, then ``last.safetensors`` (the model,
+core.checkpoints, whose provenance names the iteration and so its state file) replaces the
+previous one by an atomic rename: that rename is the commit. Until it, the previous model
+and its state file are untouched; after it, the new pair is complete; the superseded state
+file is removed last. A kill at any instant therefore leaves the previous checkpoint or the
+new one (stray temporary files are ignored and cleaned by the next save).
+
+SIGINT and SIGTERM (Ctrl-C, QGIS's Cancel) during :func:`train` abandon the current step at
+once (the parameters are untouched until the optimizer runs; the optimizer update and a
+checkpoint write are finished first), write a checkpoint of the last completed iteration,
+then raise KeyboardInterrupt: ``--resume`` always continues from where it stopped (single
+process; under torchrun the last scheduled checkpoint stays). With validation,
+``best.safetensors`` keeps the model of the best validation mIoU. ``resume=True`` continues
+exactly where ``last`` left off: the same data order, crops, augmentations, RNG streams and
+optimizer state as an uninterrupted run.
 """
 from __future__ import annotations
 
@@ -18,6 +29,8 @@ import contextlib
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,8 +48,13 @@ from .classes import IGNORE_INDEX
 from .data import collate
 from .metrics import confusion_matrix, mean_iou
 
-STATE_SUFFIX = ".state.pt"
+STATE_SUFFIX = ".state.pt"     # legacy (before checkpoints were one unit): last.state.pt
 Log = Callable[[str], None]
+
+#: Called with a phase name ("state-written", "model-written", "committed", "pruned") and the
+#: work folder at each step of a checkpoint write. Tests use it to freeze the folder as a kill
+#: at that instant would leave it; None in normal runs.
+CHECKPOINT_HOOK: Optional[Callable[[str, Path], None]] = None
 
 
 @dataclass
@@ -231,15 +249,35 @@ def seed_everything(seed: int, rank: int = 0) -> None:
 
 
 # -- checkpoint files ----------------------------------------------------------------------
-def state_path(model_path: Path) -> Path:
-    return model_path.with_name(model_path.name.replace(".safetensors", "") + STATE_SUFFIX)
+def state_path(model_path: Path, iteration: Optional[int] = None) -> Path:
+    """The training-state file of the checkpoint ``model_path`` at ``iteration``
+    (``last.state-00000004.pt``); without an iteration, the legacy ``last.state.pt``."""
+    stem = model_path.name.replace(".safetensors", "")
+    if iteration is None:
+        return model_path.with_name(stem + STATE_SUFFIX)
+    return model_path.with_name(f"{stem}.state-{int(iteration):08d}.pt")
+
+
+def _phase(name: str, folder: Path) -> None:
+    if CHECKPOINT_HOOK is not None:
+        CHECKPOINT_HOOK(name, folder)
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary sibling, then rename (atomic)."""
+    """torch.save to a temporary sibling, flush it to disk, then rename (atomic)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         torch.save(state, tmp)
+        _fsync(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -256,8 +294,106 @@ def load_training_state(path: Path) -> dict[str, Any]:
         raise InputError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
 
 
+def checkpoint_iteration(model_path: Path) -> Optional[int]:
+    """The iteration of the committed checkpoint ``model_path`` (None: there is none)."""
+    if not model_path.is_file():
+        return None
+    prov = checkpoints.read_config(model_path).get("provenance", {}) or {}
+    it = prov.get("iteration")
+    return None if it is None else int(it)
+
+
+def load_checkpoint_state(model_path: Path) -> dict[str, Any]:
+    """The training state that belongs to the committed model ``model_path``."""
+    it = checkpoint_iteration(model_path)
+    if it is None:
+        raise InputError(f"{model_path}: no checkpoint to resume from")
+    path = state_path(model_path, it)
+    if not path.is_file() and state_path(model_path).is_file():
+        path = state_path(model_path)  # a run written before checkpoints were one unit
+    return load_training_state(path)
+
+
+def write_checkpoint(model: torch.nn.Module, model_path: Path, state: dict[str, Any],
+                     **provenance: Any) -> None:
+    """Write the model and its training state as one unit (see the module doc): the state
+    file of ``state["iteration"]``, then the model to a temporary name, then the commit
+    rename of the model, then the removal of superseded state and temporary files."""
+    from ..core.atomic import remove_path, temporary_sibling
+
+    folder = model_path.parent
+    it = int(state["iteration"])
+    save_training_state(state_path(model_path, it), state)
+    _phase("state-written", folder)
+    tmp = temporary_sibling(model_path)
+    try:
+        checkpoints.save(model, tmp, **provenance, iteration=it)
+        _fsync(tmp)
+        _phase("model-written", folder)
+        os.replace(tmp, model_path)
+    except BaseException:
+        remove_path(tmp)
+        raise
+    _fsync(folder)
+    _phase("committed", folder)
+    prune_checkpoint_files(model_path, it)
+    _phase("pruned", folder)
+
+
+def prune_checkpoint_files(model_path: Path, iteration: int) -> None:
+    """Remove the state files of other iterations than the committed ``iteration`` and the
+    temporary files of interrupted writes."""
+    from ..core.atomic import remove_path
+
+    folder, keep = model_path.parent, state_path(model_path, iteration).name
+    stem = model_path.name.replace(".safetensors", "")
+    for old in folder.glob(f"{stem}.state*.pt"):
+        if old.name != keep:
+            with contextlib.suppress(OSError):
+                old.unlink()
+    for pattern in (f".{stem}.*tmp*", f"..{stem}.*tmp*"):
+        for stray in folder.glob(pattern):
+            remove_path(stray)
+
+
 def _save_model(model: torch.nn.Module, path: Path, **provenance) -> None:
     checkpoints.save(model, path, **provenance)
+
+
+class _Interrupts:
+    """SIGINT/SIGTERM while training: raise KeyboardInterrupt at once, except inside
+    :meth:`deferred` (the optimizer update, a checkpoint write), where it is raised when the
+    block ends. Installed only in the main thread; the previous handlers come back on exit."""
+
+    def __init__(self) -> None:
+        self.depth, self.pending, self._previous = 0, False, {}
+
+    def __enter__(self) -> "_Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handler(self, signum, frame) -> None:
+        if self.depth:
+            self.pending = True
+        else:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def deferred(self) -> Iterator[None]:
+        self.depth += 1
+        try:
+            yield
+        finally:
+            self.depth -= 1
+        if not self.depth and self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -270,12 +406,27 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
     ``model`` follows core.model (``model(x, d)``, ``model.loss``, ``model.compute_descriptors``);
     call :func:`init_distributed` first under torchrun. Returns a :class:`TrainResult`;
     the trained weights stay in ``model`` (rank 0 also has ``work_dir/last.safetensors``).
+    KeyboardInterrupt (Ctrl-C, SIGTERM) leaves a checkpoint of the last completed iteration.
     """
+    work_dir = Path(work_dir)
+    made = not work_dir.exists()
+    try:
+        with _Interrupts() as interrupts:
+            return _train(model, train_set, work_dir, cfg, interrupts, val_set=val_set,
+                          resume=resume, provenance=provenance, progress=progress, log=log,
+                          device=device)
+    except BaseException:
+        if made and work_dir.is_dir() and not any(work_dir.iterdir()):
+            work_dir.rmdir()  # nothing was saved: leave no empty folder behind
+        raise
+
+
+def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: _Interrupts, *,
+           val_set, resume, provenance, progress, log, device) -> TrainResult:
     progress, log = ensure(progress), (log or (lambda msg: None))
     rank = dist.get_rank() if dist.is_initialized() else 0
     world = dist.get_world_size() if dist.is_initialized() else 1
     dev = device or init_distributed(cfg.device)[2]
-    work_dir = Path(work_dir)
     if rank == 0:
         work_dir.mkdir(parents=True, exist_ok=True)
     last_path, best_path = work_dir / "last.safetensors", work_dir / "best.safetensors"
@@ -295,9 +446,9 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
 
-    start, best_miou, best_it, history = 0, None, None, []
+    start, best_miou, best_it, history, val_pending = 0, None, None, [], False
     if resume:
-        state = load_training_state(state_path(last_path))
+        state = load_checkpoint_state(last_path)
         _check_resumable(state, last_path, world, cfg)
         loaded = checkpoints.load(last_path, map_location="cpu")
         model.load_state_dict(loaded.state_dict())
@@ -308,8 +459,11 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
         best_miou = state.get("best_miou")
         best_miou = None if best_miou is None or best_miou < 0 else float(best_miou)
         best_it = int(state["best_iteration"]) if best_miou is not None else None
+        val_pending = bool(int(state.get("val_pending", 0)))
         set_rng_state(state["rng"][rank])
         if rank == 0:
+            if state_path(last_path, start).is_file():  # (not a legacy last.state.pt run)
+                prune_checkpoint_files(last_path, start)
             log(f"resumed from {last_path} at iteration {start}")
 
     ddp = None
@@ -331,54 +485,92 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
 
     result = TrainResult(iterations=start, last_loss=float("nan"))
     t0 = time.perf_counter()
-    it = start
-    model.train()
-    progress("train", it, cfg.iters)
-    while it < cfg.iters:
-        optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
-        for micro in range(cfg.accum):
-            b = next(batches)
-            x = b["x"].to(dev, non_blocking=True)
-            target = b["target"].to(dev, non_blocking=True)
-            with torch.no_grad():
-                d = model.compute_descriptors(b["phys"].to(dev), b["valid"].to(dev))
-            sync = ddp.no_sync() if ddp is not None and micro < cfg.accum - 1 else contextlib.nullcontext()
-            with sync:
-                with torch.autocast(**autocast):
-                    out = forward(x, d)
-                    loss, _ = model.loss(out, target)
-                (loss / cfg.accum).backward()
-            step_loss += float(loss.detach()) / cfg.accum
-        if cfg.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        it += 1
-        if world > 1:
-            t = torch.tensor([step_loss], dtype=torch.float64, device=dev)
-            dist.all_reduce(t)
-            step_loss = float(t.item()) / world
-        result.losses.append(step_loss)
-        result.last_loss = step_loss
-        if rank == 0:
-            progress("train", it, cfg.iters)
-            if it % max(1, cfg.log_every) == 0 or it == cfg.iters:
-                log(f"iter {it}/{cfg.iters} loss {step_loss:.4f} "
-                    f"lr {scheduler.get_last_lr()[0]:.3g} ({time.perf_counter() - t0:.0f} s)")
-        if val_set is not None and ((cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters):
-            miou = validate(model, val_set, cfg.batch, dev, rank, world)
-            history.append((it, miou))
+    it, saved_it = start, start if resume else None
+    # (iteration, [RNG state]) at the end of the last completed step (single process): what
+    # a checkpoint written on interruption holds
+    snapshot: list = [None]
+
+    def save(iteration: int, rng: list, pending: bool) -> None:
+        nonlocal saved_it
+        with interrupts.deferred():
             if rank == 0:
-                log(f"iter {it}: validation mIoU {miou:.4f}")
+                write_checkpoint(model, last_path, _training_state(
+                    optimizer, scheduler, iteration, rng, best_miou, best_it, cfg, world, pending),
+                    **provenance)
+            barrier()
+            saved_it = iteration
+
+    def validate_now() -> None:
+        nonlocal best_miou, best_it, val_pending
+        val_pending = True
+        miou = validate(model, val_set, cfg.batch, dev, rank, world)
+        history.append((it, miou))
+        if rank == 0:
+            log(f"iter {it}: validation mIoU {miou:.4f}")
+        with interrupts.deferred():
             if best_miou is None or (math.isfinite(miou) and miou > best_miou):
                 best_miou, best_it = miou, it
                 if rank == 0:
                     _save_model(model, best_path, **provenance, iteration=it, val_miou=miou)
-            model.train()
-        if (cfg.save_every and it % cfg.save_every == 0) or it == cfg.iters:
-            _save_checkpoint(model, optimizer, scheduler, last_path, it, best_miou, best_it,
-                             cfg, world, rank, provenance)
+            val_pending = False
+        if world == 1:
+            snapshot[0] = (it, [rng_state()])
+        model.train()
+
+    model.train()
+    try:
+        if val_pending and val_set is not None:  # interrupted during this iteration's validation
+            validate_now()
+        progress("train", it, cfg.iters)
+        while it < cfg.iters:
+            if world == 1:
+                snapshot[0] = (it, [rng_state()])
+            optimizer.zero_grad(set_to_none=True)
+            step_loss = 0.0
+            for micro in range(cfg.accum):   # abandoned at once on an interrupt
+                b = next(batches)
+                x = b["x"].to(dev, non_blocking=True)
+                target = b["target"].to(dev, non_blocking=True)
+                with torch.no_grad():
+                    d = model.compute_descriptors(b["phys"].to(dev), b["valid"].to(dev))
+                sync = (ddp.no_sync() if ddp is not None and micro < cfg.accum - 1
+                        else contextlib.nullcontext())
+                with sync:
+                    with torch.autocast(**autocast):
+                        out = forward(x, d)
+                        loss, _ = model.loss(out, target)
+                    (loss / cfg.accum).backward()
+                step_loss += float(loss.detach()) / cfg.accum
+            with interrupts.deferred():      # the update is never cut in half
+                if cfg.grad_clip > 0:
+                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                it += 1
+                if world == 1:
+                    snapshot[0] = (it, [rng_state()])
+            if world > 1:
+                t = torch.tensor([step_loss], dtype=torch.float64, device=dev)
+                dist.all_reduce(t)
+                step_loss = float(t.item()) / world
+            result.losses.append(step_loss)
+            result.last_loss = step_loss
+            if rank == 0:
+                progress("train", it, cfg.iters)
+                if it % max(1, cfg.log_every) == 0 or it == cfg.iters:
+                    log(f"iter {it}/{cfg.iters} loss {step_loss:.4f} "
+                        f"lr {scheduler.get_last_lr()[0]:.3g} ({time.perf_counter() - t0:.0f} s)")
+            scheduled_val = (cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters
+            if val_set is not None and scheduled_val:
+                validate_now()
+            if (cfg.save_every and it % cfg.save_every == 0) or it == cfg.iters:
+                save(it, snapshot[0][1] if world == 1 else _all_rng_states(world), False)
+    except KeyboardInterrupt:
+        if world == 1 and snapshot[0] is not None and snapshot[0][0] != saved_it:
+            done, rng = snapshot[0]
+            save(done, rng, val_pending and done == it)
+            log(f"interrupted: checkpoint of iteration {done} in {last_path}")
+        raise
     result.iterations = it
     result.best_miou, result.best_iteration = best_miou, best_it
     result.val_history = history
@@ -386,6 +578,15 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
     result.last_path = last_path
     result.best_path = best_path if best_it is not None else None
     return result
+
+
+def _all_rng_states(world: int) -> list:
+    """The RNG states of every rank (gathered to all under torchrun)."""
+    if world > 1:
+        states = [None] * world
+        dist.all_gather_object(states, rng_state())
+        return states
+    return [rng_state()]
 
 
 def _check_resumable(state: dict, last_path: Path, world: int, cfg: TrainConfig) -> None:
@@ -405,27 +606,20 @@ def _check_resumable(state: dict, last_path: Path, world: int, cfg: TrainConfig)
         raise InputError(f"{last_path}: already at iteration {state['iteration']} > --iters {cfg.iters}")
 
 
-def _save_checkpoint(model, optimizer, scheduler, last_path: Path, it: int, best_miou, best_it,
-                     cfg: TrainConfig, world: int, rank: int, provenance: dict) -> None:
-    """Gather every rank's RNG state; rank 0 writes the model then the training state."""
-    states = [None] * world
-    if world > 1:
-        dist.all_gather_object(states, rng_state())
-    else:
-        states = [rng_state()]
-    if rank == 0:
-        _save_model(model, last_path, **provenance, iteration=it)
-        save_training_state(state_path(last_path), {
-            "iteration": it,
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "rng": states,
-            "best_miou": -1.0 if best_miou is None else float(best_miou),
-            "best_iteration": -1 if best_it is None else int(best_it),
-            "world_size": world,
-            "per_step": cfg.batch * cfg.accum,
-        })
-    barrier()
+def _training_state(optimizer, scheduler, it: int, rng: list, best_miou, best_it,
+                    cfg: TrainConfig, world: int, val_pending: bool) -> dict:
+    """The training state of a checkpoint (a plain tensor/number dict)."""
+    return {
+        "iteration": it,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": rng,
+        "best_miou": -1.0 if best_miou is None else float(best_miou),
+        "best_iteration": -1 if best_it is None else int(best_it),
+        "world_size": world,
+        "per_step": cfg.batch * cfg.accum,
+        "val_pending": int(val_pending),
+    }
 
 
 @torch.no_grad()
