@@ -259,19 +259,65 @@ def train(args, sizes, dev) -> dict:
 
 
 # -- ces segment on a whole scene ----------------------------------------------------------
+def _timed_segment(cmd: list[str], limit_s: float) -> dict:
+    """Run ``ces segment --progress json``; from its events: the time at which the windows
+    were done (tiles_s, also when vectorizing runs past ``limit_s`` and is stopped), windows."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = {"windows": None, "tiles_s": None, "stopped": False}
+    done = None
+    try:
+        for line in proc.stdout:
+            if time.perf_counter() - t0 > limit_s:
+                run["stopped"] = True
+                break
+            if not line.startswith("{"):
+                continue
+            event = json.loads(line)
+            if event.get("event") == "progress" and event.get("stage") == "segment":
+                run["windows"] = event.get("total")
+            elif event.get("event") == "progress" and run["tiles_s"] is None \
+                    and run["windows"] is not None:
+                run["tiles_s"] = round(time.perf_counter() - t0, 1)  # first post-tiling stage
+            elif event.get("event") == "done":
+                done = event
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        err = proc.communicate(timeout=60)[1]
+    run["wall_s"] = round(time.perf_counter() - t0, 1)
+    run["rc"] = proc.returncode
+    if done is not None:
+        timing = done.get("timing", {})
+        run.update(tiles_s=timing.get("tiles_s", run["tiles_s"]), forward_s=timing.get("forward_s"),
+                   vectorize_s=timing.get("vectorize_s"), windows=timing.get("windows"),
+                   skipped=timing.get("windows_skipped"), polygons=done.get("polygons"))
+    elif not run["stopped"]:
+        run["stderr_tail"] = err[-1500:]
+    if run["windows"] and run["tiles_s"]:
+        run["windows_per_s"] = round((run["windows"] - (run.get("skipped") or 0)) / run["tiles_s"], 2)
+    return run
+
+
 def segment(args, sizes, dev) -> dict:
+    """ces segment on one synthetic scene per variant (random weights), the largest first;
+    each run gets an equal part of the time left (vectorizing past it is stopped, the
+    windows' time is kept)."""
     import torch
 
     from crossearth_sar.core import checkpoints
     from crossearth_sar.core import model as model_mod
 
+    start = time.perf_counter()
     w, h = sizes["scene"]
     scene = args.work / f"scene_{w}x{h}.tif"
-    t0 = time.perf_counter()
-    write_synthetic_scene(scene, (w, h), seed=7, db=True, rows=1024)
-    result = {**_device_info(dev), "scene": f"{w}x{h}", "write_scene_s": round(time.perf_counter() - t0, 1)}
+    write_synthetic_scene(scene, (w, h), seed=7, db=True, rows=1024,
+                          compress="deflate" if args.smoke else "none")
+    result = {**_device_info(dev), "scene": f"{w}x{h}",
+              "write_scene_s": round(time.perf_counter() - start, 1)}
     ces = [sys.executable, "-m", "crossearth_sar.crossearth_cli.main"]
-    for variant in args.variants or sizes["variants"]:
+    variants = list(args.variants or sizes["variants"])[::-1]  # l, s, ti: the goal first
+    for i, variant in enumerate(variants):
         torch.manual_seed(0)
         ckpt = args.work / f"random_{variant}.safetensors"
         checkpoints.save(model_mod.build(variant, num_classes=2), ckpt)
@@ -279,22 +325,10 @@ def segment(args, sizes, dev) -> dict:
                      "--model", str(ckpt), "--device", "cuda" if dev.type == "cuda" else "cpu",
                      "--tile", str(sizes["tile"]), "--overlap", str(sizes["overlap"]),
                      "--batch", str(sizes["batch"]), "--overwrite", "--progress", "json"]
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        done = [json.loads(line) for line in proc.stdout.splitlines()
-                if line.startswith("{") and '"done"' in line]
-        if proc.returncode != 0 or not done:
-            result[variant] = {"rc": proc.returncode, "stderr_tail": proc.stderr[-1500:]}
-            continue
-        timing = done[-1].get("timing") or (done[-1].get("scenes") or [{}])[0].get("timing", {})
-        run = max(1, timing.get("windows", 0) - timing.get("windows_skipped", 0))
-        result[variant] = {"wall_s": round(wall, 1), "tiles_s": timing.get("tiles_s"),
-                           "forward_s": timing.get("forward_s"),
-                           "vectorize_s": timing.get("vectorize_s"),
-                           "windows": timing.get("windows"),
-                           "windows_per_s": round(run / max(timing.get("tiles_s") or wall, 1e-9), 2)}
+        left = args.budget - (time.perf_counter() - start)
+        result[variant] = _timed_segment(cmd, max(10.0, left / (len(variants) - i)))
         result[f"{variant}_wall_s"] = result[variant]["wall_s"]
+        result[f"{variant}_windows_per_s"] = result[variant].get("windows_per_s")
         ckpt.unlink()
     return result
 
@@ -310,6 +344,8 @@ def main(argv=None) -> int:
                     help="scratch folder for scenes and checkpoints (default: a temporary one)")
     ap.add_argument("--smoke", action="store_true", help="shrink every size (runs on a CPU)")
     ap.add_argument("--variants", nargs="*", default=None, help="segment: variants to run")
+    ap.add_argument("--budget", type=float, default=260.0,
+                    help="segment: seconds for the whole step (the runs share what is left)")
     args = ap.parse_args(argv)
     sizes = SIZES["smoke" if args.smoke else "full"]
     dev = device_or_none(args.smoke)

@@ -51,16 +51,17 @@ if command -v nvidia-smi > /dev/null; then nvidia-smi > "$OUT/nvidia-smi.txt" 2>
 
 # limits add up to 470 s (the suite's budget is 8 minutes)
 if [ -n "$SMOKE" ]; then  # the suite tests itself: the CUDA tests are collected (and skip)
-  step cuda_tests 60 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider tests/test_cuda.py
+  step cuda_tests 50 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider tests/test_cuda.py
 else
-  step cuda_tests 60 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider tests/
+  step cuda_tests 50 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider tests/
 fi
 for name in blend bf16; do
-  step "$name" 30 "$PY" benchmarks/gpu_suite.py "$name" --out "$OUT" $SMOKE
+  step "$name" 25 "$PY" benchmarks/gpu_suite.py "$name" --out "$OUT" $SMOKE
 done
-step ddp 60 "$PY" benchmarks/gpu_suite.py ddp --out "$OUT" $SMOKE
-step train 60 "$PY" benchmarks/gpu_suite.py train --out "$OUT" $SMOKE
-step segment 230 "$PY" benchmarks/gpu_suite.py segment --out "$OUT" $SMOKE
+step ddp 45 "$PY" benchmarks/gpu_suite.py ddp --out "$OUT" $SMOKE
+step train 45 "$PY" benchmarks/gpu_suite.py train --out "$OUT" $SMOKE
+step segment 280 "$PY" benchmarks/gpu_suite.py segment --out "$OUT" $SMOKE \
+  --budget $((260 * LIMIT_SCALE))
 
 for f in "$OUT"/*.json; do
   [ -e "$f" ] && { echo "== $(basename "$f")"; cat "$f"; } >> "$SUMMARY"
