@@ -67,7 +67,7 @@ def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]],
         offset += (h + 3) * (w + 3)
     table = torch.cat(tables, 1).view(-1, dh)  # rows ((b * Np + position) * M + m)
 
-    # clamp to [-1, size]; integer positions as floats (exact: the table has < 2^24 rows)
+    # clamp to [-1, size]; integer positions as floats (exact: offsets within a level < 2^24)
     lo = torch.full((levels, 2), -1.0, dtype=positions.dtype, device=dev)
     hi = torch.tensor([[w, h] for h, w in shapes], dtype=positions.dtype, device=dev)
     p = torch.clamp(positions, min=lo[:, None], max=hi[:, None])  # [B, Nq, M, L, P, 2]
@@ -80,10 +80,11 @@ def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]],
     base = (torch.arange(b, dtype=torch.int32, device=dev).view(b, 1, 1, 1, 1) * (offset * heads)
             + torch.arange(heads, dtype=torch.int32, device=dev).view(1, 1, heads, 1, 1))
     first = [(s + w + 4) * heads for s, (_, w) in zip(starts, shapes)]
-    top, bottom = weights - weights * fy, weights * fy
+    bottom = weights * fy
+    top, left = weights - bottom, 1.0 - fx
     out = None
     for dy, wy in ((0, top), (1, bottom)):  # one bag of L * P taps per (b, query, head) and tap
-        for dx, wx in ((0, 1.0 - fx), (1, fx)):
+        for dx, wx in ((0, left), (1, fx)):
             shift = torch.tensor([f + dy * r + dx * heads for f, r in zip(first, row)],
                                  dtype=torch.int32, device=dev).view(1, 1, 1, levels, 1)
             index = local + (base + shift)
