@@ -4,7 +4,9 @@
    multi-look speckle, dark water bodies, nodata 0 wedges like GRD borders) of 2k², 8k² and
    16k² pixels with a tiny model (a blur and a threshold: the engine, not the network, is
    measured). Each size runs in its own process so each peak is that size's alone.
-   Target: flat within 1.3× from the smallest to the largest, under 3 GB.
+   Target: flat within 1.3× from the smallest to the largest, under 3 GB. The same runs give
+   the wall time per megapixel (end to end: read, model, blend, sieve, vectorize); target:
+   flat within 15 % from the smallest to the largest.
 2. Pipeline efficiency on a 4k² scene with the ``ti`` model (random weights): model-forward
    time alone on the same tiles (pre-read into memory) ÷ end-to-end ``segment_scene`` time.
    Target ≥ 0.85.
@@ -28,28 +30,44 @@ import numpy as np
 
 
 # -- synthetic scenes ----------------------------------------------------------------------
-def write_synthetic_scene(path: Path, size: int, seed: int = 0, rows: int = 512) -> Path:
-    """A size × size uint16 amplitude scene written in bands of rows (never whole in memory)."""
+def write_synthetic_scene(path: Path, size, seed: int = 0, rows: int = 512,
+                          db: bool = False, compress: str = "deflate") -> Path:
+    """A synthetic Sentinel-1-like scene written in bands of rows (never whole in memory).
+
+    ``size``: a side (square) or (width, height). uint16 amplitude DN with nodata 0, or with
+    ``db`` float32 sigma0 in dB (10·log10 of the intensity) with nodata NaN; dark water
+    bodies, multi-look speckle and a slanted nodata border as on GRD scenes. ``compress``:
+    a GDAL compression ("none" writes fastest).
+    """
     import rasterio
     from rasterio.transform import from_origin
 
+    width, height = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
     rng = np.random.default_rng(seed)
-    profile = dict(driver="GTiff", width=size, height=size, count=1, dtype="uint16", nodata=0,
+    profile = dict(driver="GTiff", width=width, height=height, count=1,
+                   dtype="float32" if db else "uint16", nodata=float("nan") if db else 0,
                    crs="EPSG:32630", transform=from_origin(400000.0, 4600000.0, 10.0, 10.0),
-                   tiled=True, blockxsize=512, blockysize=512, compress="deflate",
-                   bigtiff="if_safer")
-    xx = np.arange(size, dtype=np.float32)[None, :]
+                   tiled=True, blockxsize=512, blockysize=512, bigtiff="if_safer")
+    if compress != "none":
+        profile.update(compress=compress, num_threads="ALL_CPUS")
+    xx = np.arange(width, dtype=np.float32)[None, :]
     with rasterio.open(path, "w", **profile) as dst:
-        for r0 in range(0, size, rows):
-            h = min(rows, size - r0)
+        for r0 in range(0, height, rows):
+            h = min(rows, height - r0)
             yy = np.arange(r0, r0 + h, dtype=np.float32)[:, None]
             field = (np.sin(xx / 310.0) + np.cos(yy / 270.0) + 0.7 * np.sin((xx + 2 * yy) / 530.0))
             water = field > 1.1
             base = np.where(water, 25.0, 260.0) * (1 + 0.3 * np.sin(xx / 57.0) * np.cos(yy / 43.0))
-            speckle = np.sqrt(rng.gamma(4.0, 1 / 4.0, size=(h, size)))  # 4-look amplitude
-            dn = np.clip(base * speckle, 1, 65535).astype(np.uint16)
-            dn[xx.repeat(h, 0) < (yy * 0.05 + 40)] = 0  # a slanted nodata border
-            dst.write(dn, 1, window=rasterio.windows.Window(0, r0, size, h))
+            speckle = np.sqrt(rng.gamma(4.0, 1 / 4.0, size=(h, width)))  # 4-look amplitude
+            border = xx.repeat(h, 0) < (yy * 0.05 + 40)  # a slanted nodata border
+            if db:  # amplitude 260 ~ -8 dB land, 25 ~ -28 dB water
+                amp = base * speckle / 650.0
+                out = (20.0 * np.log10(np.maximum(amp, 1e-4))).astype(np.float32)
+                out[border] = np.nan
+            else:
+                out = np.clip(base * speckle, 1, 65535).astype(np.uint16)
+                out[border] = 0
+            dst.write(out, 1, window=rasterio.windows.Window(0, r0, width, h))
     return path
 
 
@@ -229,10 +247,18 @@ def main(argv=None) -> int:
                   f"{row['seconds']} s, {row['windows']} windows, {row['polygons']} polygons)",
                   flush=True)
             scene.unlink()
+        for row in rows:
+            row["s_per_mpx"] = row["seconds"] / (row["size"] ** 2 / 1e6)
+            print(f"wall time {row['size']}x{row['size']}: {row['seconds']} s = "
+                  f"{row['s_per_mpx']:.3f} s per megapixel", flush=True)
         if len(rows) >= 2:
             ratio = rows[-1]["peak_rss_mb"] / rows[0]["peak_rss_mb"]
             print(f"peak RSS ratio {rows[-1]['size']}² / {rows[0]['size']}²: {ratio:.2f} "
                   f"(target <= 1.3, and < 3072 MB)", flush=True)
+            per = [r["s_per_mpx"] for r in rows]
+            print(f"time per megapixel {rows[-1]['size']}² / {rows[0]['size']}²: "
+                  f"{per[-1] / per[0]:.2f} (max / min over sizes {max(per) / min(per):.2f}; "
+                  f"target within 1.15)", flush=True)
 
     if not args.skip_efficiency:
         scene = work / f"efficiency_{eff_size}.tif"

@@ -63,8 +63,11 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
         if not output.exists():
             if not output.parent.is_dir():
                 raise InputError(f"{output}: output folder {output.parent} does not exist")
-            output.mkdir()
-            created.append(output)
+            try:
+                output.mkdir()
+                created.append(output)
+            except FileExistsError:  # another rank made it first
+                pass
         vectors = [output / (s.stem + DEFAULT_EXTENSION) for s in scenes]
     else:
         vectors = [output]
@@ -90,9 +93,10 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
 
     for job in plan:
         vectorize.vector_format(job["vector"])
-        check_writable(job["vector"], overwrite)
+        ow = job.get("overwrite", overwrite)
+        check_writable(job["vector"], ow)
         for key in ("raster", "confidence"):
-            pipeline.check_raster_path(job[key], overwrite)   # GeoTIFFs (.tif / .tiff)
+            pipeline.check_raster_path(job[key], ow)   # GeoTIFFs (.tif / .tiff)
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
         with sar_io.open_scene(job["scene"], **open_options) as scene:
@@ -165,10 +169,18 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
             simplify, overwrite, summary, domain, bands, complex_part, progress_mode) -> None:
     """Segment SAR scenes into land-cover polygons (GeoPackage layer "landcover").
 
+    SCENES: rasters, folders (their rasters) or .txt files listing rasters (one per line).
+    With several scenes, those whose outputs all exist are skipped (unless --overwrite), so
+    a killed run resumes by running again. Under torchrun or srun each process (rank r of
+    N) segments every N-th scene on its own device and logs to
+    <folder>/ces-segment.rank<r>.log; rank 0 prints a table of all scenes at the end.
+
     \b
     Examples:
       ces segment examples/Spain_7370579_S1Hand.tif -o spain.gpkg --summary
       ces segment a.tif b.tif -o results/ --raster --progress json
+      torchrun --nproc-per-node 4 $(which ces) segment scenes/ -o results/
+      srun --ntasks 16 --gpus-per-task 1 ces segment scenes.txt -o results/
     """
     reporter = Reporter(progress_mode)
     with _interrupt_on_sigterm():
@@ -179,40 +191,128 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
 
 def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, confidence,
          min_area, simplify, overwrite, domain, bands, complex_part) -> list[dict]:
-    """Check everything, then segment each scene; errors also go to the reporter."""
+    """Check everything, then segment each scene of this rank; errors also go to the reporter."""
     created: list[Path] = []  # an output folder this run made: removed again if left empty
+    ranks = None
     try:
-        from ..core import sar_io
-
-        from ..core import checkpoints, pipeline, tiler
+        from ..core import sar_io, scene_ranks
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
                             complex_part=complex_part)
+        from ..core import checkpoints, pipeline, tiler
+
         if overlap is None:
             overlap = min(128, tile // 4)
         tiler.check_tiling(tile, overlap, batch)   # numbers first: before any file is read
-        dev = tiler.resolve_device(device)
+        scenes = tuple(scene_ranks.expand_inputs(scenes))  # files, folders, .txt lists
         model_path = _resolve_model(model)
-        plan = _plan(tuple(scenes), output, raster, confidence, created)
-        _precheck(plan, overwrite, open_options, min_area)
+        plan = _plan(scenes, output, raster, confidence, created)
+        ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
+        _precheck(ranks.todo, overwrite, open_options, min_area)
+        dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))
         net = checkpoints.load(model_path, map_location="cpu")
         results = []
-        for job in plan:
+        for job in ranks.todo:
+            ranks.begin(job)
             results.append(pipeline.segment_scene(
                 job["scene"], net, job["vector"], raster=job["raster"],
                 confidence=job["confidence"], tile=tile, overlap=overlap, batch=batch,
-                device=str(dev), min_area=min_area, simplify=simplify, overwrite=overwrite,
-                progress=reporter, warn=reporter.warning, **open_options))
+                device=str(dev), min_area=min_area, simplify=simplify,
+                overwrite=job.get("overwrite", overwrite), progress=reporter,
+                warn=reporter.warning, **open_options))
+            ranks.end(job, results[-1])
     except BaseException as e:
-        for folder in created:
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+        if ranks is not None:
+            ranks.finish(ok=False, error=e)
+        if ranks is None or ranks.rank.world == 1:  # other ranks may still write there
+            for folder in created:
+                if folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()
         if isinstance(e, KeyboardInterrupt):
             reporter.error("interrupted")
         elif not isinstance(e, (SystemExit, click.exceptions.Exit)):
             reporter.error(" ".join(str(e).split()) or type(e).__name__)
         raise
+    ranks.finish(ok=True)
     return results
+
+
+class _RankedRun:
+    """This process's share of the scenes (core.scene_ranks), the finished ones skipped;
+    with several processes: the rank's log and status, and rank 0's summary table."""
+
+    def __init__(self, plan, scenes, output, overwrite, reporter):
+        from ..core import scene_ranks
+
+        self.sr, self.reporter = scene_ranks, reporter
+        self.rank = scene_ranks.current_rank()
+        several = len(plan) > 1 or output.is_dir()
+        folder = output if output.is_dir() else (output.parent if str(output.parent) else Path("."))
+        mine = scene_ranks.share(plan, self.rank.rank, self.rank.world)
+        self.skipped = [] if overwrite or not several else [
+            job for job in mine
+            if scene_ranks.finished([job["vector"], job["raster"], job["confidence"]])]
+        self.todo = [job for job in mine if job not in self.skipped]
+        if several:  # a scene left half-written (some outputs only) is redone whole
+            for job in self.todo:
+                job["overwrite"] = overwrite or any(
+                    job[k] is not None and Path(job[k]).exists()
+                    for k in ("vector", "raster", "confidence"))
+        self.records = [{"scene": str(job["scene"]), "status": "skipped"} for job in self.skipped]
+        self.folder, self.log, self.t0 = folder, None, 0.0
+        if self.rank.world > 1:
+            self.run = scene_ranks.run_id(scenes, self.rank.world)
+            self.log = scene_ranks.RankLog(folder, self.rank)
+            self.log.write(f"{len(mine)} of {len(plan)} scenes, {len(self.skipped)} already "
+                           f"finished (skipped)")
+            for job in self.skipped:
+                self.log.write(f"skipped {job['scene']} (outputs exist; --overwrite redoes it)")
+            for job in self.todo:
+                if job.get("overwrite") and not overwrite:
+                    self.log.write(f"redoing {job['scene']}: some of its outputs are missing")
+        elif self.skipped:
+            names = ", ".join(Path(j["scene"]).name for j in self.skipped)
+            reporter.warning(f"skipped {len(self.skipped)} scene(s) whose outputs exist "
+                             f"(--overwrite redoes them): {names}")
+
+    def begin(self, job) -> None:
+        import time
+
+        self.t0 = time.perf_counter()
+        if self.log:
+            self.log.write(f"segmenting {job['scene']}")
+
+    def end(self, job, result: dict) -> None:
+        import time
+
+        seconds = time.perf_counter() - self.t0
+        timing = result.get("timing", {})
+        self.records.append({"scene": str(job["scene"]), "status": "done",
+                             "polygons": result["polygons"], "windows": timing.get("windows"),
+                             "seconds": round(seconds, 2)})
+        if self.log:
+            self.log.write(f"done {job['scene']}: {result['polygons']} polygons, "
+                           f"{timing.get('windows')} windows, {seconds:.1f} s")
+
+    def finish(self, ok: bool, error: Optional[BaseException] = None) -> None:
+        """Status written (also on failure); rank 0 waits for all and prints the table."""
+        if self.log is None:
+            return
+        if error is not None:
+            message = " ".join(str(error).split()) or type(error).__name__
+            done = {r["scene"] for r in self.records}
+            left = [str(j["scene"]) for j in self.todo if str(j["scene"]) not in done]
+            self.records += [{"scene": scene, "status": "failed" if i == 0 else "not run",
+                              "error": message} for i, scene in enumerate(left)]
+            self.log.write(f"failed: {message}")
+        self.log.write("finished" if ok else "stopped")
+        self.log.close()
+        self.sr.write_status(self.folder, self.run, self.rank, self.records, ok)
+        if ok and self.rank.rank == 0:
+            statuses = self.sr.wait_for_ranks(self.folder, self.run, self.rank.world)
+            if self.reporter.mode != "json":
+                for line in self.sr.summary_table(statuses):
+                    click.echo(line)
 
 
 def _report(reporter: Reporter, results: list[dict], output: Path, summary: bool) -> None:

@@ -52,7 +52,9 @@ def test_any_input_size_gives_probabilities_at_that_size(small_model):
     # 45 x 61 -> 42 x 56 (nearest multiples of 14) -> 3 x 4 patches -> stride-"4" maps 12 x 16
     assert out["pred_logits"].shape == (2, 10, 4)
     assert out["pred_masks"].shape == (2, 10, 12, 16)
-    assert len(out["aux_outputs"]) == 9
+    assert out["aux_outputs"] == []  # eval mode: the inference path (final prediction only)
+    assert len(small_model.train()(x, d)["aux_outputs"]) == 9
+    small_model.eval()
     assert out["l_bc"].dim() == 0 and out["l_bc"].item() > 0
     probs = small_model.predict_proba(x, d)
     assert probs.shape == (2, 3, 45, 61)

@@ -1,4 +1,16 @@
-"""The Mask2Former head: pixel decoder + masked transformer decoder, and semantic inference."""
+"""The Mask2Former head: pixel decoder + masked transformer decoder, and semantic inference.
+
+Two forward paths with the same final prediction (to float rounding):
+
+* the plain path (training, or ``fast_inference`` off): every intermediate prediction at full
+  resolution, returned as ``aux_outputs`` for deep supervision; deformable attention by
+  ``grid_sample``;
+* the inference path (eval mode with ``fast_inference``, the default): only the final
+  prediction; intermediate masks only at the attention resolution that uses them
+  (mask2former.transformer_decoder) and, on the CPU, deformable attention by one weighted
+  gather (mask2former.ms_deform_attn). :func:`set_fast_inference` switches it off, e.g. to
+  compare both.
+"""
 from __future__ import annotations
 
 import torch
@@ -32,10 +44,19 @@ HEAD_DEFAULTS: dict = {
 }
 
 
+def set_fast_inference(module: nn.Module, enabled: bool) -> None:
+    """Turn the inference path of every Mask2Former part inside ``module`` on or off."""
+    for m in module.modules():
+        if hasattr(type(m), "fast_inference"):
+            m.fast_inference = bool(enabled)
+
+
 class Mask2FormerHead(nn.Module):
     """4 feature maps (strides 4, 8, 16, 32; ``in_channels`` each) -> dict(pred_logits
     [B, Q, K+1], pred_masks [B, Q, H/4, W/4] logits, aux_outputs [dict, ...] (one per earlier
-    prediction, ``dec_layers`` of them))."""
+    prediction, ``dec_layers`` of them; empty on the inference path))."""
+
+    fast_inference = True  # eval mode takes the inference path (see the module docstring)
 
     def __init__(self, in_channels: list[int], num_classes: int, **options):
         super().__init__()
@@ -53,7 +74,8 @@ class Mask2FormerHead(nn.Module):
 
     def forward(self, features: list[torch.Tensor]) -> dict:
         mask_features, multi_scale = self.pixel_decoder(features)
-        predictions = self.transformer_decoder(multi_scale, mask_features)
+        aux = self.training or not self.fast_inference
+        predictions = self.transformer_decoder(multi_scale, mask_features, aux=aux)
         logits, masks = predictions[-1]
         return {"pred_logits": logits, "pred_masks": masks,
                 "aux_outputs": [{"pred_logits": c, "pred_masks": m} for c, m in predictions[:-1]]}

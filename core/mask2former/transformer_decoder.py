@@ -1,5 +1,12 @@
 """Mask2Former masked-attention transformer decoder: learned queries attend to one feature
-level per layer, restricted to the foreground of the previous layer's mask prediction."""
+level per layer, restricted to the foreground of the previous layer's mask prediction.
+
+Inference (``aux=False``) returns only the final prediction and computes each intermediate
+mask only where it is used: as the next layer's attention mask, at that layer's resolution.
+Bilinear resizing and the per-pixel mask einsum are both linear, so resizing the mask
+features first and taking the einsum there gives the same mask logits (to float rounding) as
+the full-resolution einsum resized, at a fraction of the cost.
+"""
 from __future__ import annotations
 
 import torch
@@ -66,8 +73,9 @@ class MLP(nn.Module):
 
 class MaskedTransformerDecoder(nn.Module):
     """(multi-scale features [stride 32, 16, 8], mask_features [B, D, h, w]) ->
-    list of (class logits [B, Q, K+1], mask logits [B, Q, h, w]), one before the first layer and
-    one after each layer (``layers + 1`` predictions; the last is the final one)."""
+    list of (class logits [B, Q, K+1], mask logits [B, Q, h, w]): with ``aux`` one before the
+    first layer and one after each layer (``layers + 1`` predictions; the last is the final
+    one), without ``aux`` the final one alone."""
 
     def __init__(self, num_classes: int, dim: int = 256, queries: int = 100, layers: int = 9,
                  heads: int = 8, ffn_dim: int = 2048, mask_dim: int = 256, levels: int = 3):
@@ -87,16 +95,21 @@ class MaskedTransformerDecoder(nn.Module):
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
 
-    def _predict(self, output, mask_features, attn_size):
+    def _predict(self, output, mask_features):
+        """(class logits [B, Q, K+1], mask logits [B, Q, h, w]) of the queries ``output``."""
         out = self.decoder_norm(output)
-        logits = self.class_embed(out)
         masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), mask_features)
-        attn = F.interpolate(masks.detach(), size=attn_size, mode="bilinear", align_corners=False)
-        attn = attn.sigmoid().flatten(2) < 0.5  # True = may not attend
-        attn = attn.unsqueeze(1).expand(-1, self.heads, -1, -1).flatten(0, 1)
-        return logits, masks, attn
+        return self.class_embed(out), masks
 
-    def forward(self, features: list[torch.Tensor], mask_features: torch.Tensor):
+    def _attention_mask(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Mask logits [B, Q, h, w] -> [B * heads, Q, size] bool, True = may not attend."""
+        if tuple(masks.shape[-2:]) != tuple(size):
+            masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
+        attn = masks.detach().sigmoid().flatten(2) < 0.5
+        return attn.unsqueeze(1).expand(-1, self.heads, -1, -1).flatten(0, 1)
+
+    def forward(self, features: list[torch.Tensor], mask_features: torch.Tensor,
+                aux: bool = True):
         b = mask_features.shape[0]
         srcs, pos, sizes = [], [], []
         for lvl, f in enumerate(features[: self.levels]):
@@ -107,8 +120,22 @@ class MaskedTransformerDecoder(nn.Module):
             srcs.append(f.flatten(2).transpose(1, 2) + self.level_embed.weight[lvl].view(1, 1, -1))
         query_pos = self.query_embed.weight.unsqueeze(0).expand(b, -1, -1)
         output = self.query_feat.weight.unsqueeze(0).expand(b, -1, -1)
-        logits, masks, attn = self._predict(output, mask_features, sizes[0])
-        predictions = [(logits, masks)]
+        # inference: the mask features at each attention size (resize, then einsum)
+        small = {} if aux else {
+            s: F.interpolate(mask_features, size=s, mode="bilinear", align_corners=False)
+            for s in set(sizes)}
+        predictions = []
+
+        def attention_for(output, size):
+            if aux:
+                logits, masks = self._predict(output, mask_features)
+                predictions.append((logits, masks))
+                return self._attention_mask(masks, size)
+            out = self.decoder_norm(output)
+            masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), small[size])
+            return self._attention_mask(masks, size)
+
+        attn = attention_for(output, sizes[0])
         for i, (cross, self_attn, ffn) in enumerate(zip(self.cross, self.self_attn, self.ffn)):
             lvl = i % self.levels
             # a query whose mask is empty everywhere attends to the whole map
@@ -116,6 +143,7 @@ class MaskedTransformerDecoder(nn.Module):
             output = cross(output, srcs[lvl], attn, pos[lvl], query_pos)
             output = self_attn(output, query_pos)
             output = ffn(output)
-            logits, masks, attn = self._predict(output, mask_features, sizes[(i + 1) % self.levels])
-            predictions.append((logits, masks))
+            if i + 1 < len(self.cross):
+                attn = attention_for(output, sizes[(i + 1) % self.levels])
+        predictions.append(self._predict(output, mask_features))
         return predictions

@@ -1,0 +1,364 @@
+"""The measurements of benchmarks/gpu_suite.sh, one sub-command each; results as JSON.
+
+Each sub-command prints one line of figures and writes ``OUT/<name>.json``. Without
+``--smoke`` they need CUDA (without it they say so and exit 0); ``--smoke`` shrinks every
+size so that the whole suite runs on a CPU in about a minute (it tests the suite, not the
+GPU).
+
+    python benchmarks/gpu_suite.py blend    --out OUT [--smoke]   # GPU vs CPU blending
+    python benchmarks/gpu_suite.py bf16     --out OUT [--smoke]   # bf16 vs fp32 predictions
+    python benchmarks/gpu_suite.py ddp      --out OUT [--smoke]   # 2-process DDP (else 1)
+    python benchmarks/gpu_suite.py train    --out OUT [--smoke]   # step time, ti and s
+    python benchmarks/gpu_suite.py segment  --out OUT [--smoke]   # ces segment, ti / s / l
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_segment import write_synthetic_scene  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO_SCENE = ROOT / "examples" / "Spain_7370579_S1Hand.tif"
+
+#: full sizes (a lent GPU) and smoke sizes (a CPU test of the suite itself)
+SIZES = {
+    "full": {"blend_scene": 4096, "tile": 512, "overlap": 128, "batch": 16, "bf16_windows": 16,
+             "train_batch": 32, "train_tile": 512, "train_steps": 5,
+             "scene": (25000, 17000), "variants": ("ti", "s", "l"), "ddp_iters": 4},
+    "smoke": {"blend_scene": 300, "tile": 64, "overlap": 16, "batch": 2, "bf16_windows": 2,
+              "train_batch": 2, "train_tile": 56, "train_steps": 1,
+              "scene": (260, 200), "variants": ("ti",), "ddp_iters": 1},
+}
+
+
+def device_or_none(smoke: bool):
+    """The device to measure on: CUDA, or the CPU in smoke mode; None when there is no GPU."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu") if smoke else None
+
+
+def write_result(out: Path, name: str, result: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1) + "\n")
+    print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in result.items()
+                                  if not isinstance(v, (dict, list))), flush=True)
+
+
+def _device_info(dev) -> dict:
+    import torch
+
+    info = {"device": str(dev), "torch": torch.__version__}
+    if dev.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(dev)
+    return info
+
+
+# -- blending ------------------------------------------------------------------------------
+def fixed_predict(num_classes: int = 3):
+    """A deterministic per-pixel classifier (fp32 even under autocast): the blending, not a
+    network, is compared."""
+    import torch
+
+    def predict(x, phys, valid):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            x = x.float()
+            g = torch.Generator().manual_seed(0)
+            w = torch.randn(num_classes, 3, generator=g).to(x.device)
+            yy = torch.linspace(0, 3.0, x.shape[-2], device=x.device)[:, None]
+            xx = torch.linspace(0, 2.0, x.shape[-1], device=x.device)[None, :]
+            logits = torch.einsum("kc,bchw->bkhw", w, x) * 4.0 + torch.stack(
+                [torch.sin(yy + xx * k) for k in range(num_classes)])[None]
+            return logits.softmax(1)
+
+    return predict
+
+
+def blend(args, sizes, dev) -> dict:
+    import torch
+
+    from crossearth_sar.core import sar_io, tiler
+
+    scene_path = args.work / "blend.tif"
+    write_synthetic_scene(scene_path, sizes["blend_scene"], seed=5, db=True)
+    maps = {}
+    for d in (torch.device("cpu"), dev):
+        with sar_io.open_scene(scene_path) as scene:
+            cls = np.zeros((scene.height, scene.width), np.uint8)
+            conf = np.zeros((scene.height, scene.width), np.float32)
+
+            def sink(row0, c, f, cls=cls, conf=conf):
+                cls[row0:row0 + c.shape[0]], conf[row0:row0 + c.shape[0]] = c, f
+
+            t0 = time.perf_counter()
+            tiler.run_tiled(scene, fixed_predict(), 3, sink, tile=sizes["tile"],
+                            overlap=sizes["overlap"], batch=sizes["batch"], device=d)
+            maps[d.type] = (cls, conf, time.perf_counter() - t0)
+    (c0, f0, t_cpu), (c1, f1, t_dev) = maps["cpu"], maps[dev.type]
+    ok = np.isfinite(f0) & np.isfinite(f1)
+    return {**_device_info(dev), "scene": sizes["blend_scene"],
+            "max_confidence_difference": float(np.abs(f0[ok] - f1[ok]).max()),
+            "class_agreement": float((c0 == c1).mean()),
+            "nodata_agree": bool((np.isfinite(f0) == np.isfinite(f1)).all()),
+            "cpu_s": round(t_cpu, 2), "device_s": round(t_dev, 2)}
+
+
+# -- bf16 against fp32 ---------------------------------------------------------------------
+def default_model():
+    from crossearth_sar.core import checkpoints
+    from crossearth_sar.crossearth_cli.segment_cmd import _resolve_model
+
+    return checkpoints.load(_resolve_model(None), map_location="cpu")
+
+
+def bf16(args, sizes, dev) -> dict:
+    import torch
+
+    from crossearth_sar.core import sar_io, tiler
+    from crossearth_sar.core.model import trained_bands
+
+    net = default_model().to(dev).eval()
+    scene_path = args.work / "bf16.tif"
+    write_synthetic_scene(scene_path, 2 * sizes["tile"], seed=6, db=True)
+    windows = []
+    for path in (DEMO_SCENE, scene_path):
+        with sar_io.open_scene(path, prefer=trained_bands(net.config)) as scene:
+            for w in tiler.tile_windows(scene.width, scene.height, sizes["tile"], sizes["overlap"]):
+                windows.append(scene.read_window(w))
+    windows = windows[:sizes["bf16_windows"]]
+    x = torch.from_numpy(np.stack([d.x for d in windows])).to(dev)
+    phys = torch.from_numpy(np.stack([d.phys for d in windows])).to(dev)
+    valid = torch.from_numpy(np.stack([d.valid for d in windows])).to(dev)
+    out = {}
+    with torch.inference_mode():
+        desc = net.compute_descriptors(phys, valid)
+        for name, enabled in (("fp32", False), ("bf16", True)):
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=enabled):
+                t0 = time.perf_counter()
+                out[name] = net.predict_proba(x, desc).float()
+                if dev.type == "cuda":
+                    torch.cuda.synchronize()
+                out[name + "_s"] = time.perf_counter() - t0
+    agree = (out["fp32"].argmax(1) == out["bf16"].argmax(1))[valid].float().mean().item()
+    return {**_device_info(dev), "windows": len(windows), "tile": sizes["tile"],
+            "class_agreement": round(agree, 6),
+            "max_probability_difference": float((out["fp32"] - out["bf16"]).abs().max()),
+            "fp32_s": round(out["fp32_s"], 3), "bf16_s": round(out["bf16_s"], 3)}
+
+
+# -- DDP ---------------------------------------------------------------------------------
+def _torchrun() -> list[str]:
+    exe = Path(sys.executable).with_name("torchrun")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("torchrun")
+    return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
+
+
+def ddp(args, sizes, dev) -> dict:
+    """finetune under torchrun: 2 processes (nccl on one GPU where it allows two ranks on the
+    same device), else 1 process."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from _helpers_train import tiny_model, write_label, write_scene
+
+    from crossearth_sar.core import checkpoints
+
+    work = args.work / "ddp"
+    work.mkdir(parents=True, exist_ok=True)
+    for i in range(4):
+        truth = write_scene(work / f"s{i}_img.tif", size=64, seed=i, water_box=(4, 20 + i, 6, 30))
+        write_label(work / f"s{i}_lab.tif", truth)
+    base = work / "base.safetensors"
+    checkpoints.save(tiny_model(), base)
+    attempts = []
+    for nproc in (2, 1):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        if dev.type == "cuda" and nproc == 2:
+            env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
+        cmd = _torchrun() + [
+            "--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc),
+            "-m", "crossearth_sar.crossearth_cli.main", "finetune",
+            "--model", str(base), "--images", str(work / "s*_img.tif"),
+            "--labels", str(work / "s*_lab.tif"), "--tile", "32", "--batch", "2",
+            "--iters", str(sizes["ddp_iters"]), "--warmup", "0", "--device",
+            "cuda" if dev.type == "cuda" else "cpu", "--progress", "json", "--overwrite",
+            "-o", str(work / f"ddp{nproc}.safetensors")]
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)  # the step limit bounds it
+        seconds = time.perf_counter() - t0
+        done = [json.loads(line) for line in proc.stdout.splitlines()
+                if line.startswith("{") and '"done"' in line]
+        attempt = {"processes": nproc, "rc": proc.returncode, "seconds": round(seconds, 1)}
+        if done:
+            attempt["world_size"] = done[-1].get("world_size")
+            digests = done[-1].get("param_digests") or []
+            attempt["ranks_identical"] = len(set(digests)) == 1 and len(digests) == nproc
+        else:
+            attempt["stderr_tail"] = proc.stderr[-1500:]
+        attempts.append(attempt)
+        if proc.returncode == 0:
+            break
+    last = attempts[-1]
+    return {**_device_info(dev), "processes": last["processes"], "ok": last["rc"] == 0,
+            "ranks_identical": last.get("ranks_identical"), "attempts": attempts}
+
+
+# -- training step time ------------------------------------------------------------------
+def train(args, sizes, dev) -> dict:
+    import torch
+
+    from crossearth_sar.core import model as model_mod
+
+    result = {**_device_info(dev), "batch": sizes["train_batch"], "tile": sizes["train_tile"]}
+    for variant in ("ti", "s"):
+        torch.manual_seed(0)
+        net = model_mod.build(variant, num_classes=2).to(dev).train()
+        opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+        b, t = sizes["train_batch"], sizes["train_tile"]
+        x = torch.rand(b, 3, t, t, device=dev)
+        desc = torch.rand(b, 3, device=dev)
+        target = (torch.rand(b, t, t, device=dev) > 0.5).long()
+
+        def step():
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                                enabled=dev.type == "cuda"):
+                out = net(x, desc)
+            loss, _ = net.loss(out, target)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        step()  # warm-up
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        for _ in range(sizes["train_steps"]):
+            step()
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+            result[f"{variant}_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        result[f"{variant}_step_s"] = round((time.perf_counter() - t0) / sizes["train_steps"], 3)
+        del net, opt
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+    return result
+
+
+# -- ces segment on a whole scene ----------------------------------------------------------
+def _timed_segment(cmd: list[str], limit_s: float) -> dict:
+    """Run ``ces segment --progress json``; from its events: the time at which the windows
+    were done (tiles_s, also when vectorizing runs past ``limit_s`` and is stopped), windows."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = {"windows": None, "tiles_s": None, "stopped": False}
+    done = None
+    try:
+        for line in proc.stdout:
+            if time.perf_counter() - t0 > limit_s:
+                run["stopped"] = True
+                break
+            if not line.startswith("{"):
+                continue
+            event = json.loads(line)
+            if event.get("event") == "progress" and event.get("stage") == "segment":
+                run["windows"] = event.get("total")
+            elif event.get("event") == "progress" and run["tiles_s"] is None \
+                    and run["windows"] is not None:
+                run["tiles_s"] = round(time.perf_counter() - t0, 1)  # first post-tiling stage
+            elif event.get("event") == "done":
+                done = event
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+        err = proc.communicate(timeout=60)[1]
+    run["wall_s"] = round(time.perf_counter() - t0, 1)
+    run["rc"] = proc.returncode
+    if done is not None:
+        timing = done.get("timing", {})
+        run.update(tiles_s=timing.get("tiles_s", run["tiles_s"]), forward_s=timing.get("forward_s"),
+                   vectorize_s=timing.get("vectorize_s"), windows=timing.get("windows"),
+                   skipped=timing.get("windows_skipped"), polygons=done.get("polygons"))
+    elif not run["stopped"]:
+        run["stderr_tail"] = err[-1500:]
+    if run["windows"] and run["tiles_s"]:
+        run["windows_per_s"] = round((run["windows"] - (run.get("skipped") or 0)) / run["tiles_s"], 2)
+    return run
+
+
+def segment(args, sizes, dev) -> dict:
+    """ces segment on one synthetic scene per variant (random weights), the largest first;
+    each run gets an equal part of the time left (vectorizing past it is stopped, the
+    windows' time is kept)."""
+    import torch
+
+    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core import model as model_mod
+
+    start = time.perf_counter()
+    w, h = sizes["scene"]
+    scene = args.work / f"scene_{w}x{h}.tif"
+    write_synthetic_scene(scene, (w, h), seed=7, db=True, rows=1024,
+                          compress="deflate" if args.smoke else "none")
+    result = {**_device_info(dev), "scene": f"{w}x{h}",
+              "write_scene_s": round(time.perf_counter() - start, 1)}
+    ces = [sys.executable, "-m", "crossearth_sar.crossearth_cli.main"]
+    variants = list(args.variants or sizes["variants"])[::-1]  # l, s, ti: the goal first
+    for i, variant in enumerate(variants):
+        torch.manual_seed(0)
+        ckpt = args.work / f"random_{variant}.safetensors"
+        checkpoints.save(model_mod.build(variant, num_classes=2), ckpt)
+        cmd = ces + ["segment", str(scene), "-o", str(args.work / f"{variant}.gpkg"),
+                     "--model", str(ckpt), "--device", "cuda" if dev.type == "cuda" else "cpu",
+                     "--tile", str(sizes["tile"]), "--overlap", str(sizes["overlap"]),
+                     "--batch", str(sizes["batch"]), "--overwrite", "--progress", "json"]
+        left = args.budget - (time.perf_counter() - start)
+        result[variant] = _timed_segment(cmd, max(10.0, left / (len(variants) - i)))
+        result[f"{variant}_wall_s"] = result[variant]["wall_s"]
+        result[f"{variant}_windows_per_s"] = result[variant].get("windows_per_s")
+        ckpt.unlink()
+    return result
+
+
+COMMANDS = {"blend": blend, "bf16": bf16, "ddp": ddp, "train": train, "segment": segment}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("command", choices=sorted(COMMANDS))
+    ap.add_argument("--out", type=Path, required=True, help="results folder ($OUT)")
+    ap.add_argument("--work", type=Path, default=None,
+                    help="scratch folder for scenes and checkpoints (default: a temporary one)")
+    ap.add_argument("--smoke", action="store_true", help="shrink every size (runs on a CPU)")
+    ap.add_argument("--variants", nargs="*", default=None, help="segment: variants to run")
+    ap.add_argument("--budget", type=float, default=260.0,
+                    help="segment: seconds for the whole step (the runs share what is left)")
+    args = ap.parse_args(argv)
+    sizes = SIZES["smoke" if args.smoke else "full"]
+    dev = device_or_none(args.smoke)
+    if dev is None:
+        write_result(args.out, args.command, {"skipped": "no CUDA device (use --smoke on a CPU)"})
+        return 0
+    with tempfile.TemporaryDirectory(prefix="ces-gpu-suite-", dir=args.work) as tmp:
+        args.work = Path(tmp)
+        result = COMMANDS[args.command](args, sizes, dev)
+    result["smoke"] = bool(args.smoke)
+    write_result(args.out, args.command, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
