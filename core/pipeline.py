@@ -28,6 +28,7 @@ import torch
 from rasterio.windows import Window
 
 from . import sar_io, tiler, vectorize
+from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .atomic import atomic_output, check_writable
 from .errors import InputError
 from .memory import release_free_memory
@@ -149,18 +150,6 @@ def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> ti
         return model.predict_proba(x, desc)
 
     return predict
-
-
-def raster_classes(classes: Sequence[dict]) -> list[dict]:
-    """The model's classes with the value each one gets in the uint8 class raster.
-
-    A class keeps its label value when every value fits 0..254 (255 is nodata), so a model
-    trained on labels coded 10/20/30 writes 10/20/30; otherwise (e.g. water labelled 255)
-    every class is written as its index 0..K-1. ``class_id`` of the polygons is that value.
-    """
-    values = [int(c["value"]) for c in classes]
-    fits = all(0 <= v < tiler.NODATA_CLASS for v in values) and len(set(values)) == len(values)
-    return [{**c, "value": v if fits else i} for i, (c, v) in enumerate(zip(classes, values))]
 
 
 def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],

@@ -53,7 +53,9 @@ def _json_progress(argv: list[str]) -> bool:
 
 
 def _report_error(message: str, json_mode: bool) -> None:
-    if json_mode:
+    from .reporting import Reporter
+
+    if json_mode and not Reporter.error_sent:   # one error event per run
         import json
 
         sys.stdout.write(json.dumps({"event": "error", "message": message}) + "\n")
@@ -64,8 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the group and maps errors to exit statuses."""
     from ..core.errors import InputError
 
+    from .reporting import Reporter
+
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_progress(args)
+    Reporter.error_sent = False
     try:
         cli.main(args=args, prog_name="ces", standalone_mode=False)
     except click.exceptions.Abort:

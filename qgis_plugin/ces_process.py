@@ -2,8 +2,8 @@
 
 The provider never imports torch: every algorithm builds a ``ces ... --progress json``
 command line and hands it to :func:`run_ces`, which runs it with :class:`QProcess`, turns the
-JSON lines of DESIGN §5 into progress and stage text, errors into ``reportError`` plus a
-:class:`QgsProcessingException`, and a Cancel into SIGINT (then SIGKILL) within 5 s, after
+JSON lines of DESIGN §5 into progress (every window) and stage text (once per stage), errors
+into one :class:`QgsProcessingException` (Processing shows it, once), and a Cancel into SIGINT (then SIGKILL) within 5 s, after
 which nothing is left at the output paths.
 """
 from __future__ import annotations
@@ -34,6 +34,14 @@ HOW_TO_SET = (
     "full path of its `ces` program (e.g. /path/to/venv/bin/ces) or of a Python interpreter "
     "that has the crossearth_sar package (e.g. /path/to/venv/bin/python)."
 )
+
+# The progress text of each ces stage (QGIS's dialog also writes it into the log, so it is
+# set once per stage; the bar itself advances with every window).
+STAGE_TEXTS = {"segment": "Segmenting the scene, window by window",
+               "sieve": "Merging small patches", "vectorize": "Making polygons",
+               "descriptors": "Measuring the descriptors, tile by tile",
+               "read labels": "Reading the labels",
+               "evaluate": "Comparing with the reference labels", "train": "Training"}
 
 INTERRUPT_GRACE_S = 3.0   # after SIGINT, wait this long before SIGKILL
 POLL_MS = 100             # how often a running process is checked for output and Cancel
@@ -241,10 +249,9 @@ class _EventHandler:
         if kind == "progress":
             stage = str(event.get("stage") or "")
             done, total = int(event.get("done") or 0), int(event.get("total") or 0)
-            if stage != self.stage:
+            if stage != self.stage:   # QGIS's dialog logs every progress text: once a stage
                 self.stage = stage
-                self.feedback.pushInfo(f"Stage: {stage}")
-            self.feedback.setProgressText(f"{stage} ({done}/{total})" if total else stage)
+                self.feedback.setProgressText(STAGE_TEXTS.get(stage, stage))
             if total > 0:
                 self.feedback.setProgress(self.percent(stage, min(done / total, 1.0)))
         elif kind == "done":
@@ -275,8 +282,7 @@ class _EventHandler:
             self._warn(line.split(":", 2)[2].strip())
         elif low.startswith(("ces: error:", "ces: failed:", "error:", "usage:")) \
                 or low.startswith("traceback"):
-            self.stderr_errors.append(line)
-            self.feedback.pushConsoleInfo(line)
+            self.stderr_errors.append(line)   # shown once, as the exception's message
         else:
             self.feedback.pushConsoleInfo(line)
 
@@ -369,8 +375,7 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
                 message = f"ces rejected the input: {message}"
         if explain is not None:
             message = explain(message)
-        feedback.reportError(message, True)
-        raise QgsProcessingException(message)
+        raise QgsProcessingException(message)   # Processing shows it (once)
     feedback.setProgress(100)
     return CesResult(handler.done, handler.warnings)
 

@@ -54,8 +54,7 @@ class CrossEarthSARProvider(QgsProcessingProvider):
             config.settingIcons[self.name()] = self.icon()
             config.addSetting(setting(
                 self.name(), SETTING_CES_EXECUTABLE,
-                "ces executable (the `ces` program, or a Python interpreter that has the "
-                "crossearth_sar package; empty: `ces` on PATH)",
+                "ces executable (empty: automatic)",
                 "", valuetype=setting.FILE))
             config.readSettings()
         self.refreshAlgorithms()

@@ -15,7 +15,7 @@ from .algorithm_base import (
     CesAlgorithm,
     embedded_model_path,
 )
-from .class_style import model_classes, style_class_raster
+from .class_style import model_classes, style_class_raster, style_confidence_raster
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
 (for the model that comes with CrossEarth-SAR: water and not water), written to a GeoPackage
@@ -78,10 +78,10 @@ class SegmentAlgorithm(CesAlgorithm):
             defaultValue=128, minValue=0, maxValue=4096))
         self.addParameter(self.device_parameter(self.DEVICE))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, "Minimum polygon area (m², empty: 4 pixels)",
+            self.MIN_AREA, "Minimum area (m²)",
             QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.SIMPLIFY, "Simplify tolerance (m, empty: 3/4 of a pixel)",
+            self.SIMPLIFY, "Simplify tolerance (m)",
             QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
         batch = QgsProcessingParameterNumber(
             self.BATCH, "Tiles per batch", QgsProcessingParameterNumber.Integer,
@@ -126,11 +126,12 @@ class SegmentAlgorithm(CesAlgorithm):
         if confidence:
             args += ["--confidence", confidence]
         result = self.run_command(args, feedback, [out, raster, confidence])
-        self.style_on_load(context, out)
-        if raster:
-            classes = model_classes(model or embedded_model_path() or "")
-            if style_class_raster(raster, classes):
-                self.style_on_load(context, raster)
+        classes = model_classes(model or embedded_model_path() or "")
+        self.style_on_load(context, out, classes)
+        if raster and style_class_raster(raster, classes):
+            self.style_on_load(context, raster)
+        if confidence and style_confidence_raster(confidence):
+            self.style_on_load(context, confidence)
         for key, value in result.outputs.items():
             feedback.pushInfo(f"{key}: {value}")
         return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence}
