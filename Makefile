@@ -31,7 +31,7 @@ qgis:
 
 # Segments the Sen1Floods11 chip with the embedded model; prints the water area in km².
 demo: $(STAMP)
-	$(CES) segment $(DEMO_SCENE) -o demo.gpkg --raster demo_classes.tif --overwrite --summary
+	$(CES) segment $(DEMO_SCENE) -o demo.gpkg --raster demo_classes.tif --preview demo_preview.png --overwrite --summary
 
 test: qgis $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -rs
@@ -46,4 +46,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) *.egg-info build dist crossearth_sar.zip demo.gpkg demo_classes.tif
+	rm -rf $(VENV) *.egg-info build dist crossearth_sar.zip demo.gpkg demo_classes.tif demo_preview.png

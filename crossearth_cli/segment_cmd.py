@@ -32,11 +32,13 @@ def _resolve_model(model: Optional[Path]) -> Path:
     return model
 
 
-def _side_output(value: Optional[str], vector: Path, suffix: str, several: bool) -> Optional[Path]:
-    """--raster / --confidence: None (not asked), "" (flag: beside the vector), a path or folder."""
+def _side_output(value: Optional[str], vector: Path, suffix: str, several: bool,
+                 ext: str = ".tif") -> Optional[Path]:
+    """--raster / --confidence / --preview: None (not asked), "" (flag: beside the vector),
+    a path or folder."""
     if value is None:
         return None
-    name = f"{vector.stem}_{suffix}.tif"
+    name = f"{vector.stem}_{suffix}{ext}"
     if value == "":
         return vector.with_name(name)
     path = Path(value)
@@ -46,7 +48,8 @@ def _side_output(value: Optional[str], vector: Path, suffix: str, several: bool)
 
 
 def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
-          confidence: Optional[str], created: list[Path]) -> list[dict]:
+          confidence: Optional[str], created: list[Path],
+          preview: Optional[str] = None) -> list[dict]:
     """One {scene, vector, raster, confidence} per scene; several scenes → output is a folder
     (made when missing, and appended to ``created``)."""
     several = len(scenes) > 1
@@ -63,7 +66,7 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
         vectors = [output]
     if len(set(vectors)) != len(vectors):
         raise InputError(f"{output}: two scenes have the same file name; segment them separately")
-    for side in (raster, confidence):
+    for side in (raster, confidence, preview):
         if side and several:
             folder = Path(side)
             if not folder.is_dir():
@@ -71,18 +74,21 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
                                  f"folder (or no value: beside each vector)")
     return [{"scene": s, "vector": v,
              "raster": _side_output(raster, v, "classes", several),
-             "confidence": _side_output(confidence, v, "confidence", several)}
+             "confidence": _side_output(confidence, v, "confidence", several),
+             "preview": _side_output(preview, v, "preview", several, ".png")}
             for s, v in zip(scenes, vectors)]
 
 
 def _precheck(plan: list[dict], overwrite: bool, open_options: dict) -> None:
     """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written)."""
-    from ..core import sar_io, vectorize
+    from ..core import preview, sar_io, vectorize
     from ..core.atomic import check_writable
 
     for job in plan:
         vectorize.vector_format(job["vector"])
-        for key in ("vector", "raster", "confidence"):
+        if job["preview"] is not None:
+            preview.check_path(job["preview"])
+        for key in ("vector", "raster", "confidence", "preview"):
             if job[key] is not None:
                 check_writable(job[key], overwrite)
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
@@ -138,6 +144,9 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--confidence", is_flag=False, flag_value="", default=None, metavar="[CONF.tif]",
               help="Also write the confidence raster (float32 0..1 max class probability, "
                    "NaN nodata, COG). Without a value: <output>_confidence.tif.")
+@click.option("--preview", is_flag=False, flag_value="", default=None, metavar="[PICTURE.png]",
+              help="Also write a PNG picture: the scene in grey, the classes in their colours "
+                   "over it, a legend. Without a value: <output>_preview.png.")
 @click.option("--min-area", type=float, default=None, metavar="M2",
               help="Merge regions smaller than this (m²) into their largest neighbour. "
                    "Default: 4 pixels. 0: keep every pixel.")
@@ -152,8 +161,9 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
               default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
 @progress_option
-def segment(scenes, output, model, tile, overlap, batch, device, raster, confidence, min_area,
-            simplify, overwrite, summary, domain, bands, complex_part, progress_mode) -> None:
+def segment(scenes, output, model, tile, overlap, batch, device, raster, confidence, preview,
+            min_area, simplify, overwrite, summary, domain, bands, complex_part,
+            progress_mode) -> None:
     """Segment SAR scenes into land-cover polygons (GeoPackage layer "landcover").
 
     \b
@@ -164,12 +174,14 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
     reporter = Reporter(progress_mode)
     with _interrupt_on_sigterm():
         results = _run(reporter, scenes, output, model, tile, overlap, batch, device, raster,
-                       confidence, min_area, simplify, overwrite, domain, bands, complex_part)
+                       confidence, min_area, simplify, overwrite, domain, bands, complex_part,
+                       preview)
     _report(reporter, results, output, summary)
 
 
 def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, confidence,
-         min_area, simplify, overwrite, domain, bands, complex_part) -> list[dict]:
+         min_area, simplify, overwrite, domain, bands, complex_part,
+         preview=None) -> list[dict]:
     """Check everything, then segment each scene; errors also go to the reporter."""
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     try:
@@ -177,7 +189,7 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
                             complex_part=complex_part)
-        plan = _plan(tuple(scenes), output, raster, confidence, created)
+        plan = _plan(tuple(scenes), output, raster, confidence, created, preview)
         _precheck(plan, overwrite, open_options)
         model_path = _resolve_model(model)
         if min_area is not None and min_area < 0:
@@ -195,7 +207,8 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         for job in plan:
             results.append(pipeline.segment_scene(
                 job["scene"], net, job["vector"], raster=job["raster"],
-                confidence=job["confidence"], tile=tile, overlap=overlap, batch=batch,
+                confidence=job["confidence"], preview=job["preview"], tile=tile,
+                overlap=overlap, batch=batch,
                 device=str(dev), min_area=min_area, simplify=simplify, overwrite=overwrite,
                 progress=reporter, warn=reporter.warning, **open_options))
     except BaseException as e:

@@ -23,7 +23,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QIcon
 
 from .ces_process import SETTING_CES_EXECUTABLE, CesResult, run_ces
-from .class_style import apply_class_style
+from .class_style import apply_class_style, model_config
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 HOMEPAGE = "https://github.com/crossearth-sar/crossearth-sar"
@@ -271,6 +271,11 @@ class CesAlgorithm(QgsProcessingAlgorithm):
                 f"{self._label(name)}: the model file {path} does not exist. Choose a "
                 "CrossEarth-SAR model (.safetensors, e.g. one written by the Fine-tune "
                 f"algorithm), or {EMBEDDED_MODEL_HINT}.")
+        if model_config(path) is None:
+            raise QgsProcessingException(
+                f"{self._label(name)}: {path} is not a CrossEarth-SAR model (no CrossEarth-SAR "
+                "header in the file). Choose a .safetensors file written by CrossEarth-SAR, "
+                f"or {EMBEDDED_MODEL_HINT}.")
         return path
 
     def output_path(self, parameters, name: str, context, optional: bool = False) -> Optional[str]:

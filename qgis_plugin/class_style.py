@@ -41,18 +41,23 @@ CONFIDENCE_STOPS = ((0.0, "#d7191c"), (0.5, "#ffffbf"), (1.0, "#1a9641"))
 DESCRIPTOR_STOPS = ((0.0, "#440154"), (0.5, "#21918c"), (1.0, "#fde725"))
 
 
-def model_classes(path: str) -> list[dict]:
-    """The classes [{"name", "value", "color"}] of a model file; [] when unreadable."""
+def model_config(path: str) -> Optional[dict]:
+    """The CrossEarth-SAR config in a model file's header; None when it has none."""
     try:
         with open(path, "rb") as f:
             (length,) = struct.unpack("<Q", f.read(8))
             if not 0 < length <= MAX_HEADER_BYTES:
-                return []
+                return None
             header = json.loads(f.read(length).decode("utf-8"))
-        config = json.loads(header.get("__metadata__", {}).get(METADATA_KEY, "{}"))
-    except (OSError, ValueError, struct.error, AttributeError):
-        return []
-    classes = config.get("classes") if isinstance(config, dict) else None
+        config = json.loads(header.get("__metadata__", {})[METADATA_KEY])
+    except (OSError, ValueError, KeyError, TypeError, struct.error, AttributeError):
+        return None
+    return config if isinstance(config, dict) else None
+
+
+def model_classes(path: str) -> list[dict]:
+    """The classes [{"name", "value", "color"}] of a model file; [] when unreadable."""
+    classes = (model_config(path) or {}).get("classes")
     return [c for c in classes or [] if isinstance(c, dict) and "value" in c]
 
 

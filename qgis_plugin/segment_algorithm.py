@@ -29,7 +29,7 @@ is processed tile by tile, so memory stays flat.</p>
 whose predictions are blended, so there are no seams. Bigger tiles see more context and need
 more memory.</p>
 <p><b>Device</b>: <i>auto</i> uses an NVIDIA GPU when one is available, else the CPU.</p>
-<p><b>Minimum polygon area</b> (m&sup2;): patches smaller than this are merged into their
+<p><b>Minimum area</b> (m&sup2;): patches smaller than this are merged into their
 largest neighbour before polygons are made (empty: 4 pixels; 0 keeps every pixel).
 <b>Simplify tolerance</b> (m): polygon outlines are simplified by up to this distance while
 neighbours keep sharing their boundaries exactly (empty: 3/4 of a pixel; 0 keeps the exact
@@ -37,8 +37,10 @@ pixel edges).</p>
 <p><b>Outputs</b>: polygons with the fields <i>class_id</i>, <i>class_name</i>,
 <i>area_m2</i> (square metres, geodesic for latitude/longitude data) and
 <i>mean_confidence</i> (0 to 1), in the CRS of the scene. Optionally also the class raster
-(one class value per pixel, 255 = no data) and a confidence raster (the model's probability
-of the chosen class). Use GeoPackage for the polygons to keep the class colours.</p>
+(one class value per pixel, 255 = no data; drawn in the class colours, the background class
+transparent) and a confidence raster (the model's probability of the chosen class, drawn
+from red at 0 to green at 1). The background class is drawn as an outline only, so the scene
+shows through it.</p>
 <p>If the scene looks very different from what the model was trained on, a warning says
 so in the log: check the result, or fine-tune on a few labelled areas of your own.</p>
 <p>Cancel stops the computation within seconds and leaves no partial files.</p>
