@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -40,7 +41,8 @@ pixel edges).</p>
 (one class value per pixel, 255 = no data; drawn in the class colours, the background class
 transparent) and a confidence raster (the model's probability of the chosen class, drawn
 from red at 0 to green at 1). The background class is drawn as an outline only, so the scene
-shows through it.</p>
+shows through it. The preview picture (PNG) shows the scene in grey with the classes in
+their colours over it and a legend, to share or check at a glance.</p>
 <p>If the scene looks very different from what the model was trained on, a warning says
 so in the log: check the result, or fine-tune on a few labelled areas of your own.</p>
 <p>Cancel stops the computation within seconds and leaves no partial files.</p>
@@ -61,13 +63,14 @@ class SegmentAlgorithm(CesAlgorithm):
     INPUT, MODEL, TILE, OVERLAP, DEVICE = "INPUT", "MODEL", "TILE", "OVERLAP", "DEVICE"
     BATCH, MIN_AREA, SIMPLIFY = "BATCH", "MIN_AREA", "SIMPLIFY"
     OUTPUT, OUTPUT_RASTER, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_RASTER", "OUTPUT_CONFIDENCE"
+    OUTPUT_PREVIEW = "OUTPUT_PREVIEW"
     RASTER_INPUTS = (INPUT,)
     MODEL_INPUTS = (MODEL,)
     STAGE_WEIGHTS = {"segment": 85.0, "sieve": 3.0, "vectorize": 12.0}
     OPTION_PARAMETERS = {"--model": MODEL, "--tile": TILE, "--overlap": OVERLAP,
                          "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
                          "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
-                         "--confidence": OUTPUT_CONFIDENCE}
+                         "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
@@ -95,6 +98,9 @@ class SegmentAlgorithm(CesAlgorithm):
             self.OUTPUT_RASTER, "Class raster", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_CONFIDENCE, "Confidence raster", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PREVIEW, "Preview picture (PNG)", fileFilter="PNG pictures (*.png)",
+            optional=True, createByDefault=False))
 
     def check_extra(self, parameters, context) -> None:
         tile = self.parameterAsInt(parameters, self.TILE, context)
@@ -111,6 +117,7 @@ class SegmentAlgorithm(CesAlgorithm):
         out = self.output_path(parameters, self.OUTPUT, context)
         raster = self.output_path(parameters, self.OUTPUT_RASTER, context, optional=True)
         confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context, optional=True)
+        preview = self.output_path(parameters, self.OUTPUT_PREVIEW, context, optional=True)
 
         args = [scene, "-o", out,
                 "--tile", self.parameterAsInt(parameters, self.TILE, context),
@@ -127,7 +134,9 @@ class SegmentAlgorithm(CesAlgorithm):
             args += ["--raster", raster]
         if confidence:
             args += ["--confidence", confidence]
-        result = self.run_command(args, feedback, [out, raster, confidence])
+        if preview:
+            args += ["--preview", preview]
+        result = self.run_command(args, feedback, [out, raster, confidence, preview])
         classes = model_classes(model or embedded_model_path() or "")
         self.style_on_load(context, out, classes)
         if raster and style_class_raster(raster, classes):
@@ -136,4 +145,5 @@ class SegmentAlgorithm(CesAlgorithm):
             self.style_on_load(context, confidence)
         for key, value in result.outputs.items():
             feedback.pushInfo(f"{key}: {value}")
-        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence}
+        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
+                self.OUTPUT_PREVIEW: preview}

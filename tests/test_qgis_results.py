@@ -334,3 +334,27 @@ def test_evaluate_on_the_demo_pair_with_defaults(with_venv_ces, tmp_path):
 
     alg = QgsApplication.processingRegistry().algorithmById("crossearth_sar:evaluate")
     assert alg.hasHtmlOutputs() is False   # the dialog's "HTML output has been generated"
+
+
+def test_segment_loads_every_output_styled_and_writes_the_preview(with_venv_ces, tiny_model,
+                                                                  tmp_path):
+    """Through the toolbox path (runAndLoadResults): GeoJSON polygons get the class style,
+    the confidence raster its 0..1 ramp, and the preview picture is written."""
+    import processing
+    from PIL import Image
+    from qgis.core import QgsProject
+
+    out, conf, png = tmp_path / "lc.geojson", tmp_path / "conf.tif", tmp_path / "lc.png"
+    feedback = recording_feedback()
+    result = processing.runAndLoadResults("crossearth_sar:segment", {
+        "INPUT": str(DEMO_SCENE), "MODEL": str(tiny_model), "TILE": 256, "OVERLAP": 32,
+        "DEVICE": 1, "OUTPUT": str(out), "OUTPUT_CONFIDENCE": str(conf),
+        "OUTPUT_PREVIEW": str(png)}, feedback=feedback)
+    assert result["OUTPUT_PREVIEW"] == str(png)
+    assert Image.open(png).size[0] == 512
+    loaded = {lyr.source().split("|")[0]: lyr for lyr in QgsProject.instance().mapLayers().values()}
+    assert loaded[str(out)].renderer().type() == "categorizedSymbol"
+    assert loaded[str(conf)].renderer().type() == "singlebandpseudocolor"
+    assert not any("No style" in i for i in feedback.infos)
+    del loaded
+    QgsProject.instance().removeAllMapLayers()
