@@ -284,7 +284,7 @@ def test_segment_writes_styled_geopackage_and_loads_it_styled(with_venv_ces, tin
     assert result["OUTPUT"] == str(out) and result["OUTPUT_RASTER"] == str(classes)
     assert feedback.progress_values and max(feedback.progress_values) == 100
     assert feedback.progress_values == sorted(feedback.progress_values)   # one bar, all stages
-    assert feedback.texts[-1] == "Making polygons"
+    assert "Making polygons" in feedback.texts
 
     layer = QgsVectorLayer(str(out), "landcover", "ogr")
     scene = QgsRasterLayer(str(DEMO_SCENE), "scene")
