@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "train_cmds:pretrain",
     "evaluate": "train_cmds:evaluate",
     "descriptors": "descriptors_cmd:descriptors",
+    "doctor": "doctor_cmd:doctor",
     "models": "models_cmd:models",
     "segment": "segment_cmd:segment",
 }

@@ -22,7 +22,7 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from .ces_process import SETTING_CES_EXECUTABLE, CesResult, run_ces
+from .ces_process import SETTING_CES_EXECUTABLE, CesResult, resolve_ces, run_ces
 from .class_style import apply_class_style, model_config
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
@@ -170,6 +170,15 @@ class CesAlgorithm(QgsProcessingAlgorithm):
 
     def helpUrl(self) -> str:  # noqa: N802
         return HOMEPAGE
+
+    def canExecute(self):  # noqa: N802
+        """False, with the way to set one up, while no engine (``ces``) is found: the
+        algorithms stay listed and say so before running."""
+        try:
+            resolve_ces(configured_ces())
+        except QgsProcessingException as e:
+            return False, str(e)
+        return True, ""
 
     # --- input checks -----------------------------------------------------------------
     def checkParameterValues(self, parameters, context):  # noqa: N802

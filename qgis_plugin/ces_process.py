@@ -29,10 +29,11 @@ ENV_CES_EXECUTABLE = "CES_EXECUTABLE"
 CLI_MODULE = "crossearth_sar.crossearth_cli.main"
 
 HOW_TO_SET = (
-    "Install CrossEarth-SAR (pip install crossearth-sar) in a Python environment, then set "
-    "'ces executable' in Settings > Options > Processing > Providers > CrossEarth-SAR to the "
-    "full path of its `ces` program (e.g. /path/to/venv/bin/ces) or of a Python interpreter "
-    "that has the crossearth_sar package (e.g. /path/to/venv/bin/python)."
+    "Set up the engine: Plugins > CrossEarth-SAR > Set up CrossEarth-SAR engine (or the "
+    "Processing algorithm 'Set up CrossEarth-SAR engine'); it installs CrossEarth-SAR with "
+    "PyTorch in a folder of its own, without a terminal. Or, for an installation of your own, "
+    "set 'ces executable' in Settings > Options > Processing > Providers > CrossEarth-SAR to "
+    "its `ces` program or to a Python interpreter that has the crossearth_sar package."
 )
 
 # The progress text of each ces stage (QGIS's dialog also writes it into the log, so it is
@@ -55,11 +56,13 @@ class CesCommand:
     """The program and the leading arguments that make up ``ces``.
 
     ``program`` is an absolute path; ``prefix`` is ``[]`` for the ``ces`` program itself or
-    ``["-m", CLI_MODULE]`` for a Python interpreter that has the crossearth_sar package.
+    ``["-I", "-m", CLI_MODULE]`` for a Python interpreter that has the crossearth_sar package
+    (``-I``: isolated from the user's site-packages and PYTHON* variables).
     """
 
     program: str
     prefix: list[str] = field(default_factory=list)
+    version: Optional[str] = None   # known without asking (a managed engine)
 
     def arguments(self, args: Iterable[str]) -> list[str]:
         return [*self.prefix, *map(str, args)]
@@ -76,13 +79,14 @@ def is_python_interpreter(path: str) -> bool:
     return bool(_PYTHON_NAME.match(os.path.basename(path)))
 
 
-def resolve_ces(configured: Optional[str]) -> CesCommand:
-    """The ``ces`` command from the setting value, the environment or PATH.
-
-    Order: the Processing setting, then the ``CES_EXECUTABLE`` environment variable, then
-    ``ces`` on PATH. A value naming a Python interpreter runs ``python -m`` the CLI module.
-    Raises QgsProcessingException (saying how to set it) when nothing usable is found.
+def resolve_ces(configured: Optional[str], engines_root: Optional[str] = None) -> CesCommand:
+    """The ``ces`` command: the explicit setting (or the ``CES_EXECUTABLE`` environment
+    variable), else the managed engine of this plugin's version (engine_setup), else ``ces``
+    on PATH. A Python interpreter (setting or engine) runs ``python -I -m`` the CLI module.
+    Raises QgsProcessingException (saying how to set one up) when nothing usable is found.
     """
+    from . import engine_setup
+
     value = (configured or "").strip() or os.environ.get(ENV_CES_EXECUTABLE, "").strip()
     if value:
         path = os.path.expanduser(value)
@@ -99,13 +103,58 @@ def resolve_ces(configured: Optional[str]) -> CesCommand:
             raise QgsProcessingException(
                 f"The ces executable '{value}' is not executable. {HOW_TO_SET}")
     else:
+        root = engine_setup.engines_root(engines_root) if engines_root \
+            else engine_setup.configured_engines_root()
+        engine = engine_setup.managed_engine(root=root)
+        if engine is not None:
+            return CesCommand(str(engine.python), ["-I", "-m", CLI_MODULE], engine.version)
         path = shutil.which("ces")
         if path is None:
             raise QgsProcessingException(
-                f"The CrossEarth-SAR command line `ces` was not found on PATH. {HOW_TO_SET}")
+                f"No CrossEarth-SAR engine was found (no engine set up by the plugin, no `ces` "
+                f"on PATH). {HOW_TO_SET}")
     if is_python_interpreter(path):
-        return CesCommand(path, ["-m", CLI_MODULE])
+        return CesCommand(path, ["-I", "-m", CLI_MODULE])
     return CesCommand(path)
+
+
+_VERSIONS: dict = {}
+
+
+def engine_version(ces: CesCommand, timeout: float = 20.0) -> Optional[str]:
+    """The version ``ces --version`` reports (cached per program and its modification
+    time); None when it cannot say."""
+    if ces.version:
+        return ces.version
+    try:
+        key = (ces.program, tuple(ces.prefix), os.stat(ces.program).st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _VERSIONS:
+        import subprocess
+
+        from .engine_setup import engine_environment
+
+        try:
+            done = subprocess.run([ces.program, *ces.arguments(["--version"])],
+                                  capture_output=True, text=True, timeout=timeout,
+                                  env=engine_environment())
+            match = re.search(r"version\s+(\S+)", done.stdout)
+            _VERSIONS[key] = match.group(1) if match else None
+        except (OSError, subprocess.SubprocessError):
+            _VERSIONS[key] = None
+    return _VERSIONS[key]
+
+
+def version_advice(engine: Optional[str], plugin: str) -> Optional[str]:
+    """What to do when the engine's version differs from the plugin's; None when equal
+    (or unknown)."""
+    if engine is None or engine == plugin:
+        return None
+    return (f"The CrossEarth-SAR engine is version {engine} but the plugin is {plugin}: results "
+            "and options may differ. Run Plugins > CrossEarth-SAR > Set up CrossEarth-SAR "
+            "engine to install the matching engine (the old one stays until you delete it), "
+            f"or update the package in your own environment (pip install crossearth-sar=={plugin}).")
 
 
 @dataclass
@@ -318,13 +367,19 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
     feedback = feedback or QgsProcessingFeedback()
     args = [str(a) for a in args]
     ces = ces or resolve_ces(configured_executable)
+    from ..version import __version__
+    from .engine_setup import engine_environment
+
+    advice = version_advice(engine_version(ces), __version__)
+    if advice:
+        feedback.pushWarning(advice)
     guard = _OutputGuard(outputs)
     feedback.pushCommandInfo(ces.display(args))
 
     process = QProcess()
-    env = QProcessEnvironment.systemEnvironment()
-    env.insert("PYTHONUNBUFFERED", "1")
-    env.insert("PYTHONIOENCODING", "utf-8")
+    env = QProcessEnvironment()
+    for key, value in engine_environment().items():   # QGIS's environment stays in QGIS
+        env.insert(key, value)
     process.setProcessEnvironment(env)
     process.setProgram(ces.program)
     process.setArguments(ces.arguments(args))
@@ -381,4 +436,5 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
 
 
 __all__ = ["CesCommand", "CesResult", "resolve_ces", "run_ces", "is_python_interpreter",
+           "engine_version", "version_advice",
            "SETTING_CES_EXECUTABLE", "HOW_TO_SET"]

@@ -17,7 +17,7 @@ from _helpers_qgis import (  # noqa: E402
 
 pytestmark = pytest.mark.qgis
 
-ALGORITHMS = ("segment", "descriptors", "finetune", "evaluate")
+ALGORITHMS = ("segment", "descriptors", "finetune", "evaluate", "setup_engine")
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from _helpers_qgis import (  # noqa: E402
 
 pytestmark = pytest.mark.qgis
 
-ALGORITHMS = {"segment", "descriptors", "finetune", "evaluate"}
+ALGORITHMS = {"segment", "descriptors", "finetune", "evaluate", "setup_engine"}
 
 
 def _run(alg: str, params: dict, feedback=None):
@@ -151,13 +151,15 @@ def test_missing_ces_executable_says_how_to_set_it(ces_provider, tmp_path, monke
     assert "does not exist" in message
     assert "Settings > Options > Processing > Providers > CrossEarth-SAR" in message
 
-    # Unset: `ces` looked up on PATH, which has none here.
+    # Unset: no managed engine, and `ces` looked up on PATH, which has none here.
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CES_ENGINE_HOME", str(tmp_path / "engines"))
     monkeypatch.delenv("CES_EXECUTABLE", raising=False)
     with ces_setting(""):
         with pytest.raises(QgsProcessingException) as err:
             _run("descriptors", params)
-    assert "not found on PATH" in str(err.value) and "pip install" in str(err.value)
+    assert "No CrossEarth-SAR engine was found" in str(err.value)
+    assert "Plugins > CrossEarth-SAR > Set up CrossEarth-SAR engine" in str(err.value)
     assert not (tmp_path / "d.tif").exists()
 
 
