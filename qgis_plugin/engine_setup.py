@@ -448,7 +448,8 @@ class EngineInstaller:
     progress: Callable[[float, str], None] = lambda percent, text: None
     canceled: Callable[[], bool] = lambda: False
     log: Callable[[str], None] = lambda line: None
-    steps: Optional[list[Step]] = None     # None: install_steps(...)
+    # The commands for a build folder; None: install_steps (venv, PyTorch, the package, check)
+    plan: Optional[Callable[[Path], list[Step]]] = None
     doctor: dict = field(default_factory=dict)
 
     @property
@@ -491,8 +492,9 @@ class EngineInstaller:
 
             write(f"# CrossEarth-SAR engine {self.version} ({self.backend}), "
                   f"{datetime.datetime.now().isoformat(timespec='seconds')}")
-            steps = self.steps
-            if steps is None:
+            if self.plan is not None:
+                steps = self.plan(build)
+            else:
                 base = self.base_python
                 if base is None:
                     base, _ = find_base_python()
@@ -508,7 +510,7 @@ class EngineInstaller:
                 done += step.weight
             self.progress(100.0, "Done")
             self.doctor = _last_json(output)
-            if self.steps is None and not self.doctor.get("ok"):
+            if not self.doctor.get("ok"):
                 problems = "; ".join(self.doctor.get("problems") or ["no report"])
                 raise EngineError("failed", f"The engine was installed but its check failed: "
                                             f"{problems}. See install.log.")
