@@ -472,6 +472,7 @@ class EngineInstaller:
                 if self.folder.exists():
                     shutil.rmtree(self.folder)
                 os.replace(build, self.folder)
+                relocate_scripts(self.folder / "venv", build / "venv", self.folder / "venv")
             except BaseException:
                 failed_log = root / f"{self.folder.name}-install-failed.log"
                 if log_path.is_file():
@@ -551,6 +552,25 @@ class EngineInstaller:
         if process.returncode != 0:
             raise classify_failure("\n".join(lines[-60:]), self.wheels, self.backend)
         return "\n".join(lines)
+
+
+def relocate_scripts(venv: Path, old: Path, new: Path) -> int:
+    """After the rename of the build folder: the venv's text scripts (the shebangs of
+    bin/ces, bin/pip, activate ...) and pyvenv.cfg name the new folder. Binary launchers
+    (Windows .exe) are left alone: the provider runs the venv's Python itself. Returns the
+    number of files rewritten."""
+    before, after = str(old).encode(), str(new).encode()
+    scripts = venv / ("Scripts" if (venv / "Scripts").is_dir() else "bin")
+    changed = 0
+    for path in [venv / "pyvenv.cfg", *(sorted(scripts.iterdir()) if scripts.is_dir() else [])]:
+        if path.is_symlink() or not path.is_file():
+            continue
+        data = path.read_bytes()
+        if before not in data or b"\0" in data:
+            continue
+        path.write_bytes(data.replace(before, after))
+        changed += 1
+    return changed
 
 
 def _last_json(output: str) -> dict:

@@ -280,6 +280,11 @@ def test_setup_builds_in_a_temporary_folder_and_renames_it(tmp_path):
     probe = subprocess.run([str(engine.python), "-I", "-c", "import qgis"], capture_output=True)
     assert probe.returncode != 0
     assert es.managed_engine(root=root).folder == folder
+    # the venv's scripts name the final folder, not the build folder
+    assert str(folder) in (venv / "bin" / "activate").read_text()
+    for path in [venv / "pyvenv.cfg", *(venv / "bin").iterdir()]:
+        if path.is_file() and not path.is_symlink():
+            assert ".build-" not in path.read_text(errors="replace"), path
 
 
 def test_cancel_stops_the_setup_and_leaves_nothing(tmp_path):
