@@ -18,6 +18,7 @@ from ..version import __version__
 from .algorithm_base import CesAlgorithm
 from .engine_setup import (
     CUDA_BACKEND,
+    DOWNLOAD_MB,
     ENGINE_SIZE_MB,
     EngineError,
     EngineInstaller,
@@ -34,9 +35,9 @@ environment with CrossEarth-SAR {__version__}, PyTorch and GDAL, in a folder of 
 account (not inside QGIS, not in the plugin folder, so plugin updates keep it). No terminal
 is needed.</p>
 <p>It needs a Python 3.10 or newer on this computer and downloads about
-{ENGINE_SIZE_MB['cpu'] // 5} MB (CPU; about {ENGINE_SIZE_MB[CUDA_BACKEND] // 3} MB for CUDA),
-which take about {ENGINE_SIZE_MB['cpu']} MB on disk (CPU) or {ENGINE_SIZE_MB[CUDA_BACKEND]} MB
-(CUDA). At the end it checks the engine: the versions, the GPU, and the default model
+{DOWNLOAD_MB['cpu']} MB (CPU; about {DOWNLOAD_MB[CUDA_BACKEND]} MB for CUDA), which take about
+{ENGINE_SIZE_MB['cpu']} MB on disk (CPU) or {ENGINE_SIZE_MB[CUDA_BACKEND]} MB (CUDA); a few
+minutes. At the end it checks the engine: the versions, the GPU, and the default model
 segmenting a small test tile.</p>
 <p><b>Backend</b>: <i>auto</i> installs the CUDA build of PyTorch when an NVIDIA GPU is
 found, else the CPU build.</p>

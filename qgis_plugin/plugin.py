@@ -45,6 +45,7 @@ class CrossEarthSARPlugin:
 
         from ..version import __version__
         from .engine_setup import (
+            DOWNLOAD_MB,
             ENGINE_SIZE_MB,
             EngineInstaller,
             configured_engines_root,
@@ -57,8 +58,9 @@ class CrossEarthSARPlugin:
         answer = QMessageBox.question(
             self.iface.mainWindow(), "Set up CrossEarth-SAR engine",
             f"This installs CrossEarth-SAR {__version__} with PyTorch ({backend}) and GDAL in "
-            f"its own Python environment in\n{root}\n(about {ENGINE_SIZE_MB.get(backend)} MB "
-            "on disk; a few minutes). It runs in the background: follow it in QGIS's task "
+            f"its own Python environment in\n{root}\n(a download of about "
+            f"{DOWNLOAD_MB.get(backend)} MB, {ENGINE_SIZE_MB.get(backend)} MB on disk; a few "
+            "minutes). It runs in the background: follow it in QGIS's task "
             "bar, where you can also cancel it.\n\nFor a CPU-only engine, an offline setup "
             "from a wheel folder, or another folder, use the Processing algorithm "
             "'Set up CrossEarth-SAR engine' instead.")
