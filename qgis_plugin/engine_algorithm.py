@@ -12,6 +12,7 @@ from qgis.core import (
     QgsProcessingParameterBoolean,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsSettings,
 )
 
 from ..version import __version__
@@ -21,6 +22,7 @@ from .engine_setup import (
     DOWNLOAD_MB,
     ENGINE_SIZE_MB,
     EngineError,
+    SETTING_ENGINE_HOME,
     EngineInstaller,
     configured_engines_root,
     detect_backend,
@@ -44,7 +46,7 @@ found, else the CPU build.</p>
 <p><b>Wheel folder</b> (optional): install offline from a folder of wheel files made on a
 connected computer, with no download at all.</p>
 <p><b>Engine folder</b> (optional): where engines are kept (default: your user data folder,
-CrossEarth-SAR/engines).</p>
+CrossEarth-SAR/engines); a folder given here is remembered for the other algorithms.</p>
 <p>Cancel stops the setup and leaves nothing half-installed; the log of each setup is kept in
 the engine folder (install.log).</p>
 """
@@ -106,6 +108,8 @@ class EngineSetupAlgorithm(CesAlgorithm):
             engine = installer.run(replace=self.parameterAsBool(parameters, self.REPLACE, context))
         except EngineError as e:
             raise QgsProcessingException(str(e)) from None
+        if folder:   # remembered, so that the provider finds the engine there
+            QgsSettings().setValue(SETTING_ENGINE_HOME, str(root))
         summary = doctor_summary(engine.info.get("doctor") or {})
         feedback.pushInfo(f"Engine ready in {engine.folder}: {summary}")
         return {self.ENGINE: str(engine.folder), self.CHECK: summary}

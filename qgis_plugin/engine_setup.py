@@ -36,6 +36,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -531,7 +532,6 @@ class EngineInstaller:
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    env=engine_environment(), text=True, encoding="utf-8",
                                    errors="replace", bufsize=1)
-        import threading
 
         def pump() -> None:
             for line in process.stdout:
