@@ -96,7 +96,7 @@ def data_home(env: Optional[Mapping[str, str]] = None, platform: Optional[str] =
 
 def engines_root(override: Optional[str] = None, env: Optional[Mapping[str, str]] = None,
                  platform: Optional[str] = None) -> Path:
-    """The folder holding the engines: ``override`` (the QGIS setting), else
+    """The folder holding the engines: ``override`` (a folder chosen for this setup), else
     ``$CES_ENGINE_HOME``, else data_home()/CrossEarth-SAR/engines."""
     env = os.environ if env is None else env
     chosen = (override or "").strip() or env.get(ENV_ENGINE_HOME, "").strip()
@@ -106,7 +106,10 @@ def engines_root(override: Optional[str] = None, env: Optional[Mapping[str, str]
 
 
 def configured_engines_root() -> Path:
-    """engines_root() with the QGIS setting when QGIS is there."""
+    """Where the provider looks: ``$CES_ENGINE_HOME``, else the QGIS setting (a folder
+    chosen in the setup algorithm), else the default of engines_root()."""
+    if os.environ.get(ENV_ENGINE_HOME, "").strip():
+        return engines_root()
     try:
         from qgis.core import QgsSettings
 
