@@ -177,10 +177,12 @@ def engine_environment(base: Optional[Mapping[str, str]] = None) -> dict[str, st
     base = dict(os.environ if base is None else base)
     env = {k: v for k, v in base.items()
            if k not in STRIPPED_VARIABLES and not k.upper().startswith(STRIPPED_PREFIXES)}
-    prefix = base.get("QGIS_PREFIX_PATH")
-    if prefix and env.get("PATH"):
-        env["PATH"] = os.pathsep.join(p for p in env["PATH"].split(os.pathsep)
-                                      if not os.path.abspath(p).startswith(os.path.abspath(prefix)))
+    prefixes = [os.path.abspath(base[k]) for k in ("QGIS_PREFIX_PATH", "OSGEO4W_ROOT")
+                if base.get(k)]
+    if prefixes and env.get("PATH"):   # QGIS's own DLLs and programs (Windows: OSGeo4W\bin)
+        env["PATH"] = os.pathsep.join(
+            p for p in env["PATH"].split(os.pathsep)
+            if not any(os.path.abspath(p).startswith(prefix) for prefix in prefixes))
     env["PYTHONNOUSERSITE"] = "1"
     env["PYTHONIOENCODING"] = "utf-8"
     env["PYTHONUNBUFFERED"] = "1"

@@ -129,6 +129,9 @@ def test_engine_environment_keeps_qgis_out(tmp_path):
                  "LD_LIBRARY_PATH", "QGIS_PREFIX_PATH", "QGIS_CUSTOM_CONFIG_PATH", "QT_PLUGIN_PATH"):
         assert name not in env, name
     assert env["PATH"] == "/usr/bin" and env["HOME"] == "/home/ana" and env["LANG"] == "C.UTF-8"
+    osgeo = es.engine_environment({"PATH": os.pathsep.join(["/osgeo4w/bin", "/usr/bin"]),
+                                   "OSGEO4W_ROOT": "/osgeo4w"})
+    assert osgeo["PATH"] == "/usr/bin" and "OSGEO4W_ROOT" not in osgeo
 
 
 def _broken_numpy(folder: Path) -> Path:
