@@ -82,7 +82,8 @@ def is_python_interpreter(path: str) -> bool:
 def resolve_ces(configured: Optional[str], engines_root: Optional[str] = None) -> CesCommand:
     """The ``ces`` command: the explicit setting (or the ``CES_EXECUTABLE`` environment
     variable), else the managed engine of this plugin's version (engine_setup), else ``ces``
-    on PATH. A Python interpreter (setting or engine) runs ``python -I -m`` the CLI module.
+    on PATH, else a managed engine of another version (run_ces then says what to do). A
+    Python interpreter (setting or engine) runs ``python -I -m`` the CLI module.
     Raises QgsProcessingException (saying how to set one up) when nothing usable is found.
     """
     from . import engine_setup
@@ -106,9 +107,11 @@ def resolve_ces(configured: Optional[str], engines_root: Optional[str] = None) -
         root = engine_setup.engines_root(engines_root) if engines_root \
             else engine_setup.configured_engines_root()
         engine = engine_setup.managed_engine(root=root)
+        path = shutil.which("ces") if engine is None else None
+        if engine is None and path is None:   # an engine of another version (it will say so)
+            engine = engine_setup.managed_engine(None, root=root)
         if engine is not None:
             return CesCommand(str(engine.python), ["-I", "-m", CLI_MODULE], engine.version)
-        path = shutil.which("ces")
         if path is None:
             raise QgsProcessingException(
                 f"No CrossEarth-SAR engine was found (no engine set up by the plugin, no `ces` "

@@ -162,11 +162,19 @@ def installed_engines(root: Optional[Path] = None) -> list[Engine]:
     return found
 
 
-def managed_engine(version: str = __version__, root: Optional[Path] = None) -> Optional[Engine]:
-    """The engine of this plugin's version (a CUDA one before CPU), else None."""
-    matching = [e for e in installed_engines(root) if e.version == version]
-    matching.sort(key=lambda e: e.backend == "cpu")
-    return matching[0] if matching else None
+def _version_key(version: str) -> tuple:
+    return tuple(int(p) if p.isdigit() else -1 for p in re.split(r"[.+-]", version))
+
+
+def managed_engine(version: Optional[str] = __version__,
+                   root: Optional[Path] = None) -> Optional[Engine]:
+    """The engine of ``version`` (a CUDA one before CPU); with ``version`` None, the newest
+    installed engine of any version; None when there is none."""
+    engines = installed_engines(root)
+    if version is not None:
+        engines = [e for e in engines if e.version == version]
+    engines.sort(key=lambda e: (_version_key(e.version), e.backend != "cpu"), reverse=True)
+    return engines[0] if engines else None
 
 
 # --- the environment a child Python gets ---------------------------------------------------

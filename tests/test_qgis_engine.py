@@ -172,7 +172,7 @@ def _fake_engine(root: Path, version: str = __version__, backend: str = "cpu") -
     return python
 
 
-def test_lookup_order_setting_then_engine_then_path(ces_provider, tmp_path, monkeypatch):
+def test_lookup_order_setting_then_engine_then_path_then_other_engines(ces_provider, tmp_path, monkeypatch):
     from crossearth_sar.qgis_plugin.ces_process import CLI_MODULE, resolve_ces
 
     root = tmp_path / "engines"
@@ -183,10 +183,11 @@ def test_lookup_order_setting_then_engine_then_path(ces_provider, tmp_path, monk
     on_path = bin_dir / "ces"
     on_path.write_text("#!/bin/sh\nexit 0\n")
     on_path.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    old_python = _fake_engine(root, "0.0.1")                             # 4. another version,
+    assert (resolve_ces("").program, resolve_ces("").version) == (str(old_python), "0.0.1")
     monkeypatch.setenv("PATH", str(bin_dir))
-    assert resolve_ces("").program == str(on_path)                       # 3. PATH
-    _fake_engine(root, "0.0.1")                                          # another version: not used
-    assert resolve_ces("").program == str(on_path)
+    assert resolve_ces("").program == str(on_path)                       # 3. after PATH
     engine_python = _fake_engine(root)
     ces = resolve_ces("")                                                # 2. the managed engine
     assert ces.program == str(engine_python) and ces.prefix == ["-I", "-m", CLI_MODULE]
