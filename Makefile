@@ -23,15 +23,16 @@ $(STAMP): setup.cfg pyproject.toml requirements/cpu-constraints.txt
 	$(PY) -m pip install -q -c requirements/cpu-constraints.txt -e '.[test]'
 	touch $(STAMP)
 
-# QGIS 3.22 from Debian, only when missing.
+# QGIS 3.22 from Debian (and a virtual display for the desktop test), only when missing.
 qgis:
-	@if ! dpkg -s python3-qgis qgis-providers >/dev/null 2>&1; then \
+	@if ! dpkg -s python3-qgis qgis-providers xvfb xauth >/dev/null 2>&1; then \
 	  $(SUDO) $(APT) update -qq && \
-	  $(SUDO) $(APT) install -y -qq --no-install-recommends qgis python3-qgis qgis-providers; fi
+	  $(SUDO) $(APT) install -y -qq --no-install-recommends qgis python3-qgis qgis-providers \
+	    xvfb xauth; fi
 
 # Segments the Sen1Floods11 chip with the embedded model; prints the water area in km².
 demo: $(STAMP)
-	$(CES) segment $(DEMO_SCENE) -o demo.gpkg --raster demo_classes.tif --overwrite --summary
+	$(CES) segment $(DEMO_SCENE) -o demo.gpkg --raster demo_classes.tif --preview demo_preview.png --overwrite --summary
 
 test: qgis $(STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -rs
@@ -46,4 +47,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) *.egg-info build dist crossearth_sar.zip demo.gpkg demo_classes.tif
+	rm -rf $(VENV) *.egg-info build dist crossearth_sar.zip demo.gpkg demo_classes.tif demo_preview.png

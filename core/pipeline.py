@@ -28,6 +28,7 @@ import torch
 from rasterio.windows import Window
 
 from . import sar_io, tiler, vectorize
+from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .atomic import atomic_output, check_writable
 from .errors import InputError
 from .memory import release_free_memory
@@ -151,18 +152,6 @@ def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> ti
     return predict
 
 
-def raster_classes(classes: Sequence[dict]) -> list[dict]:
-    """The model's classes with the value each one gets in the uint8 class raster.
-
-    A class keeps its label value when every value fits 0..254 (255 is nodata), so a model
-    trained on labels coded 10/20/30 writes 10/20/30; otherwise (e.g. water labelled 255)
-    every class is written as its index 0..K-1. ``class_id`` of the polygons is that value.
-    """
-    values = [int(c["value"]) for c in classes]
-    fits = all(0 <= v < tiler.NODATA_CLASS for v in values) and len(set(values)) == len(values)
-    return [{**c, "value": v if fits else i} for i, (c, v) in enumerate(zip(classes, values))]
-
-
 def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
     """The sieve threshold in pixels for ``min_area`` m² (None: DEFAULT_MIN_PIXELS).
 
@@ -189,12 +178,14 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
                   simplify: Optional[float] = None, overwrite: bool = False,
                   progress: Optional[ProgressCallback] = None,
                   warn: Optional[Callable[[str], None]] = None, domain: Optional[str] = None,
-                  bands: Optional[Sequence] = None, complex_part: str = "amplitude") -> dict:
+                  bands: Optional[Sequence] = None, complex_part: str = "amplitude",
+                  preview: Optional[PathLike] = None) -> dict:
     """Segment one SAR scene into land-cover polygons (and optional rasters).
 
     ``min_area`` m² (default 4 pixels' area; 0 = no sieve); ``simplify`` metres (default 3/4
     pixel; 0 = exact pixel edges). ``model``: a CrossEarthSAR or a checkpoint path.
     ``domain`` / ``bands`` / ``complex_part``: passed to core.sar_io.open_scene.
+    ``preview``: also write a PNG picture of the result there (core.preview).
     Returns {"outputs": {"vector", ["raster"], ["confidence"]}, "warnings": [...],
     "class_area_m2": {name: m²}, "polygons": N, "timing": {...}, ...}.
     Raises InputError for bad input (nothing is written then).
@@ -204,12 +195,12 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
                               confidence=confidence, tile=tile, overlap=overlap, batch=batch,
                               device=device, min_area=min_area, simplify=simplify,
                               overwrite=overwrite, progress=progress, warn=warn, domain=domain,
-                              bands=bands, complex_part=complex_part)
+                              bands=bands, complex_part=complex_part, preview=preview)
 
 
 def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, overlap, batch,
                    device, min_area, simplify, overwrite, progress, warn, domain, bands,
-                   complex_part) -> dict:
+                   complex_part, preview) -> dict:
     progress = ensure(progress)
     warnings: list[str] = []
 
@@ -223,9 +214,16 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
     check_writable(out_vector, overwrite)
     raster_path = check_raster_path(raster, overwrite)
     confidence_path = check_raster_path(confidence, overwrite)
-    finals = [p.resolve() for p in (out_vector, raster_path, confidence_path) if p is not None]
+    if preview is not None:
+        from .preview import check_path
+
+        preview = check_writable(check_path(preview), overwrite)
+    preview_path = preview
+    finals = [p.resolve() for p in (out_vector, raster_path, confidence_path, preview_path)
+              if p is not None]
     if len(set(finals)) != len(finals):
-        raise InputError(f"{out_vector}: the vector, --raster and --confidence outputs must differ")
+        raise InputError(f"{out_vector}: the vector, --raster, --confidence and --preview "
+                         f"outputs must differ")
     tiler.check_tiling(tile, overlap, batch)
     dev = tiler.resolve_device(device)
     model_path = None if isinstance(model, torch.nn.Module) else model
@@ -283,12 +281,19 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
                 if confidence_path is not None:
                     write_cog(conf_path, outputs.enter_context(
                         atomic_output(confidence_path, overwrite)), resampling="average")
+                if preview_path is not None:
+                    from .preview import write_preview
+
+                    write_preview(scene_path, sieved_path, classes,
+                                  outputs.enter_context(atomic_output(preview_path, overwrite)))
             t_end = time.perf_counter()
     out = {"vector": str(out_vector.absolute())}
     if raster_path is not None:
         out["raster"] = str(raster_path.absolute())
     if confidence_path is not None:
         out["confidence"] = str(confidence_path.absolute())
+    if preview_path is not None:
+        out["preview"] = str(preview_path.absolute())
     if summary["polygons"] == 0:
         warning(f"{Path(scene_path).name}: no polygon left after sieving")
     return {

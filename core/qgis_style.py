@@ -1,7 +1,10 @@
-"""A QGIS style (QML, categorized by class name) stored in a GeoPackage's ``layer_styles`` table.
+"""Class styles: the class raster's values, and a QGIS style (QML, categorized by class name)
+stored in a GeoPackage's ``layer_styles`` table.
 
 QGIS applies the style whose ``useAsDefault`` is 1 when it opens the layer (DESIGN §7).
-Plain sqlite3 and string building: this module never imports qgis.
+A background class (see :func:`is_background`) is drawn as an outline without fill, so the
+scene shows through it. Plain sqlite3 and string building: this module never imports qgis
+(nor torch), so the QGIS plugin and the preview use it too.
 """
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ from xml.sax.saxutils import quoteattr
 
 STYLE_NAME = "CrossEarth-SAR classes"
 QGIS_VERSION = "3.22.0-Białowieża"
+NODATA_CLASS = 255   # nodata of the uint8 class raster (as core/tiler.NODATA_CLASS)
+BACKGROUND_NAMES = frozenset({"background", "not water", "non-water", "no water", "other",
+                              "unlabelled", "unlabeled", "no data", "nodata"})
 FALLBACK_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
                    (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
                    (188, 189, 34), (23, 190, 207)]
@@ -31,12 +37,34 @@ def rgb(color: Any, index: int = 0) -> tuple[int, int, int]:
     return FALLBACK_COLORS[index % len(FALLBACK_COLORS)]
 
 
-def _fill_symbol(name: str, color: tuple[int, int, int]) -> str:
+def raster_classes(classes: Sequence[dict]) -> list[dict]:
+    """The model's classes with the value each one gets in the uint8 class raster.
+
+    A class keeps its label value when every value fits 0..254 (255 is nodata), so a model
+    trained on labels coded 10/20/30 writes 10/20/30; otherwise (e.g. water labelled 255)
+    every class is written as its index 0..K-1. ``class_id`` of the polygons is that value.
+    """
+    values = [int(c["value"]) for c in classes]
+    fits = all(0 <= v < NODATA_CLASS for v in values) and len(set(values)) == len(values)
+    return [{**c, "value": v if fits else i} for i, (c, v) in enumerate(zip(classes, values))]
+
+
+def is_background(cls: dict) -> bool:
+    """Whether a class is drawn without fill: its ``"background"`` key when given, else its
+    name is one of :data:`BACKGROUND_NAMES` (case-insensitive)."""
+    if "background" in cls:
+        return bool(cls["background"])
+    return str(cls.get("name", "")).strip().lower() in BACKGROUND_NAMES
+
+
+def _fill_symbol(name: str, color: tuple[int, int, int], filled: bool = True) -> str:
     r, g, b = color
+    dark = f"{max(r - 60, 0)},{max(g - 60, 0)},{max(b - 60, 0)},255"
     options = {
-        "color": f"{r},{g},{b},255", "style": "solid", "outline_style": "solid",
-        "outline_color": f"{max(r - 60, 0)},{max(g - 60, 0)},{max(b - 60, 0)},255",
-        "outline_width": "0.1", "outline_width_unit": "MM", "joinstyle": "bevel",
+        "color": f"{r},{g},{b},255", "style": "solid" if filled else "no",
+        "outline_style": "solid", "outline_color": dark,
+        "outline_width": "0.1" if filled else "0.26", "outline_width_unit": "MM",
+        "joinstyle": "bevel",
         "border_width_map_unit_scale": "3x:0,0,0,0,0,0", "offset": "0,0",
         "offset_unit": "MM", "offset_map_unit_scale": "3x:0,0,0,0,0,0",
     }
@@ -55,14 +83,15 @@ def _fill_symbol(name: str, color: tuple[int, int, int]) -> str:
 def categorized_qml(classes: Sequence[dict], field: str = "class_name") -> str:
     """QML of a categorized renderer on ``field``: one category per class, the class colour.
 
-    ``classes``: [{"name": str, "value": int, "color": "#rrggbb" | [r, g, b]}, ...].
+    ``classes``: [{"name": str, "value": int, "color": "#rrggbb" | [r, g, b]}, ...]; a
+    background class (:func:`is_background`) gets an outline and no fill.
     """
     cats, symbols = [], []
     for i, c in enumerate(classes):
         name = str(c.get("name", c.get("value", i)))
         cats.append(f'<category render="true" symbol="{i}" value={quoteattr(name)} '
                     f'label={quoteattr(name)}/>')
-        symbols.append(_fill_symbol(str(i), rgb(c.get("color"), i)))
+        symbols.append(_fill_symbol(str(i), rgb(c.get("color"), i), not is_background(c)))
     return (
         "<!DOCTYPE qgis PUBLIC 'http://mrcc.com/qgis.dtd' 'SYSTEM'>\n"
         f'<qgis version={quoteattr(QGIS_VERSION)} styleCategories="Symbology">\n'

@@ -34,6 +34,9 @@ from .progress import ProgressCallback, ensure
 
 NODATA_CLASS = 255
 LAYER = "landcover"
+# GeoPackage 1.2: read without warnings by the GDAL of QGIS 3.22 (GDAL >= 3.3 writes 1.4 by
+# default, which older GDALs report as only partially supported).
+GPKG_VERSION = "1.2"
 VECTOR_FORMATS = {".gpkg": "GPKG", ".geojson": "GeoJSON", ".fgb": "FlatGeobuf",
                   ".shp": "ESRI Shapefile", ".parquet": "Parquet"}
 BAND_PIXELS = 1 << 20  # pixels per band of rows read at a time (1 Mpx: O(width) memory)
@@ -266,6 +269,8 @@ def write_vector(frame, path: str | os.PathLike, classes: Sequence[dict], driver
         kwargs: dict[str, Any] = {"driver": driver}
         if driver in ("GPKG", "FlatGeobuf"):
             kwargs["layer"] = LAYER
+        if driver == "GPKG":
+            kwargs["VERSION"] = GPKG_VERSION
         frame.to_file(path, **kwargs)
     if driver == "GPKG":
         qgis_style.write_gpkg_style(path, LAYER, qgis_style.categorized_qml(classes))

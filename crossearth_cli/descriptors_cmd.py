@@ -2,18 +2,42 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 import click
 
 from .reporting import Reporter, progress_option
 
 
+MIN_DEFAULT_TILE, MAX_DEFAULT_TILE, TILES_ACROSS = 32, 512, 16
+
+
+def auto_tile(width: int, height: int) -> int:
+    """The default tile: the power of two nearest below min(width, height) / TILES_ACROSS,
+    clamped to MIN_DEFAULT_TILE..MAX_DEFAULT_TILE (a 512² scene: 32 px, a 16 x 16 map)."""
+    side = max(1, min(width, height) // TILES_ACROSS)
+    return max(MIN_DEFAULT_TILE, min(MAX_DEFAULT_TILE, 1 << (side.bit_length() - 1)))
+
+
+def default_tile(scene: Path) -> int:
+    """auto_tile of the scene's size; MAX_DEFAULT_TILE when GDAL cannot open it (the
+    descriptor map then reports why)."""
+    import rasterio
+
+    try:
+        with rasterio.open(scene) as src:
+            return auto_tile(src.width, src.height)
+    except (rasterio.errors.RasterioIOError, OSError):
+        return MAX_DEFAULT_TILE
+
+
 @click.command("descriptors")
 @click.argument("scene", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output GeoTIFF: 3 float32 bands H_DE, ENL, R_LR, one pixel per tile.")
-@click.option("--tile", type=click.IntRange(8, 8192), default=512, show_default=True,
-              help="Tile size in pixels.")
+@click.option("--tile", type=click.IntRange(8, 8192), default=None,
+              help="Tile size in pixels. Default: about 1/16 of the scene's shorter side, a "
+                   "power of two between 32 and 512 (32 for a 512 x 512 scene).")
 @click.option("--stride", type=click.IntRange(1, 8192), default=None,
               help="Step between tiles in pixels (default: the tile size).")
 @click.option("--bins", type=click.IntRange(2, 3600), default=36, show_default=True,
@@ -27,7 +51,7 @@ from .reporting import Reporter, progress_option
               default="amplitude", show_default=True, help="Part of complex (SLC) data.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @progress_option
-def descriptors(scene: Path, output: Path, tile: int, stride, bins: int, block: int, domain,
+def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: int, block: int, domain,
                 bands, complex_part: str, overwrite: bool, progress_mode: str) -> None:
     """Map the SAR physical descriptors of SCENE tile by tile.
 
@@ -41,16 +65,27 @@ def descriptors(scene: Path, output: Path, tile: int, stride, bins: int, block: 
       ces descriptors scene.tif -o descriptors.tif --tile 256
     """
     from ..core import raster_check, sar_io
-    from ..core.descriptors import descriptor_map
+    from ..core.atomic import check_writable
     from ..core.errors import InputError
-    from ..core.pipeline import RASTER_EXTENSIONS
 
-    if output.suffix.lower() not in RASTER_EXTENSIONS:
+    if output.suffix.lower() not in (".tif", ".tiff"):   # core.pipeline.RASTER_EXTENSIONS (no torch here)
         raise InputError(f"{output}: the descriptor map is a GeoTIFF (.tif or .tiff)")
     raster_check.check_file(scene)   # full-resolution pixels, not only the overviews
     reporter = Reporter(progress_mode)
+    if tile is None:
+        tile = default_tile(scene)
+    band_specs = sar_io.parse_bands(bands)
+    try:  # bad input is reported before torch is imported (a second, not several)
+        check_writable(output, overwrite)
+        with sar_io.open_scene(scene, domain=domain, bands=band_specs, complex_part=complex_part):
+            pass
+    except Exception as e:
+        reporter.error(" ".join(str(e).split()) or type(e).__name__)
+        raise
+    from ..core.descriptors import descriptor_map
+
     result = descriptor_map(scene, output, tile=tile, stride=stride, bins=bins, block=block,
-                            domain=domain, bands=sar_io.parse_bands(bands),
+                            domain=domain, bands=band_specs,
                             complex_part=complex_part, overwrite=overwrite, progress=reporter)
     for name, (lo, med, hi) in result["summary"].items():
         click.echo(f"{name:<5} min {lo:.4g}  median {med:.4g}  max {hi:.4g}", err=reporter.mode == "json")

@@ -20,6 +20,7 @@ COMMANDS: dict[str, str] = {
     "pretrain": "train_cmds:pretrain",
     "evaluate": "train_cmds:evaluate",
     "descriptors": "descriptors_cmd:descriptors",
+    "doctor": "doctor_cmd:doctor",
     "models": "models_cmd:models",
     "segment": "segment_cmd:segment",
 }
@@ -53,7 +54,9 @@ def _json_progress(argv: list[str]) -> bool:
 
 
 def _report_error(message: str, json_mode: bool) -> None:
-    if json_mode:
+    from .reporting import Reporter
+
+    if json_mode and not Reporter.error_sent:   # one error event per run
         import json
 
         sys.stdout.write(json.dumps({"event": "error", "message": message}) + "\n")
@@ -104,9 +107,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from ..core.errors import InputError
 
+    from .reporting import Reporter
+
     warnings.showwarning = show_warning
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_progress(args)
+    Reporter.error_sent = False
     try:
         cli.main(args=args, prog_name="ces", standalone_mode=False)
     except (click.exceptions.Abort, KeyboardInterrupt):

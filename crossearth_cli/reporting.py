@@ -71,10 +71,14 @@ class Reporter:
                 event["warnings"] = self.warnings
             self._emit(event)
 
+    # Set once an error event went out, so that ces's main() does not send a second one.
+    error_sent = False
+
     def error(self, message: str) -> None:
         self.close_bars()
         if self.mode == "json":
             self._emit({"event": "error", "message": message})
+            Reporter.error_sent = True
 
     def close_bars(self) -> None:
         for bar in self._bars.values():

@@ -39,11 +39,13 @@ def _resolve_model(model: Optional[Path]) -> Path:
     return model
 
 
-def _side_output(value: Optional[str], vector: Path, suffix: str, several: bool) -> Optional[Path]:
-    """--raster / --confidence: None (not asked), "" (flag: beside the vector), a path or folder."""
+def _side_output(value: Optional[str], vector: Path, suffix: str, several: bool,
+                 ext: str = ".tif") -> Optional[Path]:
+    """--raster / --confidence / --preview: None (not asked), "" (flag: beside the vector),
+    a path or folder."""
     if value is None:
         return None
-    name = f"{vector.stem}_{suffix}.tif"
+    name = f"{vector.stem}_{suffix}{ext}"
     if value == "":
         return vector.with_name(name)
     path = Path(value)
@@ -53,7 +55,8 @@ def _side_output(value: Optional[str], vector: Path, suffix: str, several: bool)
 
 
 def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
-          confidence: Optional[str], created: list[Path]) -> list[dict]:
+          confidence: Optional[str], created: list[Path],
+          preview: Optional[str] = None) -> list[dict]:
     """One {scene, vector, raster, confidence} per scene; several scenes → output is a folder
     (made when missing, and appended to ``created``)."""
     several = len(scenes) > 1
@@ -73,7 +76,7 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
         vectors = [output]
     if len(set(vectors)) != len(vectors):
         raise InputError(f"{output}: two scenes have the same file name; segment them separately")
-    for side in (raster, confidence):
+    for side in (raster, confidence, preview):
         if side and several:
             folder = Path(side)
             if not folder.is_dir():
@@ -81,14 +84,15 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
                                  f"folder (or no value: beside each vector)")
     return [{"scene": s, "vector": v,
              "raster": _side_output(raster, v, "classes", several),
-             "confidence": _side_output(confidence, v, "confidence", several)}
+             "confidence": _side_output(confidence, v, "confidence", several),
+             "preview": _side_output(preview, v, "preview", several, ".png")}
             for s, v in zip(scenes, vectors)]
 
 
 def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
               min_area: Optional[float] = None) -> None:
     """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written)."""
-    from ..core import pipeline, raster_check, sar_io, vectorize
+    from ..core import pipeline, preview, raster_check, sar_io, vectorize
     from ..core.atomic import check_writable
 
     for job in plan:
@@ -97,6 +101,8 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
         check_writable(job["vector"], ow)
         for key in ("raster", "confidence"):
             pipeline.check_raster_path(job[key], ow)   # GeoTIFFs (.tif / .tiff)
+        if job["preview"] is not None:
+            check_writable(preview.check_path(job["preview"]), ow)
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
         with sar_io.open_scene(job["scene"], **open_options) as scene:
@@ -151,6 +157,9 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--confidence", is_flag=False, flag_value="", default=None, metavar="[CONF.tif]",
               help="Also write the confidence raster (float32 0..1 max class probability, "
                    "NaN nodata, COG). Without a value: <output>_confidence.tif.")
+@click.option("--preview", is_flag=False, flag_value="", default=None, metavar="[PICTURE.png]",
+              help="Also write a PNG picture: the scene in grey, the classes in their colours "
+                   "over it, a legend. Without a value: <output>_preview.png.")
 @click.option("--min-area", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M2",
               help="Merge regions smaller than this (m²) into their largest neighbour. "
                    "Default: 4 pixels. 0: keep every pixel.")
@@ -165,8 +174,9 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
               default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
 @progress_option
-def segment(scenes, output, model, tile, overlap, batch, device, raster, confidence, min_area,
-            simplify, overwrite, summary, domain, bands, complex_part, progress_mode) -> None:
+def segment(scenes, output, model, tile, overlap, batch, device, raster, confidence, preview,
+            min_area, simplify, overwrite, summary, domain, bands, complex_part,
+            progress_mode) -> None:
     """Segment SAR scenes into land-cover polygons (GeoPackage layer "landcover").
 
     SCENES: rasters, folders (their rasters) or .txt files listing rasters (one per line).
@@ -185,12 +195,14 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
     reporter = Reporter(progress_mode)
     with _interrupt_on_sigterm():
         results = _run(reporter, scenes, output, model, tile, overlap, batch, device, raster,
-                       confidence, min_area, simplify, overwrite, domain, bands, complex_part)
+                       confidence, min_area, simplify, overwrite, domain, bands, complex_part,
+                       preview)
     _report(reporter, results, output, summary)
 
 
 def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, confidence,
-         min_area, simplify, overwrite, domain, bands, complex_part) -> list[dict]:
+         min_area, simplify, overwrite, domain, bands, complex_part,
+         preview=None) -> list[dict]:
     """Check everything, then segment each scene of this rank; errors also go to the reporter."""
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     ranks = None
@@ -206,7 +218,7 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         tiler.check_tiling(tile, overlap, batch)   # numbers first: before any file is read
         scenes = tuple(scene_ranks.expand_inputs(scenes))  # files, folders, .txt lists
         model_path = _resolve_model(model)
-        plan = _plan(scenes, output, raster, confidence, created)
+        plan = _plan(scenes, output, raster, confidence, created, preview)
         ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
         _precheck(ranks.todo, overwrite, open_options, min_area)
         dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))
@@ -216,9 +228,9 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
             ranks.begin(job)
             results.append(pipeline.segment_scene(
                 job["scene"], net, job["vector"], raster=job["raster"],
-                confidence=job["confidence"], tile=tile, overlap=overlap, batch=batch,
-                device=str(dev), min_area=min_area, simplify=simplify,
-                overwrite=job.get("overwrite", overwrite), progress=reporter,
+                confidence=job["confidence"], preview=job["preview"], tile=tile,
+                overlap=overlap, batch=batch, device=str(dev), min_area=min_area,
+                simplify=simplify, overwrite=job.get("overwrite", overwrite), progress=reporter,
                 warn=reporter.warning, **open_options))
             ranks.end(job, results[-1])
     except BaseException as e:
@@ -251,13 +263,14 @@ class _RankedRun:
         mine = scene_ranks.share(plan, self.rank.rank, self.rank.world)
         self.skipped = [] if overwrite or not several else [
             job for job in mine
-            if scene_ranks.finished([job["vector"], job["raster"], job["confidence"]])]
+            if scene_ranks.finished([job["vector"], job["raster"], job["confidence"],
+                                     job["preview"]])]
         self.todo = [job for job in mine if job not in self.skipped]
         if several:  # a scene left half-written (some outputs only) is redone whole
             for job in self.todo:
                 job["overwrite"] = overwrite or any(
                     job[k] is not None and Path(job[k]).exists()
-                    for k in ("vector", "raster", "confidence"))
+                    for k in ("vector", "raster", "confidence", "preview"))
         self.records = [{"scene": str(job["scene"]), "status": "skipped"} for job in self.skipped]
         self.folder, self.log, self.t0 = folder, None, 0.0
         if self.rank.world > 1:

@@ -22,7 +22,8 @@ from qgis.core import (
 )
 from qgis.PyQt.QtGui import QIcon
 
-from .ces_process import SETTING_CES_EXECUTABLE, CesResult, run_ces
+from .ces_process import SETTING_CES_EXECUTABLE, CesResult, resolve_ces, run_ces
+from .class_style import apply_class_style, model_config
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 HOMEPAGE = "https://github.com/crossearth-sar/crossearth-sar"
@@ -57,10 +58,16 @@ class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
     """After Processing loads an output layer, apply the style stored with its data.
 
     ces stores a categorized QML (the model's class colours) in the GeoPackage's
-    ``layer_styles`` table; the class raster gets a paletted ``NAME.qml`` beside it.
+    ``layer_styles`` table; the class and confidence rasters get a ``NAME.qml`` beside them.
+    A vector format that stores no style (GeoJSON, FlatGeobuf, Shapefile) gets the same
+    categorized style from ``classes`` (the model's classes) instead.
     """
 
     _alive: list["LoadDefaultStyle"] = []
+
+    def __init__(self, classes: Optional[list[dict]] = None):
+        super().__init__()
+        self.classes = list(classes or [])
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS's name)
         if layer is None or not layer.isValid():
@@ -69,19 +76,19 @@ class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
                 and layer.renderer().type() == "categorizedSymbol":
             return
         if isinstance(layer, QgsRasterLayer) and layer.renderer() is not None \
-                and layer.renderer().type() == "paletted":
+                and layer.renderer().type() in ("paletted", "singlebandpseudocolor"):
             return
-        message, ok = layer.loadDefaultStyle()
+        _message, ok = layer.loadDefaultStyle()
+        if not ok and isinstance(layer, QgsVectorLayer):
+            ok = apply_class_style(layer, self.classes)
         if ok:
             layer.triggerRepaint()
-        elif feedback is not None:
-            feedback.pushInfo(f"No style stored with {layer.source()}: {message}")
 
     @classmethod
-    def create(cls) -> "LoadDefaultStyle":
+    def create(cls, classes: Optional[list[dict]] = None) -> "LoadDefaultStyle":
         """A new instance per output layer, kept referenced here: Processing holds only a
         pointer until it loads the layer, and an instance must not be reused across runs."""
-        instance = cls()
+        instance = cls(classes)
         cls._alive = cls._alive[-63:] + [instance]
         return instance
 
@@ -114,7 +121,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     def model_file_parameter(name: str, label: str = "Model") -> QgsProcessingParameterFile:
         """An optional model file (.safetensors); empty means the embedded default model."""
         return QgsProcessingParameterFile(
-            name, f"{label} (empty: the model that comes with CrossEarth-SAR)",
+            name, f"{label} (empty: built-in)",
             behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER)
 
     @staticmethod
@@ -149,7 +156,8 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         return self.GROUP_ID
 
     def shortHelpString(self) -> str:  # noqa: N802
-        return self.HELP
+        """HELP as one line: QGIS's help panel makes a paragraph of every newline."""
+        return " ".join(self.HELP.split())
 
     def tags(self) -> list[str]:
         return list(self.TAGS)
@@ -162,6 +170,15 @@ class CesAlgorithm(QgsProcessingAlgorithm):
 
     def helpUrl(self) -> str:  # noqa: N802
         return HOMEPAGE
+
+    def canExecute(self):  # noqa: N802
+        """False, with the way to set one up, while no engine (``ces``) is found: the
+        algorithms stay listed and say so before running."""
+        try:
+            resolve_ces(configured_ces())
+        except QgsProcessingException as e:
+            return False, str(e)
+        return True, ""
 
     # --- input checks -----------------------------------------------------------------
     def checkParameterValues(self, parameters, context):  # noqa: N802
@@ -263,6 +280,11 @@ class CesAlgorithm(QgsProcessingAlgorithm):
                 f"{self._label(name)}: the model file {path} does not exist. Choose a "
                 "CrossEarth-SAR model (.safetensors, e.g. one written by the Fine-tune "
                 f"algorithm), or {EMBEDDED_MODEL_HINT}.")
+        if model_config(path) is None:
+            raise QgsProcessingException(
+                f"{self._label(name)}: {path} is not a CrossEarth-SAR model (no CrossEarth-SAR "
+                "header in the file). Choose a .safetensors file written by CrossEarth-SAR, "
+                f"or {EMBEDDED_MODEL_HINT}.")
         return path
 
     def output_path(self, parameters, name: str, context, optional: bool = False) -> Optional[str]:
@@ -313,8 +335,10 @@ class CesAlgorithm(QgsProcessingAlgorithm):
                        explain=self.explain, stage_weights=self.STAGE_WEIGHTS)
 
     @staticmethod
-    def style_on_load(context: QgsProcessingContext, path: Optional[str]) -> None:
-        """Apply the style stored with ``path`` when Processing loads it."""
+    def style_on_load(context: QgsProcessingContext, path: Optional[str],
+                      classes: Optional[list[dict]] = None) -> None:
+        """Apply the style stored with ``path`` when Processing loads it (for a vector format
+        that stores none, the categorized style of ``classes``)."""
         if path and context.willLoadLayerOnCompletion(path):
             details = context.layerToLoadOnCompletionDetails(path)
-            details.setPostProcessor(LoadDefaultStyle.create())
+            details.setPostProcessor(LoadDefaultStyle.create(classes))

@@ -2,8 +2,8 @@
 
 The provider never imports torch: every algorithm builds a ``ces ... --progress json``
 command line and hands it to :func:`run_ces`, which runs it with :class:`QProcess`, turns the
-JSON lines of DESIGN §5 into progress and stage text, errors into ``reportError`` plus a
-:class:`QgsProcessingException`, and a Cancel into SIGINT (then SIGKILL) within 5 s, after
+JSON lines of DESIGN §5 into progress (every window) and stage text (once per stage), errors
+into one :class:`QgsProcessingException` (Processing shows it, once), and a Cancel into SIGINT (then SIGKILL) within 5 s, after
 which nothing is left at the output paths.
 """
 from __future__ import annotations
@@ -29,11 +29,20 @@ ENV_CES_EXECUTABLE = "CES_EXECUTABLE"
 CLI_MODULE = "crossearth_sar.crossearth_cli.main"
 
 HOW_TO_SET = (
-    "Install CrossEarth-SAR (pip install crossearth-sar) in a Python environment, then set "
-    "'ces executable' in Settings > Options > Processing > Providers > CrossEarth-SAR to the "
-    "full path of its `ces` program (e.g. /path/to/venv/bin/ces) or of a Python interpreter "
-    "that has the crossearth_sar package (e.g. /path/to/venv/bin/python)."
+    "Set up the engine: Plugins > CrossEarth-SAR > Set up CrossEarth-SAR engine (or the "
+    "Processing algorithm 'Set up CrossEarth-SAR engine'); it installs CrossEarth-SAR with "
+    "PyTorch in a folder of its own, without a terminal. Or, for an installation of your own, "
+    "set 'ces executable' in Settings > Options > Processing > Providers > CrossEarth-SAR to "
+    "its `ces` program or to a Python interpreter that has the crossearth_sar package."
 )
+
+# The progress text of each ces stage (QGIS's dialog also writes it into the log, so it is
+# set once per stage; the bar itself advances with every window).
+STAGE_TEXTS = {"segment": "Segmenting the scene, window by window",
+               "sieve": "Merging small patches", "vectorize": "Making polygons",
+               "descriptors": "Measuring the descriptors, tile by tile",
+               "read labels": "Reading the labels",
+               "evaluate": "Comparing with the reference labels", "train": "Training"}
 
 INTERRUPT_GRACE_S = 3.0   # after SIGINT, wait this long before SIGKILL
 POLL_MS = 100             # how often a running process is checked for output and Cancel
@@ -47,11 +56,13 @@ class CesCommand:
     """The program and the leading arguments that make up ``ces``.
 
     ``program`` is an absolute path; ``prefix`` is ``[]`` for the ``ces`` program itself or
-    ``["-m", CLI_MODULE]`` for a Python interpreter that has the crossearth_sar package.
+    ``["-I", "-m", CLI_MODULE]`` for a Python interpreter that has the crossearth_sar package
+    (``-I``: isolated from the user's site-packages and PYTHON* variables).
     """
 
     program: str
     prefix: list[str] = field(default_factory=list)
+    version: Optional[str] = None   # known without asking (a managed engine)
 
     def arguments(self, args: Iterable[str]) -> list[str]:
         return [*self.prefix, *map(str, args)]
@@ -68,13 +79,15 @@ def is_python_interpreter(path: str) -> bool:
     return bool(_PYTHON_NAME.match(os.path.basename(path)))
 
 
-def resolve_ces(configured: Optional[str]) -> CesCommand:
-    """The ``ces`` command from the setting value, the environment or PATH.
-
-    Order: the Processing setting, then the ``CES_EXECUTABLE`` environment variable, then
-    ``ces`` on PATH. A value naming a Python interpreter runs ``python -m`` the CLI module.
-    Raises QgsProcessingException (saying how to set it) when nothing usable is found.
+def resolve_ces(configured: Optional[str], engines_root: Optional[str] = None) -> CesCommand:
+    """The ``ces`` command: the explicit setting (or the ``CES_EXECUTABLE`` environment
+    variable), else the managed engine of this plugin's version (engine_setup), else ``ces``
+    on PATH, else a managed engine of another version (run_ces then says what to do). A
+    Python interpreter (setting or engine) runs ``python -I -m`` the CLI module.
+    Raises QgsProcessingException (saying how to set one up) when nothing usable is found.
     """
+    from . import engine_setup
+
     value = (configured or "").strip() or os.environ.get(ENV_CES_EXECUTABLE, "").strip()
     if value:
         path = os.path.expanduser(value)
@@ -91,13 +104,60 @@ def resolve_ces(configured: Optional[str]) -> CesCommand:
             raise QgsProcessingException(
                 f"The ces executable '{value}' is not executable. {HOW_TO_SET}")
     else:
-        path = shutil.which("ces")
+        root = engine_setup.engines_root(engines_root) if engines_root \
+            else engine_setup.configured_engines_root()
+        engine = engine_setup.managed_engine(root=root)
+        path = shutil.which("ces") if engine is None else None
+        if engine is None and path is None:   # an engine of another version (it will say so)
+            engine = engine_setup.managed_engine(None, root=root)
+        if engine is not None:
+            return CesCommand(str(engine.python), ["-I", "-m", CLI_MODULE], engine.version)
         if path is None:
             raise QgsProcessingException(
-                f"The CrossEarth-SAR command line `ces` was not found on PATH. {HOW_TO_SET}")
+                f"No CrossEarth-SAR engine was found (no engine set up by the plugin, no `ces` "
+                f"on PATH). {HOW_TO_SET}")
     if is_python_interpreter(path):
-        return CesCommand(path, ["-m", CLI_MODULE])
+        return CesCommand(path, ["-I", "-m", CLI_MODULE])
     return CesCommand(path)
+
+
+_VERSIONS: dict = {}
+
+
+def engine_version(ces: CesCommand, timeout: float = 20.0) -> Optional[str]:
+    """The version ``ces --version`` reports (cached per program and its modification
+    time); None when it cannot say."""
+    if ces.version:
+        return ces.version
+    try:
+        key = (ces.program, tuple(ces.prefix), os.stat(ces.program).st_mtime_ns)
+    except OSError:
+        return None
+    if key not in _VERSIONS:
+        import subprocess
+
+        from .engine_setup import engine_environment
+
+        try:
+            done = subprocess.run([ces.program, *ces.arguments(["--version"])],
+                                  capture_output=True, text=True, timeout=timeout,
+                                  env=engine_environment())
+            match = re.search(r"version\s+(\S+)", done.stdout)
+            _VERSIONS[key] = match.group(1) if match else None
+        except (OSError, subprocess.SubprocessError):
+            _VERSIONS[key] = None
+    return _VERSIONS[key]
+
+
+def version_advice(engine: Optional[str], plugin: str) -> Optional[str]:
+    """What to do when the engine's version differs from the plugin's; None when equal
+    (or unknown)."""
+    if engine is None or engine == plugin:
+        return None
+    return (f"The CrossEarth-SAR engine is version {engine} but the plugin is {plugin}: results "
+            "and options may differ. Run Plugins > CrossEarth-SAR > Set up CrossEarth-SAR "
+            "engine to install the matching engine (the old one stays until you delete it), "
+            f"or update the package in your own environment (pip install crossearth-sar=={plugin}).")
 
 
 @dataclass
@@ -241,10 +301,9 @@ class _EventHandler:
         if kind == "progress":
             stage = str(event.get("stage") or "")
             done, total = int(event.get("done") or 0), int(event.get("total") or 0)
-            if stage != self.stage:
+            if stage != self.stage:   # QGIS's dialog logs every progress text: once a stage
                 self.stage = stage
-                self.feedback.pushInfo(f"Stage: {stage}")
-            self.feedback.setProgressText(f"{stage} ({done}/{total})" if total else stage)
+                self.feedback.setProgressText(STAGE_TEXTS.get(stage, stage))
             if total > 0:
                 self.feedback.setProgress(self.percent(stage, min(done / total, 1.0)))
         elif kind == "done":
@@ -275,8 +334,7 @@ class _EventHandler:
             self._warn(line.split(":", 2)[2].strip())
         elif low.startswith(("ces: error:", "ces: failed:", "error:", "usage:")) \
                 or low.startswith("traceback"):
-            self.stderr_errors.append(line)
-            self.feedback.pushConsoleInfo(line)
+            self.stderr_errors.append(line)   # shown once, as the exception's message
         else:
             self.feedback.pushConsoleInfo(line)
 
@@ -312,13 +370,19 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
     feedback = feedback or QgsProcessingFeedback()
     args = [str(a) for a in args]
     ces = ces or resolve_ces(configured_executable)
+    from ..version import __version__
+    from .engine_setup import engine_environment
+
+    advice = version_advice(engine_version(ces), __version__)
+    if advice:
+        feedback.pushWarning(advice)
     guard = _OutputGuard(outputs)
     feedback.pushCommandInfo(ces.display(args))
 
     process = QProcess()
-    env = QProcessEnvironment.systemEnvironment()
-    env.insert("PYTHONUNBUFFERED", "1")
-    env.insert("PYTHONIOENCODING", "utf-8")
+    env = QProcessEnvironment()
+    for key, value in engine_environment().items():   # QGIS's environment stays in QGIS
+        env.insert(key, value)
     process.setProcessEnvironment(env)
     process.setProgram(ces.program)
     process.setArguments(ces.arguments(args))
@@ -369,11 +433,11 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
                 message = f"ces rejected the input: {message}"
         if explain is not None:
             message = explain(message)
-        feedback.reportError(message, True)
-        raise QgsProcessingException(message)
+        raise QgsProcessingException(message)   # Processing shows it (once)
     feedback.setProgress(100)
     return CesResult(handler.done, handler.warnings)
 
 
 __all__ = ["CesCommand", "CesResult", "resolve_ces", "run_ces", "is_python_interpreter",
+           "engine_version", "version_advice",
            "SETTING_CES_EXECUTABLE", "HOW_TO_SET"]

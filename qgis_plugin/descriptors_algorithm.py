@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsProcessingException,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
 )
 
 from .algorithm_base import CesAlgorithm
+from .class_style import style_descriptor_raster
 
 HELP = """<p>Measures three physical properties of a SAR image, tile by tile, and writes them
 as a 3-band raster. They are the signals CrossEarth-SAR uses to pick its experts, and a quick
@@ -22,7 +24,10 @@ texture is strong.</li>
 <li><b>Band 3, R_LR (local roughness)</b>: how much the brightness varies between small blocks
 of pixels. High over mixed landscapes and urban areas.</li>
 </ul>
-<p><b>Tile size</b> (pixels): the square each value describes. <b>Stride</b> (pixels): the
+<p>The map opens showing band 1 (H_DE) in colour; pick band 2 (ENL) or 3 (R_LR) under
+Layer Properties &gt; Symbology.</p>
+<p><b>Tile size</b> (pixels): the square each value describes (0: chosen from the scene,
+about 1/16 of its shorter side, 32 to 512 pixels). <b>Stride</b> (pixels): the
 step between tiles (0: the tile size, tiles side by side; half the tile size gives a finer,
 overlapping map). The output has one pixel per tile, placed on the scene, in its CRS. No-data
 pixels are left out of every measure; a tile with no valid pixel is no data. A summary of
@@ -47,8 +52,8 @@ class DescriptorsAlgorithm(CesAlgorithm):
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
         self.addParameter(QgsProcessingParameterNumber(
-            self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
-            defaultValue=512, minValue=8, maxValue=8192))
+            self.TILE, "Tile size (pixels, 0: automatic)", QgsProcessingParameterNumber.Integer,
+            defaultValue=0, minValue=0, maxValue=8192))
         self.addParameter(QgsProcessingParameterNumber(
             self.STRIDE, "Stride (pixels, 0: the tile size)", QgsProcessingParameterNumber.Integer,
             defaultValue=0, minValue=0, maxValue=8192))
@@ -57,10 +62,21 @@ class DescriptorsAlgorithm(CesAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         scene = self.raster_file(parameters, self.INPUT, context)
         out = self.output_path(parameters, self.OUTPUT, context)
-        args = [scene, "-o", out,
-                "--tile", self.parameterAsInt(parameters, self.TILE, context), "--overwrite"]
+        args = [scene, "-o", out, "--overwrite"]
+        tile = self.parameterAsInt(parameters, self.TILE, context)
+        if tile > 0:
+            args += ["--tile", tile]
         stride = self.parameterAsInt(parameters, self.STRIDE, context)
         if stride > 0:
             args += ["--stride", stride]
         self.run_command(args, feedback, [out])
+        if style_descriptor_raster(out):
+            self.style_on_load(context, out)
         return {self.OUTPUT: out}
+
+    def check_extra(self, parameters, context) -> None:
+        tile = self.parameterAsInt(parameters, self.TILE, context)
+        if 0 < tile < 8:
+            raise QgsProcessingException(
+                f"Tile size: {tile} px is too small; use at least 8 px, or 0 to let it be "
+                "chosen from the scene.")

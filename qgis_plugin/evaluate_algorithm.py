@@ -1,10 +1,12 @@
 """Measure a model against reference labels (``ces evaluate``): IoU, mIoU, accuracy."""
 from __future__ import annotations
 
+import glob
 import html
 import json
 import os
 import urllib.parse
+from typing import Optional
 
 from qgis.core import (
     QgsProcessing,
@@ -20,8 +22,86 @@ from qgis.core import (
     QgsVectorLayer,
 )
 
-from .algorithm_base import EMBEDDED_MODEL_HINT, CesAlgorithm
+from ..core.errors import InputError
+from ..train.classes import ClassSpec, from_model_classes, load_classes
+from .algorithm_base import EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
+from .class_style import model_classes
 from .finetune_algorithm import SINGLE_LAYER_FORMATS
+
+CLASSES_FILE_NAMES = ("classes", "*_classes", "*-classes")
+CLASSES_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+MAX_LABEL_VALUE_RANGE = 1 << 16   # integer labels: values found by one GDAL histogram
+
+
+def classes_file_beside(label_paths: list[str]) -> Optional[str]:
+    """The one classes file in the folder of the first label raster (``classes.yaml``, or
+    ``NAME_classes.yaml``; .yml and .json too), None when there is none or several."""
+    if not label_paths:
+        return None
+    folder = os.path.dirname(os.path.abspath(label_paths[0]))
+    found = sorted({path for stem in CLASSES_FILE_NAMES for suffix in CLASSES_FILE_SUFFIXES
+                    for path in glob.glob(os.path.join(glob.escape(folder), stem + suffix))})
+    return found[0] if len(found) == 1 else None
+
+
+def label_values(path: str) -> Optional[list[int]]:
+    """The integer values (no data left out) of band 1 of a label raster, by a GDAL histogram;
+    None when they cannot be listed cheaply (not an integer band, or too wide a range)."""
+    from osgeo import gdal
+
+    dataset = gdal.Open(path)
+    if dataset is None:
+        return None
+    band = dataset.GetRasterBand(1)
+    if gdal.GetDataTypeName(band.DataType) not in ("Byte", "Int8", "UInt16", "Int16",
+                                                     "UInt32", "Int32"):
+        return None
+    low, high = band.ComputeRasterMinMax(False)
+    low, high = int(low), int(high)
+    if high - low >= MAX_LABEL_VALUE_RANGE:
+        return None
+    counts = band.GetHistogram(low - 0.5, high + 0.5, high - low + 1, False, False)
+    return [low + i for i, n in enumerate(counts) if n > 0]
+
+
+def _described(spec: ClassSpec) -> str:
+    return ", ".join(f"{c['name']} = {c['value']}" for c in spec.classes)
+
+
+def classes_problem(classes_path: Optional[str], model: list[dict],
+                    label_paths: list[str]) -> Optional[str]:
+    """What is wrong with the classes of an evaluation, in words with the fix; None if fine.
+
+    ``classes_path``: a classes file or None (the model's classes); ``model``: the model's
+    classes (empty: unknown, not checked); ``label_paths``: label rasters (values checked)."""
+    if classes_path:
+        try:
+            spec = load_classes(classes_path)
+        except InputError as e:
+            return f"Classes file: {e}"
+        if model and len(spec) != len(model):
+            return (f"Classes file: {os.path.basename(classes_path)} has {len(spec)} classes "
+                    f"({_described(spec)}) but the model has {len(model)} "
+                    f"({_described(from_model_classes(model))}). Give one class per model "
+                    "class, in the model's order.")
+    elif model:
+        spec = from_model_classes(model)
+    else:
+        return None
+    allowed = set(spec.values) | set(spec.ignore)
+    for path in label_paths:
+        values = label_values(path)
+        unknown = sorted(set(values or []) - allowed)
+        if unknown:
+            where = (f"the classes file {os.path.basename(classes_path)}" if classes_path
+                     else "the model's classes")
+            return (f"Reference labels: {os.path.basename(path)} holds the values "
+                    f"{', '.join(map(str, values))}, but {unknown} are not in {where} "
+                    f"({_described(spec)}; ignored: {spec.ignore or 'none'}). Give a Classes "
+                    "file (Advanced Parameters) that maps each label value to a model class "
+                    "and lists the values to ignore, e.g. examples/sen1floods11_classes.yaml "
+                    "for Sen1Floods11 labels.")
+    return None
 
 HELP = """<p>Checks how well a model maps your scenes: it segments each SAR scene and compares
 the result with reference labels, pixel by pixel.</p>
@@ -65,10 +145,10 @@ class EvaluateAlgorithm(CesAlgorithm):
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.INPUT, "SAR scenes", QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.LABELS, "Reference labels (label rasters, or one polygon layer)",
+            self.LABELS, "Reference labels",
             QgsProcessing.TypeMapLayer))
         self.addParameter(QgsProcessingParameterString(
-            self.CLASS_FIELD, "Class field of the polygons (empty: guess)", optional=True))
+            self.CLASS_FIELD, "Class field (polygons)", optional=True))
         self.addParameter(self.model_file_parameter(self.MODEL, "Model"))
         self.addParameter(self.device_parameter(self.DEVICE))
         advanced = [
@@ -86,6 +166,34 @@ class EvaluateAlgorithm(CesAlgorithm):
         self.addOutput(QgsProcessingOutputFile(self.EXPERTS_PLOT, "Expert activation plot (PNG)"))
         self.addOutput(QgsProcessingOutputNumber(self.MIOU, "mIoU"))
         self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, "Overall accuracy"))
+
+    def hasHtmlOutputs(self) -> bool:  # noqa: N802
+        """False: QGIS's dialog then never says "HTML output has been generated" (it says so
+        even after a failed run); a written report still reaches the Results Viewer."""
+        return False
+
+    def check_extra(self, parameters, context) -> None:
+        """Check the classes against the model and the label rasters' values before running
+        (seconds instead of a failure after the model has run)."""
+        layers = self.parameterAsLayerList(parameters, self.LABELS, context)
+        rasters = [lyr for lyr in layers if isinstance(lyr, QgsRasterLayer)]
+        label_paths = [lyr.source() for lyr in rasters if os.path.isfile(lyr.source())]
+        self.classes_file(parameters, context, label_paths, check=True)
+
+    def classes_file(self, parameters, context, label_paths: list[str],
+                     check: bool = False) -> Optional[str]:
+        """The classes file given, else the one found beside the label rasters (see
+        classes_file_beside); with ``check``, QgsProcessingException when the classes do not
+        fit the model or a label raster holds a value that is neither a class nor ignored."""
+        given = (self.parameterAsFile(parameters, self.CLASSES, context) or "").strip()
+        path = given or classes_file_beside(label_paths)
+        if not check:
+            return path
+        model = self.model_file(parameters, self.MODEL, context) or embedded_model_path()
+        problem = classes_problem(path, model_classes(model or ""), label_paths)
+        if problem:
+            raise QgsProcessingException(problem)
+        return path
 
     def label_files(self, parameters, context, feedback) -> list[str]:
         """Label rasters as files, or one polygon layer as a single-layer file."""
@@ -132,8 +240,10 @@ class EvaluateAlgorithm(CesAlgorithm):
             args += ["--class-field", class_field]
         if model:
             args += ["--model", model]
-        classes = (self.parameterAsFile(parameters, self.CLASSES, context) or "").strip()
+        classes = self.classes_file(parameters, context, labels)
         if classes:
+            if not self.is_set(parameters, self.CLASSES):
+                feedback.pushInfo(f"Classes file: {classes} (found beside the labels)")
             args += ["--classes", classes]
         result = self.run_command(args, feedback, [out, plot])
         plot = result.outputs.get("experts_plot")

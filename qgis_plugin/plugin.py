@@ -1,9 +1,13 @@
-"""The QGIS plugin object: registers the CrossEarth-SAR Processing provider."""
+"""The QGIS plugin object: registers the CrossEarth-SAR Processing provider and, in the
+desktop, the Plugins-menu action "Set up CrossEarth-SAR engine" (engine_setup.py, run as a
+QgsTask with progress and Cancel in QGIS's task bar)."""
 from __future__ import annotations
 
 from qgis.core import QgsApplication
 
 from .provider import CrossEarthSARProvider
+
+MENU = "&CrossEarth-SAR"
 
 
 class CrossEarthSARPlugin:
@@ -12,6 +16,8 @@ class CrossEarthSARPlugin:
     def __init__(self, iface=None):
         self.iface = iface
         self.provider: CrossEarthSARProvider | None = None
+        self.action = None
+        self.task = None
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)
         """Register the provider (also called by qgis_process, which has no GUI)."""
@@ -21,8 +27,71 @@ class CrossEarthSARPlugin:
 
     def initGui(self) -> None:  # noqa: N802
         self.initProcessing()
+        if self.iface is None:
+            return
+        from qgis.PyQt.QtGui import QIcon
+        from qgis.PyQt.QtWidgets import QAction
+
+        from .algorithm_base import ICON_PATH
+
+        self.action = QAction(QIcon(ICON_PATH), "Set up CrossEarth-SAR engine…",
+                              self.iface.mainWindow())
+        self.action.triggered.connect(self.setup_engine)
+        self.iface.addPluginToMenu(MENU, self.action)
+
+    def setup_engine(self) -> None:
+        """Say what will be installed where, then build the engine in a background task."""
+        from qgis.PyQt.QtWidgets import QMessageBox
+
+        from ..version import __version__
+        from .engine_setup import (
+            DOWNLOAD_MB,
+            ENGINE_SIZE_MB,
+            EngineInstaller,
+            configured_engines_root,
+            detect_backend,
+            make_setup_task,
+        )
+
+        root = configured_engines_root()
+        backend = detect_backend()
+        answer = QMessageBox.question(
+            self.iface.mainWindow(), "Set up CrossEarth-SAR engine",
+            f"This installs CrossEarth-SAR {__version__} with PyTorch ({backend}) and GDAL in "
+            f"its own Python environment in\n{root}\n(a download of about "
+            f"{DOWNLOAD_MB.get(backend)} MB, {ENGINE_SIZE_MB.get(backend)} MB on disk; a few "
+            "minutes). It runs in the background: follow it in QGIS's task "
+            "bar, where you can also cancel it.\n\nFor a CPU-only engine, an offline setup "
+            "from a wheel folder, or another folder, use the Processing algorithm "
+            "'Set up CrossEarth-SAR engine' instead.")
+        if answer != QMessageBox.Yes:
+            return
+        self.task = make_setup_task(EngineInstaller(root=root, backend=backend), self._setup_done)
+        QgsApplication.taskManager().addTask(self.task)
+
+    def _setup_done(self, engine, error) -> None:
+        from qgis.core import Qgis
+        from qgis.PyQt.QtWidgets import QMessageBox
+
+        from .engine_setup import doctor_summary
+
+        self.task = None
+        if engine is not None:
+            QMessageBox.information(
+                self.iface.mainWindow(), "CrossEarth-SAR engine ready",
+                f"The engine is installed in {engine.folder}.\n\n"
+                f"{doctor_summary(engine.info.get('doctor') or {})}.\n\nThe CrossEarth-SAR "
+                "algorithms of the Processing Toolbox use it from now on.")
+        elif error is not None and error.kind == "canceled":
+            self.iface.messageBar().pushMessage("CrossEarth-SAR", str(error), Qgis.Info, 8)
+        else:
+            QMessageBox.warning(self.iface.mainWindow(), "CrossEarth-SAR engine setup failed",
+                                str(error))
 
     def unload(self) -> None:
+        if self.action is not None and self.iface is not None:
+            self.iface.removePluginMenu(MENU, self.action)
+            self.action = None
         if self.provider is not None:
             try:
                 QgsApplication.processingRegistry().removeProvider(self.provider)

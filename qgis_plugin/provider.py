@@ -9,12 +9,14 @@ from qgis.PyQt.QtGui import QIcon
 from ..version import __version__
 from .ces_process import SETTING_CES_EXECUTABLE
 from .descriptors_algorithm import DescriptorsAlgorithm
+from .engine_algorithm import EngineSetupAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
 from .finetune_algorithm import FinetuneAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
-ALGORITHMS = (SegmentAlgorithm, DescriptorsAlgorithm, FinetuneAlgorithm, EvaluateAlgorithm)
+ALGORITHMS = (SegmentAlgorithm, DescriptorsAlgorithm, FinetuneAlgorithm, EvaluateAlgorithm,
+              EngineSetupAlgorithm)
 PROVIDER_ID = "crossearth_sar"
 
 
@@ -54,8 +56,7 @@ class CrossEarthSARProvider(QgsProcessingProvider):
             config.settingIcons[self.name()] = self.icon()
             config.addSetting(setting(
                 self.name(), SETTING_CES_EXECUTABLE,
-                "ces executable (the `ces` program, or a Python interpreter that has the "
-                "crossearth_sar package; empty: `ces` on PATH)",
+                "ces executable (empty: automatic)",
                 "", valuetype=setting.FILE))
             config.readSettings()
         self.refreshAlgorithms()

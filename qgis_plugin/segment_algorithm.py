@@ -4,6 +4,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
@@ -15,7 +16,7 @@ from .algorithm_base import (
     CesAlgorithm,
     embedded_model_path,
 )
-from .class_style import model_classes, style_class_raster
+from .class_style import model_classes, style_class_raster, style_confidence_raster
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
 (for the model that comes with CrossEarth-SAR: water and not water), written to a GeoPackage
@@ -29,7 +30,7 @@ is processed tile by tile, so memory stays flat.</p>
 whose predictions are blended, so there are no seams. Bigger tiles see more context and need
 more memory.</p>
 <p><b>Device</b>: <i>auto</i> uses an NVIDIA GPU when one is available, else the CPU.</p>
-<p><b>Minimum polygon area</b> (m&sup2;): patches smaller than this are merged into their
+<p><b>Minimum area</b> (m&sup2;): patches smaller than this are merged into their
 largest neighbour before polygons are made (empty: 4 pixels; 0 keeps every pixel).
 <b>Simplify tolerance</b> (m): polygon outlines are simplified by up to this distance while
 neighbours keep sharing their boundaries exactly (empty: 3/4 of a pixel; 0 keeps the exact
@@ -37,8 +38,11 @@ pixel edges).</p>
 <p><b>Outputs</b>: polygons with the fields <i>class_id</i>, <i>class_name</i>,
 <i>area_m2</i> (square metres, geodesic for latitude/longitude data) and
 <i>mean_confidence</i> (0 to 1), in the CRS of the scene. Optionally also the class raster
-(one class value per pixel, 255 = no data) and a confidence raster (the model's probability
-of the chosen class). Use GeoPackage for the polygons to keep the class colours.</p>
+(one class value per pixel, 255 = no data; drawn in the class colours, the background class
+transparent) and a confidence raster (the model's probability of the chosen class, drawn
+from red at 0 to green at 1). The background class is drawn as an outline only, so the scene
+shows through it. The preview picture (PNG) shows the scene in grey with the classes in
+their colours over it and a legend, to share or check at a glance.</p>
 <p>If the scene looks very different from what the model was trained on, a warning says
 so in the log: check the result, or fine-tune on a few labelled areas of your own.</p>
 <p>Cancel stops the computation within seconds and leaves no partial files.</p>
@@ -59,13 +63,14 @@ class SegmentAlgorithm(CesAlgorithm):
     INPUT, MODEL, TILE, OVERLAP, DEVICE = "INPUT", "MODEL", "TILE", "OVERLAP", "DEVICE"
     BATCH, MIN_AREA, SIMPLIFY = "BATCH", "MIN_AREA", "SIMPLIFY"
     OUTPUT, OUTPUT_RASTER, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_RASTER", "OUTPUT_CONFIDENCE"
+    OUTPUT_PREVIEW = "OUTPUT_PREVIEW"
     RASTER_INPUTS = (INPUT,)
     MODEL_INPUTS = (MODEL,)
     STAGE_WEIGHTS = {"segment": 85.0, "sieve": 3.0, "vectorize": 12.0}
     OPTION_PARAMETERS = {"--model": MODEL, "--tile": TILE, "--overlap": OVERLAP,
                          "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
                          "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
-                         "--confidence": OUTPUT_CONFIDENCE}
+                         "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
@@ -78,10 +83,10 @@ class SegmentAlgorithm(CesAlgorithm):
             defaultValue=128, minValue=0, maxValue=4096))
         self.addParameter(self.device_parameter(self.DEVICE))
         self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, "Minimum polygon area (m², empty: 4 pixels)",
+            self.MIN_AREA, "Minimum area (m²)",
             QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
         self.addParameter(QgsProcessingParameterNumber(
-            self.SIMPLIFY, "Simplify tolerance (m, empty: 3/4 of a pixel)",
+            self.SIMPLIFY, "Simplify tolerance (m)",
             QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
         batch = QgsProcessingParameterNumber(
             self.BATCH, "Tiles per batch", QgsProcessingParameterNumber.Integer,
@@ -93,6 +98,9 @@ class SegmentAlgorithm(CesAlgorithm):
             self.OUTPUT_RASTER, "Class raster", optional=True, createByDefault=False))
         self.addParameter(QgsProcessingParameterRasterDestination(
             self.OUTPUT_CONFIDENCE, "Confidence raster", optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PREVIEW, "Preview picture (PNG)", fileFilter="PNG pictures (*.png)",
+            optional=True, createByDefault=False))
 
     def check_extra(self, parameters, context) -> None:
         tile = self.parameterAsInt(parameters, self.TILE, context)
@@ -109,6 +117,7 @@ class SegmentAlgorithm(CesAlgorithm):
         out = self.output_path(parameters, self.OUTPUT, context)
         raster = self.output_path(parameters, self.OUTPUT_RASTER, context, optional=True)
         confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context, optional=True)
+        preview = self.output_path(parameters, self.OUTPUT_PREVIEW, context, optional=True)
 
         args = [scene, "-o", out,
                 "--tile", self.parameterAsInt(parameters, self.TILE, context),
@@ -125,12 +134,16 @@ class SegmentAlgorithm(CesAlgorithm):
             args += ["--raster", raster]
         if confidence:
             args += ["--confidence", confidence]
-        result = self.run_command(args, feedback, [out, raster, confidence])
-        self.style_on_load(context, out)
-        if raster:
-            classes = model_classes(model or embedded_model_path() or "")
-            if style_class_raster(raster, classes):
-                self.style_on_load(context, raster)
+        if preview:
+            args += ["--preview", preview]
+        result = self.run_command(args, feedback, [out, raster, confidence, preview])
+        classes = model_classes(model or embedded_model_path() or "")
+        self.style_on_load(context, out, classes)
+        if raster and style_class_raster(raster, classes):
+            self.style_on_load(context, raster)
+        if confidence and style_confidence_raster(confidence):
+            self.style_on_load(context, confidence)
         for key, value in result.outputs.items():
             feedback.pushInfo(f"{key}: {value}")
-        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence}
+        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
+                self.OUTPUT_PREVIEW: preview}

@@ -31,7 +31,7 @@ EXCLUDED_DIR_PATTERNS = ("*.egg-info",)
 EXCLUDED_FILE_PATTERNS = ("*.pyc", "*.pyo", "*.zip", "*.tmp*", ".*", "*~", "*.swp")
 # Left out at the top level only (development, not plugin).
 EXCLUDED_TOP = {"tests", "benchmarks", "docs", "scripts", ".ci", "requirements", "runs",
-                "Makefile", "demo.gpkg", "demo_classes.tif"}
+                "Makefile", "demo.gpkg", "demo_classes.tif", "demo_preview.png"}
 
 
 def read_version(root: Path) -> str:

@@ -67,6 +67,8 @@ def qgis_app(tmp_path_factory):
     if app is None:
         # A throw-away profile, so that settings written by tests never reach a real one.
         os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", str(tmp_path_factory.mktemp("qgis_profile")))
+        # No engine set up by the plugin in the user's real data folder is used by tests.
+        os.environ.setdefault("CES_ENGINE_HOME", str(tmp_path_factory.mktemp("engines")))
         app = QgsApplication([], False)
         app.initQgis()
     if QGIS_PYTHON_PLUGINS not in sys.path:

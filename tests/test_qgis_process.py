@@ -92,7 +92,7 @@ def test_zip_installs_into_a_clean_profile_and_the_provider_loads(plugin_zip, tm
     _enable(config)
     listed = _qgis_process(["list"], config)
     assert listed.returncode == 0, listed.stderr
-    for alg in ("segment", "descriptors", "finetune", "evaluate"):
+    for alg in ("segment", "descriptors", "finetune", "evaluate", "setup_engine"):
         assert f"crossearth_sar:{alg}" in listed.stdout
     helped = _qgis_process(["help", "crossearth_sar:segment"], config)
     assert helped.returncode == 0 and "SAR scene" in helped.stdout

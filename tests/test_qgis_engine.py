@@ -1,0 +1,339 @@
+"""The engine setup of the QGIS plugin (qgis_plugin/engine_setup.py) and how the provider
+finds and runs the engine: per-user folders, the isolated environment, the lookup order, the
+version check, the install lock, real setup runs (venv, Cancel, a pip failure classified),
+``ces doctor --json``, and ``canExecute`` without an engine. The full online/offline build
+of an engine is in test_qgis_engine_build.py (slow)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("qgis.core")
+
+from _helpers_qgis import (  # noqa: E402
+    DEMO_SCENE,
+    ces_plugin,  # noqa: F401 (fixture)
+    ces_provider,  # noqa: F401 (fixture)
+    ces_setting,
+    qgis_app,  # noqa: F401 (fixture)
+    recording_feedback,
+    venv_ces,
+)
+
+from crossearth_sar.qgis_plugin import engine_setup as es  # noqa: E402
+from crossearth_sar.version import __version__  # noqa: E402
+
+pytestmark = pytest.mark.qgis
+
+
+# --- where ---------------------------------------------------------------------------------
+def test_engine_folders_per_platform_and_override():
+    home = {"HOME": "/home/ana"}
+    assert es.engines_root(env={**home, "LOCALAPPDATA": r"C:\Users\ana\AppData\Local"},
+                           platform="win32") == Path(r"C:\Users\ana\AppData\Local") / "CrossEarth-SAR" / "engines"
+    assert es.engines_root(env=home, platform="darwin") == \
+        Path("/home/ana/Library/Application Support/CrossEarth-SAR/engines")
+    assert es.engines_root(env=home, platform="linux") == Path("/home/ana/.local/share/CrossEarth-SAR/engines")
+    assert es.engines_root(env={**home, "XDG_DATA_HOME": "/data"}, platform="linux") == \
+        Path("/data/CrossEarth-SAR/engines")
+    assert es.engines_root(env={**home, "CES_ENGINE_HOME": "/opt/ces"}, platform="linux") == Path("/opt/ces")
+    assert es.engines_root("/mine", env={**home, "CES_ENGINE_HOME": "/opt/ces"}) == Path("/mine")
+    # never inside the plugin folder, whatever the platform
+    for platform in ("win32", "darwin", "linux"):
+        root = es.engines_root(env={**home, "LOCALAPPDATA": "/home/ana/AppData/Local"},
+                               platform=platform)
+        assert es.PLUGIN_FOLDER not in root.parents
+
+
+def test_install_commands_online_and_offline(tmp_path):
+    build, source = tmp_path / ".build-x", tmp_path / "src"
+    online = es.install_steps("/usr/bin/python3", build, "cu126", source, platform="linux")
+    python = str(build / "venv" / "bin" / "python")
+    assert online[0].command == ["/usr/bin/python3", "-I", "-m", "venv", str(build / "venv")]
+    for step in online[1:]:
+        assert step.command[:2] == [python, "-I"]
+    torch_step = online[2].command
+    assert torch_step[torch_step.index("--index-url") + 1] == "https://download.pytorch.org/whl/cu126"
+    assert "torch>=2.1" in torch_step
+    package = online[3].command
+    assert package[-1] == str(source) and "--no-index" not in package
+    assert online[-1].command[-4:] == ["doctor", "--json", "--device", "cpu"]
+    offline = es.install_steps("/usr/bin/python3", build, "cpu", source, wheels=tmp_path / "w")
+    for step in offline[1:4]:
+        assert step.command[step.command.index("--find-links") + 1] == str(tmp_path / "w")
+        assert "--no-index" in step.command and "--index-url" not in step.command
+    windows = es.install_steps("py.exe", build, "cpu", source, platform="win32")
+    assert windows[1].command[0] == str(build / "venv" / "Scripts" / "python.exe")
+
+
+def test_backend_follows_nvidia_smi(tmp_path):
+    smi = tmp_path / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\n")
+    smi.chmod(0o755)
+    assert es.detect_backend(str(smi)) == es.CUDA_BACKEND
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    assert es.detect_backend(str(smi)) == "cpu"
+    assert es.detect_backend(str(tmp_path / "none")) == "cpu"
+
+
+def test_base_python_never_a_bundled_one(tmp_path):
+    assert es.is_bundled_python("/Applications/QGIS.app/Contents/MacOS/bin/python3", "darwin")
+    assert es.is_bundled_python(r"C:\OSGeo4W\apps\Python312\python.exe", "win32",
+                                host_python=r"C:\OSGeo4W\apps\Python312\python.exe")
+    assert es.is_bundled_python(r"C:\Program Files\QGIS 3.22\apps\Python39\python.exe", "win32",
+                                host_python=r"C:\x\python.exe")
+    assert not es.is_bundled_python("/usr/bin/python3", "linux")
+    python, version = es.find_base_python([str(tmp_path / "missing"), "/usr/bin/python3"])
+    assert python == "/usr/bin/python3" and version >= (3, 10)
+    old = tmp_path / "python3"
+    old.write_text("#!/bin/sh\necho 3.8\n")
+    old.chmod(0o755)
+    with pytest.raises(es.EngineError) as err:
+        es.find_base_python([str(old)])
+    assert err.value.kind == "no_python" and "(3.8)" in str(err.value) and "python3-venv" in str(err.value)
+
+
+@pytest.mark.parametrize("kind,output", [
+    ("no_network", "WARNING: Retrying ... Failed to establish a new connection: [Errno -3] "
+                   "Temporary failure in name resolution"),
+    ("proxy", "ProxyError('Cannot connect to proxy.', OSError('Tunnel connection failed: 407 "
+              "Proxy Authentication Required'))"),
+    ("disk_space", "ERROR: Could not install packages due to an OSError: [Errno 28] No space "
+                   "left on device"),
+    ("no_wheel", "ERROR: Could not find a version that satisfies the requirement torch>=2.1 "
+                 "(from versions: none)\nERROR: No matching distribution found for torch>=2.1"),
+    ("ssl", "SSLError(SSLCertVerificationError(1, '[SSL: CERTIFICATE_VERIFY_FAILED]"),
+    ("permission", "ERROR: [Errno 13] Permission denied: '/opt/engines/x'"),
+])
+def test_failures_are_classified_with_their_fix(kind, output):
+    error = es.classify_failure(output, backend="cpu")
+    assert error.kind == kind
+    assert len(str(error)) > 60   # says what to do, not only what happened
+
+
+# --- the environment ---------------------------------------------------------------------------
+def test_engine_environment_keeps_qgis_out(tmp_path):
+    polluted = {"PATH": f"/usr/lib/qgis/bin{os.pathsep}/usr/bin", "HOME": "/home/ana",
+                "PYTHONPATH": "/usr/share/qgis/python", "PYTHONHOME": "/usr",
+                "PROJ_LIB": "/qgis/proj", "PROJ_DATA": "/qgis/proj", "GDAL_DATA": "/qgis/gdal",
+                "LD_LIBRARY_PATH": "/usr/lib/qgis", "QGIS_PREFIX_PATH": "/usr/lib/qgis",
+                "QGIS_CUSTOM_CONFIG_PATH": "/p", "QT_PLUGIN_PATH": "/q", "LANG": "C.UTF-8"}
+    env = es.engine_environment(polluted)
+    for name in ("PYTHONPATH", "PYTHONHOME", "PROJ_LIB", "PROJ_DATA", "GDAL_DATA",
+                 "LD_LIBRARY_PATH", "QGIS_PREFIX_PATH", "QGIS_CUSTOM_CONFIG_PATH", "QT_PLUGIN_PATH"):
+        assert name not in env, name
+    assert env["PATH"] == "/usr/bin" and env["HOME"] == "/home/ana" and env["LANG"] == "C.UTF-8"
+    osgeo = es.engine_environment({"PATH": os.pathsep.join(["/osgeo4w/bin", "/usr/bin"]),
+                                   "OSGEO4W_ROOT": "/osgeo4w"})
+    assert osgeo["PATH"] == "/usr/bin" and "OSGEO4W_ROOT" not in osgeo
+
+
+def _broken_numpy(folder: Path) -> Path:
+    """A folder whose `numpy` fails on import: on PYTHONPATH it would break any ces run."""
+    (folder / "numpy").mkdir(parents=True)
+    (folder / "numpy" / "__init__.py").write_text("raise ImportError('QGIS numpy leaked in')\n")
+    return folder
+
+
+def test_ces_runs_isolated_from_qgis_environment(with_venv_python, tmp_path, monkeypatch):
+    """QGIS's PYTHONPATH (here: one with a broken numpy), PROJ and GDAL data never reach ces."""
+    import processing
+
+    monkeypatch.setenv("PYTHONPATH", str(_broken_numpy(tmp_path / "qgis_python")))
+    monkeypatch.setenv("PROJ_LIB", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("GDAL_DATA", str(tmp_path / "nowhere"))
+    out = tmp_path / "d.tif"
+    result = processing.run("crossearth_sar:descriptors",
+                            {"INPUT": str(DEMO_SCENE), "OUTPUT": str(out)})
+    assert Path(result["OUTPUT"]).is_file()
+
+
+@pytest.fixture
+def with_venv_python(ces_provider):
+    with ces_setting(sys.executable):
+        yield sys.executable
+
+
+# --- lookup order -------------------------------------------------------------------------------
+def _fake_engine(root: Path, version: str = __version__, backend: str = "cpu") -> Path:
+    """An engine folder whose venv Python is this test environment's (a real, working engine)."""
+    folder = root / es.engine_name(version, backend)
+    python = es.venv_python(folder / "venv")
+    python.parent.mkdir(parents=True)
+    python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    python.chmod(0o755)
+    (folder / "engine.json").write_text(json.dumps({"version": version, "backend": backend}))
+    return python
+
+
+def test_lookup_order_setting_then_engine_then_path_then_other_engines(ces_provider, tmp_path, monkeypatch):
+    from crossearth_sar.qgis_plugin.ces_process import CLI_MODULE, resolve_ces
+
+    root = tmp_path / "engines"
+    monkeypatch.setenv("CES_ENGINE_HOME", str(root))
+    monkeypatch.delenv("CES_EXECUTABLE", raising=False)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    on_path = bin_dir / "ces"
+    on_path.write_text("#!/bin/sh\nexit 0\n")
+    on_path.chmod(0o755)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    old_python = _fake_engine(root, "0.0.1")                             # 4. another version,
+    assert (resolve_ces("").program, resolve_ces("").version) == (str(old_python), "0.0.1")
+    monkeypatch.setenv("PATH", str(bin_dir))
+    assert resolve_ces("").program == str(on_path)                       # 3. after PATH
+    engine_python = _fake_engine(root)
+    ces = resolve_ces("")                                                # 2. the managed engine
+    assert ces.program == str(engine_python) and ces.prefix == ["-I", "-m", CLI_MODULE]
+    assert ces.version == __version__
+    assert resolve_ces(venv_ces()).program == venv_ces()                 # 1. the setting
+
+
+def test_segment_runs_through_the_managed_engine(ces_provider, tmp_path, monkeypatch):
+    import processing
+
+    root = tmp_path / "engines"
+    monkeypatch.setenv("CES_ENGINE_HOME", str(root))
+    monkeypatch.delenv("CES_EXECUTABLE", raising=False)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    python = _fake_engine(root)
+    feedback = recording_feedback()
+    with ces_setting(""):
+        result = processing.run("crossearth_sar:descriptors", {
+            "INPUT": str(DEMO_SCENE), "OUTPUT": str(tmp_path / "d.tif")}, feedback=feedback)
+    assert Path(result["OUTPUT"]).is_file()
+    assert any(c.startswith(f"{python} -I -m crossearth_sar") for c in feedback.commands)
+    assert feedback.warnings == []   # same version: no advice
+
+
+def test_version_mismatch_says_what_to_do(ces_provider, tmp_path):
+    import processing
+
+    from crossearth_sar.qgis_plugin.ces_process import CesCommand, engine_version
+
+    assert engine_version(CesCommand(venv_ces())) == __version__
+    old = tmp_path / "ces"
+    old.write_text(f'#!/bin/sh\n[ "$1" = --version ] && {{ echo "ces, version 0.0.1"; exit 0; }}\n'
+                   f'exec "{venv_ces()}" "$@"\n')
+    old.chmod(0o755)
+    feedback = recording_feedback()
+    with ces_setting(str(old)):
+        processing.run("crossearth_sar:descriptors", {
+            "INPUT": str(DEMO_SCENE), "OUTPUT": str(tmp_path / "d.tif")}, feedback=feedback)
+    advice = [w for w in feedback.warnings if "0.0.1" in w]
+    assert len(advice) == 1 and __version__ in advice[0] and "Set up CrossEarth-SAR engine" in advice[0]
+
+
+def test_without_an_engine_algorithms_stay_listed_and_say_so(ces_provider, tmp_path, monkeypatch):
+    from qgis.core import QgsApplication
+
+    monkeypatch.setenv("CES_ENGINE_HOME", str(tmp_path / "engines"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv("CES_EXECUTABLE", raising=False)
+    with ces_setting(""):
+        for name in ("segment", "descriptors", "finetune", "evaluate"):
+            alg = QgsApplication.processingRegistry().algorithmById(f"crossearth_sar:{name}")
+            ok, message = alg.canExecute()
+            assert not ok and "Set up CrossEarth-SAR engine" in message, name
+        setup = QgsApplication.processingRegistry().algorithmById("crossearth_sar:setup_engine")
+        assert setup.canExecute() == (True, "")
+
+
+# --- setup runs --------------------------------------------------------------------------------
+def test_lock_is_exclusive_and_a_stale_one_is_taken_over(tmp_path):
+    with es.InstallLock(tmp_path):
+        with pytest.raises(es.EngineError) as err:
+            es.InstallLock(tmp_path).acquire()
+        assert err.value.kind == "locked" and str(os.getpid()) in str(err.value)
+    assert not (tmp_path / es.LOCK_NAME).exists()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (tmp_path / es.LOCK_NAME).write_text(str(dead.pid))
+    with es.InstallLock(tmp_path) as lock:
+        assert lock.held
+
+
+def test_setup_builds_in_a_temporary_folder_and_renames_it(tmp_path):
+    root = tmp_path / "engines"
+    folder = root / es.engine_name(__version__, "cpu")
+    venv = folder / "venv"   # steps are given the build folder's venv below
+    percents, lines = [], []
+
+    def steps_for(build: Path):
+        return [es.Step("venv", 1.0, ["/usr/bin/python3", "-I", "-m", "venv", "--without-pip",
+                                      str(build / "venv")]),
+                es.Step("check", 1.0, [str(es.venv_python(build / "venv")), "-I", "-c",
+                                       "import json, sys; print(json.dumps({'ok': True, "
+                                       "'prefix': sys.prefix}))"])]
+
+    installer = es.EngineInstaller(root=root, backend="cpu", plan=steps_for,
+                                   progress=lambda p, t: percents.append(p), log=lines.append)
+    engine = installer.run()
+    assert engine.folder == folder and engine.python.is_file() and venv.is_dir()
+    assert engine.info["version"] == __version__ and engine.info["doctor"]["ok"] is True
+    assert (folder / "install.log").read_text().count("$ ") == 2
+    assert percents[0] == 0.0 and percents[-1] == 100.0
+    assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []   # no build, no lock
+    # the venv never sees QGIS's (or any system) site-packages
+    probe = subprocess.run([str(engine.python), "-I", "-c", "import qgis"], capture_output=True)
+    assert probe.returncode != 0
+    assert es.managed_engine(root=root).folder == folder
+    # the venv's scripts name the final folder, not the build folder
+    assert str(folder) in (venv / "bin" / "activate").read_text()
+    for path in [venv / "pyvenv.cfg", *(venv / "bin").iterdir()]:
+        if path.is_file() and not path.is_symlink():
+            assert ".build-" not in path.read_text(errors="replace"), path
+
+
+def test_cancel_stops_the_setup_and_leaves_nothing(tmp_path):
+    root = tmp_path / "engines"
+    started = {}
+
+    def canceled() -> bool:
+        return "t" in started and time.monotonic() - started["t"] > 0.5
+
+    steps = [es.Step("sleep", 1.0, [sys.executable, "-c",
+                                    "import time; print('working', flush=True); time.sleep(60)"])]
+    installer = es.EngineInstaller(root=root, plan=lambda build: steps, canceled=canceled,
+                                   progress=lambda p, t: started.setdefault("t", time.monotonic()))
+    t0 = time.monotonic()
+    with pytest.raises(es.EngineError) as err:
+        installer.run()
+    assert err.value.kind == "canceled" and time.monotonic() - t0 < 10
+    assert sorted(p.name for p in root.iterdir()) == [f"{installer.folder.name}-install-failed.log"]
+    assert "working" in (root / f"{installer.folder.name}-install-failed.log").read_text()
+
+
+def test_a_failed_pip_install_is_classified(tmp_path):
+    """Offline, from a wheel folder that lacks the package: real pip, classified message."""
+    root, wheels = tmp_path / "engines", tmp_path / "wheels"
+    wheels.mkdir()
+    steps = [es.Step("pip", 1.0, [sys.executable, "-m", "pip", "install", "--no-index",
+                                  "--find-links", str(wheels), "--target", str(tmp_path / "t"),
+                                  "crossearth-sar-not-there"])]
+    with pytest.raises(es.EngineError) as err:
+        es.EngineInstaller(root=root, wheels=wheels, plan=lambda build: steps).run()
+    assert err.value.kind == "no_wheel" and str(wheels) in str(err.value)
+    assert not es.installed_engines(root)
+
+
+def test_ces_doctor_json_reports_versions_and_a_working_model(capsys):
+    from crossearth_sar.crossearth_cli.main import main
+
+    assert main(["doctor", "--json", "--device", "cpu"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    import rasterio
+    import torch
+
+    assert report["ok"] is True and report["problems"] == []
+    assert report["version"] == __version__
+    assert report["torch"] == torch.__version__ and report["gdal"] == rasterio.__gdal_version__
+    assert report["cuda"]["available"] == torch.cuda.is_available()
+    assert report["model"]["loads"] and report["model"]["segments"] and report["model"]["classes"]
+    assert "test tile" in es.doctor_summary(report)
