@@ -65,7 +65,8 @@ def label_values(path: str) -> Optional[list[int]]:
 
 
 def _described(spec: ClassSpec) -> str:
-    return ", ".join(f"{c['name']} = {c['value']}" for c in spec.classes)
+    return ", ".join(f"{c['name']} = {'/'.join(str(v) for v in c.get('values') or [c['value']])}"
+                     for c in spec.classes)
 
 
 def classes_problem(classes_path: Optional[str], model: list[dict],
