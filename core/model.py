@@ -180,6 +180,11 @@ class CrossEarthSAR(nn.Module):
                 "backbone": backbone, "head": head}
 
 
+def input_contract(config: dict) -> int:
+    """The input contract of core/sar_io.py a model was trained under (1 when not recorded)."""
+    return int((config.get("input") or {}).get("contract", 1))
+
+
 def trained_bands(config: dict) -> Optional[list]:
     """The band descriptions a model was trained on (its ``input.bands``, e.g. ["VV"]), or None."""
     return (config.get("input") or {}).get("bands")

@@ -32,7 +32,7 @@ from .qgis_style import raster_classes  # noqa: F401 (also part of this module's
 from .atomic import atomic_output, check_writable
 from .errors import InputError
 from .memory import release_free_memory
-from .model import trained_bands
+from .model import input_contract, trained_bands
 from .progress import ProgressCallback, ensure
 
 PathLike = Union[str, os.PathLike]
@@ -241,7 +241,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
     t0 = time.perf_counter()
     preferred = trained_bands(model.config)  # the bands it was trained on
     with sar_io.open_scene(scene_path, domain=domain, bands=bands, complex_part=complex_part,
-                           prefer=preferred) as scene:
+                           prefer=preferred, contract=input_contract(model.config)) as scene:
         for w in scene.warnings:
             warning(w)
         if scene.nodata_fraction >= 1.0:

@@ -53,6 +53,7 @@ SUPPORTED_DTYPES = {
 STATS_MAX_SIDE = 1024          # decimated read for scene statistics: at most this many px a side
 PERCENTILES = (1.0, 99.0)      # robust stretch of each channel
 INPUT_CONTRACT = 2             # written into every model's config (input.contract)
+CONTRACTS = (1, 2)             # 1: models trained before contract 2 (no input.contract)
 LINEAR_FLOOR = 1e-6            # linear values below this are clipped (-60 dB) before the log
 BandSpec = Union[str, int]
 
@@ -99,6 +100,7 @@ class SarScene:
     band_names: list[Optional[str]]
     composition: str
     complex_part: str = "amplitude"
+    contract: int = 2
     stats: np.ndarray = field(default_factory=lambda: np.zeros((3, 2), np.float32))
     nodata_fraction: float = 0.0
     pixel_size_m: Optional[tuple[float, float]] = None
@@ -145,7 +147,11 @@ class SarScene:
         masks = raster_check.read_masks(self.src, self.path, self.band_indexes, window=inner)
         rep, valid = self._represent(raw, masks)
         x = self._stretch(rep, valid)
-        phys = x[0].copy()
+        if self.contract == 1:   # log(1 + |X|) of the physical values, as such models learnt
+            phys = np.log1p(np.abs(_physical(raw[0], self.domain, self.complex_part)))
+            phys = np.where(valid, phys, 0.0).astype(np.float32)
+        else:
+            phys = x[0].copy()
         pads = ((r0 - row0, row0 + h - r1), (c0 - col0, col0 + w - c1))
         if any(p for pair in pads for p in pair):
             x = np.stack([_reflect_pad(ch, pads) for ch in x])
@@ -223,9 +229,13 @@ def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
                bands: Optional[Sequence[BandSpec]] = None,
                complex_part: str = "amplitude",
                prefer: Optional[Sequence[str]] = None,
-               stats: Optional[np.ndarray] = None) -> SarScene:
+               stats: Optional[np.ndarray] = None,
+               contract: int = INPUT_CONTRACT) -> SarScene:
     """Open a SAR raster, select its bands, detect its domain and compute scene statistics.
 
+    ``contract``: the input contract of the model that will read the scene (its config's
+    ``input.contract``; 1 for models without one): 1 keeps quicklooks at v / 255 and gives
+    ``phys`` = log(1 + |X|) of the physical values, as those models were trained.
     ``stats``: float [3, 2] stretch (low, high per channel) to use instead of the scene's
     own, e.g. :func:`pooled_statistics` of all tiles cut from one scene.
     ``prefer``: band descriptions a model was trained on (e.g. ["VV"]); used when ``bands``
@@ -244,7 +254,9 @@ def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
             have = [(d or "").strip().upper() for d in src.descriptions]
             if all(str(p).upper() in have for p in prefer):
                 bands = list(prefer)
-        scene = _describe(src, path, domain, bands, complex_part)
+        if contract not in CONTRACTS:
+            raise InputError(f"input contract {contract!r} is not one of {CONTRACTS}", path)
+        scene = _describe(src, path, domain, bands, complex_part, int(contract))
         if stats is not None:
             scene.stats = np.asarray(stats, np.float32).reshape(3, 2).copy()
     except BaseException:
@@ -267,7 +279,7 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
                          f"({raster_check.gdal_message(e)})") from None
 
 
-def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
+def _describe(src, path: Path, domain, bands, complex_part, contract: int = INPUT_CONTRACT) -> SarScene:
     dtypes = set(src.dtypes)
     bad = dtypes - SUPPORTED_DTYPES
     if bad:
@@ -304,7 +316,7 @@ def _describe(src, path: Path, domain, bands, complex_part) -> SarScene:
         path=path, width=src.width, height=src.height, count=src.count, dtype=src.dtypes[0],
         crs=crs, transform=src.transform, domain=domain, band_indexes=band_indexes,
         band_names=band_names, composition=composition, complex_part=complex_part,
-        warnings=warnings, driver=src.driver, _src=src,
+        contract=contract, warnings=warnings, driver=src.driver, _src=src,
     )
     scene.pixel_size_m = pixel_size_metres(crs, src.transform, src.width, src.height)
     scene.stats, scene.nodata_fraction = _scene_statistics(scene)
@@ -423,7 +435,10 @@ def _scene_statistics(scene: SarScene) -> tuple[np.ndarray, float]:
     values, nodata_fraction = scene_sample(scene)
     if values.shape[1] == 0 and not _any_valid_block(scene):
         raise InputError(f"{scene.path}: contains no valid pixel (entirely nodata)")
-    return stretch_of(values), nodata_fraction
+    stats = stretch_of(values)
+    if scene.contract == 1 and scene.domain == "quicklook":   # contract 1: display values / 255
+        stats[: 2 if scene.composition == "dualpol" else 3] = (0.0, 255.0)
+    return stats, nodata_fraction
 
 
 def _any_valid_block(scene: SarScene) -> bool:
@@ -450,6 +465,20 @@ def _log_representation(band: np.ndarray, domain: str, complex_part: str) -> np.
         if domain == "linear":
             return (10.0 * np.log10(np.maximum(v, LINEAR_FLOOR))).astype(np.float32)
         return v  # quicklook and dB are already on a log/display scale
+
+
+def _physical(band: np.ndarray, domain: str, complex_part: str) -> np.ndarray:
+    """Contract 1's physical value X behind a raw band (linear power for dB), float32."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if domain == "complex":
+            z = band.astype(np.complex64)
+            if complex_part == "amplitude":
+                return np.abs(z).astype(np.float32)
+            return (z.real if complex_part == "real" else z.imag).astype(np.float32)
+        v = band.astype(np.float32)
+        if domain == "db":
+            return np.power(10.0, np.clip(v, -100, 100) / 10.0).astype(np.float32)
+        return v
 
 
 def _reflect_pad(a: np.ndarray, pads) -> np.ndarray:

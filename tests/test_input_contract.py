@@ -86,3 +86,19 @@ def test_four_domains_give_the_same_descriptors(domains):
         got = tiles(domains[name])
         np.testing.assert_allclose(got, ref, rtol=0.05, err_msg=name)
 
+
+
+def test_contract_1_models_read_as_they_were_trained(domains):
+    """A model without input.contract (trained before contract 2) gets quicklooks / 255 and
+    descriptors on log(1 + |X|); contract 2 is the default for everything else."""
+    with sar_io.open_scene(domains["quicklook"], bands=["VV"], contract=1) as old, \
+            sar_io.open_scene(domains["quicklook"], bands=["VV"]) as new:
+        assert old.contract == 1 and new.contract == sar_io.INPUT_CONTRACT == 2
+        np.testing.assert_array_equal(old.stats[0], [0, 255])
+        a, b = old.read_window(Window(0, 0, 64, 64)), new.read_window(Window(0, 0, 64, 64))
+        raw = old.src.read(1, window=Window(0, 0, 64, 64)).astype(np.float32)
+        np.testing.assert_allclose(a.x[0][a.valid], (raw / 255)[a.valid], atol=1e-6)
+        np.testing.assert_allclose(a.phys[a.valid], np.log1p(raw)[a.valid], rtol=1e-6)
+        np.testing.assert_array_equal(b.phys, b.x[0])
+    with pytest.raises(sar_io.InputError, match="input contract"):
+        sar_io.open_scene(domains["db"], contract=3)

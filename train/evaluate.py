@@ -16,7 +16,7 @@ import torch
 
 from ..core import checkpoints
 from ..core.errors import InputError
-from ..core.model import trained_bands
+from ..core.model import input_contract, trained_bands
 from ..core.progress import ensure
 from ..core.tiler import NODATA_CLASS, resolve_device, run_tiled
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes, load_classes
@@ -57,7 +57,7 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
     model = model.to(dev).eval()
     if hasattr(model.backbone, "reset_expert_counts"):
         model.backbone.reset_expert_counts()
-    cache = SceneCache(size=1, prefer=preferred, **opts)
+    cache = SceneCache(size=1, prefer=preferred, contract=input_contract(model.config), **opts)
     cm = torch.zeros(k, k, dtype=torch.int64)
 
     def predict(x, phys, valid):

@@ -17,7 +17,7 @@ import rasterio
 from rasterio.windows import Window
 
 from crossearth_sar.core import checkpoints, sar_io
-from crossearth_sar.core.model import trained_bands
+from crossearth_sar.core.model import input_contract, trained_bands
 from crossearth_sar.core.pipeline import segment_scene
 
 WATER, LAND, NODATA = (0.12, 0.47, 0.71), (0.85, 0.85, 0.85), (1.0, 1.0, 1.0)
@@ -57,9 +57,10 @@ def main() -> None:
     import matplotlib.pyplot as plt
 
     spain = (args.data / "sen1floods11_spain" / "Spain_7370579_S1Hand.tif",
-             args.data / "sen1floods11_spain" / "Spain_7370579_LabelHand.tif", "Spain chip (dB, VV+VH)")
+             args.data / "sen1floods11_spain" / "Spain_7370579_LabelHand.tif", "Spain chip (dB)")
     rows = [spain] + [(i, l, f"ETCI nebraska {i.stem}") for i, l in nebraska_tiles(args.data)]
-    bands = trained_bands(checkpoints.read_config(args.model))
+    config = checkpoints.read_config(args.model)
+    bands, contract = trained_bands(config), input_contract(config)
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), dpi=72)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -67,7 +68,7 @@ def main() -> None:
             pred_path = Path(tmp) / f"p{r}.tif"
             segment_scene(img, args.model, Path(tmp) / f"p{r}.gpkg", raster=pred_path,
                           tile=256 if "ETCI" in title else 512, overlap=64, device="cpu")
-            with sar_io.open_scene(img, prefer=bands) as s:
+            with sar_io.open_scene(img, prefer=bands, contract=contract) as s:
                 w = s.read_window(Window(0, 0, s.width, s.height))
             with rasterio.open(lab) as src:
                 truth = src.read(1)
