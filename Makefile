@@ -35,6 +35,7 @@ demo: $(STAMP)
 	$(CES) segment $(DEMO_SCENE) -o demo.gpkg --raster demo_classes.tif --preview demo_preview.png --overwrite --summary
 
 test: qgis $(STAMP)
+	$(PY) -m ruff check .
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -rs
 
 test-slow: qgis $(STAMP)

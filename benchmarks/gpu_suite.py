@@ -232,7 +232,7 @@ def train(args, sizes, dev) -> dict:
         desc = torch.rand(b, 3, device=dev)
         target = (torch.rand(b, t, t, device=dev) > 0.5).long()
 
-        def step():
+        def step(net=net, opt=opt, x=x, desc=desc, target=target):
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
                                 enabled=dev.type == "cuda"):
                 out = net(x, desc)

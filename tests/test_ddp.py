@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from crossearth_sar.core import checkpoints
 from crossearth_sar.train.finetune import parameter_digest

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import fiona
 import numpy as np
-import pytest
 import rasterio
 
 from crossearth_sar.core import checkpoints
