@@ -90,7 +90,7 @@ class CrossEarthSAR(nn.Module):
 
     ``forward(x [B, 3, H, W] in 0..1, descriptors [B, 3] scaled)`` -> dict(pred_logits
     [B, Q, K+1], pred_masks [B, Q, h, w] logits (h, w ~ H/4, W/4 of the resized input),
-    aux_outputs [{pred_logits, pred_masks}] x dec_layers, l_bc scalar).
+    aux_outputs [{pred_logits, pred_masks}] x dec_layers in training (empty in eval mode), l_bc scalar).
     """
 
     def __init__(self, config: dict):

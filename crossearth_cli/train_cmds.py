@@ -114,7 +114,8 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
         if not 0.0 < cutoff <= 1.0:
             raise InputError(f"--adapter-cutoff {cutoff}: must lie in (0, 1]")
         adapter = {"kind": "earth-adapter", "rank": rank, "cutoff": cutoff}
-        unfreeze = False   # adapters train on a frozen backbone, in pretrain too
+        if mode == "pretrain":
+            unfreeze = False   # adapters train on a frozen backbone, in pretrain too
     cfg = TrainConfig(iters=kw.pop("iters"), batch=kw.pop("batch"), lr=kw.pop("lr"),
                       weight_decay=kw.pop("weight_decay"), schedule=kw.pop("schedule"),
                       warmup=kw.pop("warmup"), accum=kw.pop("accum"), grad_clip=kw.pop("grad_clip"),
