@@ -79,15 +79,21 @@ def qgis_app(tmp_path_factory):
     return app
 
 
+_SESSION_PLUGIN: list = []
+
+
 @pytest.fixture(scope="session")
 def ces_plugin(qgis_app):
-    """The CrossEarth-SAR plugin object, its provider registered as QGIS does."""
+    """The CrossEarth-SAR plugin object, its provider registered as QGIS does. One per
+    session even though each test module imports this fixture (pytest would otherwise make
+    one per module, and a second provider with the same id is never registered)."""
     from crossearth_sar.qgis_plugin.plugin import CrossEarthSARPlugin
 
-    plugin = CrossEarthSARPlugin(None)
-    plugin.initProcessing()
-    yield plugin
-    plugin.unload()
+    if not _SESSION_PLUGIN:
+        plugin = CrossEarthSARPlugin(None)
+        plugin.initProcessing()
+        _SESSION_PLUGIN.append(plugin)
+    return _SESSION_PLUGIN[0]
 
 
 @pytest.fixture
