@@ -42,6 +42,18 @@ class Payload:
         return (open, (self.marker, "w"))
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: the models here are tiny, and two threads on a busy machine are
+    many times slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def _cut_cog(src_values: np.ndarray, path: Path, dtype: str) -> None:
     """A COG of ``src_values`` cut to 70 % of its bytes: header and overviews survive."""
     tmp = path.with_name(path.stem + "_full.tif")
