@@ -288,10 +288,13 @@ def _timed_segment(cmd: list[str], limit_s: float) -> dict:
     run["wall_s"] = round(time.perf_counter() - t0, 1)
     run["rc"] = proc.returncode
     if done is not None:
-        timing = done.get("timing", {})
-        run.update(tiles_s=timing.get("tiles_s", run["tiles_s"]), forward_s=timing.get("forward_s"),
-                   vectorize_s=timing.get("vectorize_s"), windows=timing.get("windows"),
-                   skipped=timing.get("windows_skipped"), polygons=done.get("polygons"))
+        run["polygons"] = done.get("polygons")
+        timing = done.get("timing") or {}  # (a one-scene done event carries no timing)
+        for key, name in (("tiles_s", "tiles_s"), ("forward_s", "forward_s"),
+                          ("vectorize_s", "vectorize_s"), ("windows", "windows"),
+                          ("windows_skipped", "skipped")):
+            if timing.get(key) is not None:
+                run[name] = timing[key]
     elif not run["stopped"]:
         run["stderr_tail"] = err[-1500:]
     if run["windows"] and run["tiles_s"]:
