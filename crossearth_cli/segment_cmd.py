@@ -91,20 +91,28 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
 
 def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
               min_area: Optional[float] = None) -> None:
-    """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written)."""
-    from ..core import pipeline, preview, raster_check, sar_io, vectorize
+    """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written).
+
+    Scenes and output names are checked before torch is imported (a bad input is reported
+    in well under a second); the checks that need core.pipeline come after."""
+    from ..core import preview, raster_check, sar_io, vectorize
     from ..core.atomic import check_writable
 
     for job in plan:
         vectorize.vector_format(job["vector"])
         ow = job.get("overwrite", overwrite)
         check_writable(job["vector"], ow)
-        for key in ("raster", "confidence"):
-            pipeline.check_raster_path(job[key], ow)   # GeoTIFFs (.tif / .tiff)
         if job["preview"] is not None:
             check_writable(preview.check_path(job["preview"]), ow)
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
+        with sar_io.open_scene(job["scene"], **open_options):
+            pass
+    from ..core import pipeline   # imports torch
+
+    for job in plan:
+        for key in ("raster", "confidence"):
+            pipeline.check_raster_path(job[key], job.get("overwrite", overwrite))   # .tif / .tiff
         with sar_io.open_scene(job["scene"], **open_options) as scene:
             pipeline.sieve_pixels(scene, min_area)
 
@@ -211,16 +219,18 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
                             complex_part=complex_part)
-        from ..core import checkpoints, pipeline, tiler
-
         if overlap is None:
             overlap = min(128, tile // 4)
-        tiler.check_tiling(tile, overlap, batch)   # numbers first: before any file is read
+        if not 0 <= overlap < tile:   # the numbers first (tiler.check_tiling has the rest)
+            raise InputError(f"--overlap {overlap}: must be >= 0 and smaller than --tile {tile}")
         scenes = tuple(scene_ranks.expand_inputs(scenes))  # files, folders, .txt lists
-        model_path = _resolve_model(model)
         plan = _plan(scenes, output, raster, confidence, created, preview)
         ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
-        _precheck(ranks.todo, overwrite, open_options, min_area)
+        _precheck(ranks.todo, overwrite, open_options, min_area)   # before torch where it can
+        model_path = _resolve_model(model)
+        from ..core import checkpoints, pipeline, tiler
+
+        tiler.check_tiling(tile, overlap, batch)
         dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))
         net = checkpoints.load(model_path, map_location="cpu")
         results = []

@@ -30,7 +30,7 @@ def test_config_is_json_and_rebuilds_an_identical_model(small_model):
     assert config["head"]["num_queries"] == 10 and config["head"]["dec_layers"] == 9
     assert [c["value"] for c in config["classes"]] == [0, 1, 2]
     assert all(c["color"].startswith("#") and len(c["color"]) == 7 for c in config["classes"])
-    assert set(config["input"]) == {"mean", "std", "bands"}
+    assert set(config["input"]) == {"mean", "std", "bands", "contract"}
     assert set(config["descriptors"]) >= {"bins", "block", "scaling", "train_stats"}
     assert config["descriptors"]["train_stats"] is None
     rebuilt = model_mod.build_from_config(config)
