@@ -118,23 +118,28 @@ def _color(value: Any, i: int, where: str) -> str:
     raise InputError(f"{where}: colour {value!r} is neither '#rrggbb' nor [r, g, b]")
 
 
-def load_classes(path: os.PathLike | str) -> ClassSpec:
-    """Read a classes file (.yaml/.yml/.json); InputError naming the file on any problem."""
+def read_document(path: os.PathLike | str, what: str) -> Any:
+    """The parsed YAML or JSON (by extension) of ``path``; InputError naming the file and
+    ``what`` it is ("classes file", "data file") when it cannot be read or parsed."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as e:
-        raise InputError(f"{path}: cannot read the classes file ({e.strerror or e})") from None
+        raise InputError(f"{path}: cannot read the {what} ({e.strerror or e})") from None
     try:
         if path.suffix.lower() == ".json":
-            doc = json.loads(text)
-        else:
-            import yaml
+            return json.loads(text)
+        import yaml
 
-            doc = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except Exception as e:  # parse errors of either format
-        raise InputError(f"{path}: not a valid classes file ({type(e).__name__}: {e})") from None
-    return parse_classes(doc, path)
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise InputError(f"{path}: not a valid {what} ({type(e).__name__}: {first})") from None
+
+
+def load_classes(path: os.PathLike | str) -> ClassSpec:
+    """Read a classes file (.yaml/.yml/.json); InputError naming the file on any problem."""
+    return parse_classes(read_document(path, "classes file"), Path(path))
 
 
 def parse_classes(doc: Any, path: os.PathLike | str) -> ClassSpec:

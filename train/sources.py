@@ -28,7 +28,6 @@ defined once in core/sar_io.py (a single band copied 3Ã—; dual-pol (VV, VH, VVâˆ
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +35,7 @@ from typing import Any, Optional
 
 from ..core import sar_io
 from ..core.errors import InputError
-from .classes import ClassSpec, _label_values, load_classes, parse_classes
+from .classes import ClassSpec, _label_values, load_classes, parse_classes, read_document
 
 STRETCHES = ("scene", "source")
 
@@ -68,20 +67,7 @@ class DataFile:
 
 
 def _read_doc(path: Path) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise InputError(f"{path}: cannot read the data file ({e.strerror or e})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            doc = json.loads(text)
-        else:
-            import yaml
-
-            doc = yaml.safe_load(text)
-    except Exception as e:
-        raise InputError(f"{path}: not a valid data file ({type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''})") from None
+    doc = read_document(path, "data file")
     if not isinstance(doc, dict) or not isinstance(doc.get("sources"), list) or not doc["sources"]:
         raise InputError(f"{path}: a data file needs a non-empty 'sources' list")
     return doc
