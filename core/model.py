@@ -138,7 +138,10 @@ class CrossEarthSAR(nn.Module):
         x = self.prepare_input(x)
         features = self.backbone.get_intermediate_layers(x, descriptors, n=self.feature_layers,
                                                          reshape=True, norm=True)
-        out = self.head(self.pyramid(list(features)))
+        fold = self.head.inference_path  # the lateral projection folded into the pyramid
+        pyramid = self.pyramid(list(features),
+                               fine_projection=self.head.pixel_decoder.lateral[0] if fold else None)
+        out = self.head(pyramid, fine_projected=fold)
         out["l_bc"] = self.backbone.balance_loss()
         return out
 

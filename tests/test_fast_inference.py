@@ -89,3 +89,38 @@ def test_default_model_class_map_agrees_between_paths_on_the_demo_chip():
     assert agree >= 0.999
     assert (fast - plain).abs().max().item() < 1e-3
     assert np.isfinite(fast.numpy()).all()
+
+
+@pytest.mark.parametrize("pyramid", ["deconv", "interpolate"])
+def test_folded_projections_give_the_plain_probabilities(pyramid):
+    """The inference path folds the stride-4 lateral projection into the pyramid and the mask
+    projection into the mask embeddings; with random (non-zero) biases it still gives the
+    plain path's probabilities, for both pyramids."""
+    from _helpers_micro import micro_config
+
+    from crossearth_sar.core.model import build_from_config
+
+    cfg = micro_config()
+    cfg["head"]["pyramid"] = pyramid
+    torch.manual_seed(1)
+    net = build_from_config(cfg).eval()
+    with torch.no_grad():  # biases that the init leaves at zero, so folding them is checked
+        net.head.pixel_decoder.mask_features.bias.normal_()
+        if pyramid == "deconv":
+            net.pyramid.up4[-1].bias.normal_()
+    x, desc = torch.rand(2, 3, 70, 84), torch.rand(2, 3)
+    with torch.inference_mode():
+        fast = net.predict_proba(x, desc)
+        set_fast_inference(net, False)
+        plain = net.predict_proba(x, desc)
+    assert fast.shape == plain.shape == (2, 2, 70, 84)
+    assert (fast - plain).abs().max().item() < 1e-5
+    assert fast.argmax(1).eq(plain.argmax(1)).float().mean().item() == 1.0
+
+
+def test_folded_inputs_are_refused_outside_the_inference_path():
+    head = _head().train()
+    feats = [torch.randn(2, 32, 16, 16)] + [torch.randn(2, 24, 4 * s, 4 * s) for s in (2, 1)] \
+        + [torch.randn(2, 24, 2, 2)]
+    with pytest.raises(ValueError, match="inference path"):
+        head(feats, fine_projected=True)

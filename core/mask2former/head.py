@@ -7,8 +7,10 @@ Two forward paths with the same final prediction (to float rounding):
   ``grid_sample``;
 * the inference path (eval mode with ``fast_inference``, the default): only the final
   prediction; intermediate masks only at the attention resolution that uses them
-  (mask2former.transformer_decoder) and, on the CPU, deformable attention by one weighted
-  gather (mask2former.ms_deform_attn). :func:`set_fast_inference` switches it off, e.g. to
+  (mask2former.transformer_decoder); the linear 1x1 projections at stride 4 folded into
+  their linear neighbours (the feature pyramid's last transposed convolution, the mask
+  embeddings); on the CPU, deformable attention by one weighted gather
+  (mask2former.ms_deform_attn). :func:`set_fast_inference` switches it off, e.g. to
   compare both.
 """
 from __future__ import annotations
@@ -72,10 +74,22 @@ class Mask2FormerHead(nn.Module):
             num_classes, dim=cfg["hidden_dim"], queries=cfg["num_queries"], layers=cfg["dec_layers"],
             heads=cfg["dec_heads"], ffn_dim=cfg["dec_ffn_dim"], mask_dim=cfg["mask_dim"])
 
-    def forward(self, features: list[torch.Tensor]) -> dict:
-        mask_features, multi_scale = self.pixel_decoder(features)
-        aux = self.training or not self.fast_inference
-        predictions = self.transformer_decoder(multi_scale, mask_features, aux=aux)
+    @property
+    def inference_path(self) -> bool:
+        """Whether forward takes the inference path (eval mode with ``fast_inference``)."""
+        return not self.training and self.fast_inference
+
+    def forward(self, features: list[torch.Tensor], fine_projected: bool = False) -> dict:
+        """``fine_projected`` (inference path only): features[0] already went through the
+        pixel decoder's lateral projection (folded into the feature pyramid)."""
+        fast = self.inference_path
+        if fine_projected and not fast:
+            raise ValueError("fine_projected features are for the inference path")
+        mask_features, multi_scale = self.pixel_decoder(features, fine_projected=fine_projected,
+                                                        project_masks=not fast)
+        predictions = self.transformer_decoder(
+            multi_scale, mask_features, aux=not fast,
+            mask_projection=self.pixel_decoder.mask_features if fast else None)
         logits, masks = predictions[-1]
         return {"pred_logits": logits, "pred_masks": masks,
                 "aux_outputs": [{"pred_logits": c, "pred_masks": m} for c, m in predictions[:-1]]}

@@ -1,5 +1,12 @@
 """Mask2Former pixel decoder: deformable-attention encoder over strides 8/16/32 plus an FPN
-step to stride 4 that yields the per-pixel mask features."""
+step to stride 4 that yields the per-pixel mask features.
+
+Inference may leave out the two linear 1x1 projections at stride 4, for the neighbours to
+fold into their own linear steps: the lateral projection of the stride-4 input
+(``fine_projected``: the feature pyramid applied it, see mask2former.feature_pyramid) and
+the final mask-feature projection (``project_masks`` False: the transformer decoder folds it
+into its mask embeddings, see mask2former.transformer_decoder).
+"""
 from __future__ import annotations
 
 import torch
@@ -75,7 +82,11 @@ class PixelDecoder(nn.Module):
         nn.init.kaiming_uniform_(self.mask_features.weight, a=1)
         nn.init.zeros_(self.mask_features.bias)
 
-    def forward(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def forward(self, features: list[torch.Tensor], fine_projected: bool = False,
+                project_masks: bool = True) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``fine_projected``: features[0] already went through ``lateral[0]``;
+        ``project_masks`` False: the first output is the input of ``mask_features``
+        ([B, dim, H/4, W/4]) instead of its output."""
         coarse = list(reversed(features[1:]))  # strides 32, 16, 8
         srcs, pos, shapes = [], [], []
         for lvl, (proj, f) in enumerate(zip(self.input_proj, coarse)):
@@ -95,7 +106,8 @@ class PixelDecoder(nn.Module):
             outs.append(src[:, start:start + h * w].transpose(1, 2).reshape(src.shape[0], self.dim, h, w))
             start += h * w
         fine = features[0]
-        y = self.lateral(fine) + F.interpolate(outs[-1], size=fine.shape[-2:], mode="bilinear",
-                                               align_corners=False)
+        lateral = self.lateral[1](fine) if fine_projected else self.lateral(fine)
+        y = lateral + F.interpolate(outs[-1], size=fine.shape[-2:], mode="bilinear",
+                                    align_corners=False)
         y = self.output(y)
-        return self.mask_features(y), outs
+        return (self.mask_features(y) if project_masks else y), outs

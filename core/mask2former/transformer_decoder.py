@@ -5,7 +5,10 @@ Inference (``aux=False``) returns only the final prediction and computes each in
 mask only where it is used: as the next layer's attention mask, at that layer's resolution.
 Bilinear resizing and the per-pixel mask einsum are both linear, so resizing the mask
 features first and taking the einsum there gives the same mask logits (to float rounding) as
-the full-resolution einsum resized, at a fraction of the cost.
+the full-resolution einsum resized, at a fraction of the cost. For the same reason the pixel
+decoder's last 1x1 projection (``mask_projection``, weight W [mask_dim, D], bias c) can be
+folded into the mask embeddings e: e . (W y + c) = (e W) . y + e . c, so the projected mask
+features are never computed.
 """
 from __future__ import annotations
 
@@ -95,11 +98,23 @@ class MaskedTransformerDecoder(nn.Module):
                 if p.dim() > 1:
                     nn.init.xavier_uniform_(p)
 
-    def _predict(self, output, mask_features):
+    def _predict(self, output, mask_features, mask_projection=None):
         """(class logits [B, Q, K+1], mask logits [B, Q, h, w]) of the queries ``output``."""
         out = self.decoder_norm(output)
-        masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), mask_features)
-        return self.class_embed(out), masks
+        return self.class_embed(out), self._mask_logits(out, mask_features, mask_projection)
+
+    def _mask_logits(self, out, mask_features, mask_projection=None):
+        """Mask logits [B, Q, h, w] of normalized queries ``out`` [B, Q, D] on ``mask_features``
+        [B, C, h, w]: projected by ``mask_projection`` (a 1x1 convolution C -> mask_dim) first
+        when given, folded into the embeddings."""
+        embed = self.mask_embed(out)  # [B, Q, mask_dim]
+        if mask_projection is None:
+            return torch.einsum("bqc,bchw->bqhw", embed, mask_features)
+        weight = mask_projection.weight.flatten(1)  # [mask_dim, C]
+        masks = torch.einsum("bqc,bchw->bqhw", embed @ weight, mask_features)
+        if mask_projection.bias is not None:
+            masks = masks + (embed @ mask_projection.bias)[..., None, None]
+        return masks
 
     def _attention_mask(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """Mask logits [B, Q, h, w] -> [B * heads, Q, size] bool, True = may not attend."""
@@ -109,7 +124,11 @@ class MaskedTransformerDecoder(nn.Module):
         return attn.unsqueeze(1).expand(-1, self.heads, -1, -1).flatten(0, 1)
 
     def forward(self, features: list[torch.Tensor], mask_features: torch.Tensor,
-                aux: bool = True):
+                aux: bool = True, mask_projection=None):
+        """``mask_projection`` (inference only, ``aux`` False): a 1x1 convolution that
+        ``mask_features`` still has to go through, folded into the mask embeddings."""
+        if aux and mask_projection is not None:
+            raise ValueError("mask_projection is for the inference path (aux=False)")
         b = mask_features.shape[0]
         srcs, pos, sizes = [], [], []
         for lvl, f in enumerate(features[: self.levels]):
@@ -131,8 +150,7 @@ class MaskedTransformerDecoder(nn.Module):
                 logits, masks = self._predict(output, mask_features)
                 predictions.append((logits, masks))
                 return self._attention_mask(masks, size)
-            out = self.decoder_norm(output)
-            masks = torch.einsum("bqc,bchw->bqhw", self.mask_embed(out), small[size])
+            masks = self._mask_logits(self.decoder_norm(output), small[size], mask_projection)
             return self._attention_mask(masks, size)
 
         attn = attention_for(output, sizes[0])
@@ -145,5 +163,5 @@ class MaskedTransformerDecoder(nn.Module):
             output = ffn(output)
             if i + 1 < len(self.cross):
                 attn = attention_for(output, sizes[(i + 1) % self.levels])
-        predictions.append(self._predict(output, mask_features))
+        predictions.append(self._predict(output, mask_features, mask_projection))
         return predictions
