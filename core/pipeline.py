@@ -43,6 +43,13 @@ SHIFT_Z = 3.0                   # domain-shift warning: scene median this many t
 GDAL_CACHE_MB = 64              # GDAL block cache while segmenting: keeps memory flat
 
 
+def gdal_cache_bytes() -> int:
+    """GDAL_CACHEMAX for ``rasterio.Env``: rasterio passes an integer to GDAL in bytes (GDAL's
+    own "below 100000 means MB" rule does not apply), so 64 would be a 64-byte cache that
+    decompresses a block again for every pixel row of a decimated read."""
+    return GDAL_CACHE_MB * 1024 * 1024
+
+
 def check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
     if path is None:
         return None
@@ -190,7 +197,7 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
     "class_area_m2": {name: m²}, "polygons": N, "timing": {...}, ...}.
     Raises InputError for bad input (nothing is written then).
     """
-    with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB):
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes()):
         return _segment_scene(scene_path, model, out_vector, raster=raster,
                               confidence=confidence, tile=tile, overlap=overlap, batch=batch,
                               device=device, min_area=min_area, simplify=simplify,
