@@ -18,6 +18,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
 
@@ -40,14 +41,27 @@ DEFAULT_MIN_PIXELS = 4          # --min-area default: regions under 4 pixels are
 DEFAULT_SIMPLIFY_PIXELS = 0.75  # --simplify default: 3/4 pixel (smooths 1-px stairs, keeps 1-px² bumps)
 RASTER_EXTENSIONS = (".tif", ".tiff")
 SHIFT_Z = 3.0                   # domain-shift warning: scene median this many train stds away
-GDAL_CACHE_MB = 64              # GDAL block cache while segmenting: keeps memory flat
+GDAL_CACHE_MB = (16, 256)       # GDAL block cache while segmenting, MiB: (least, most)
 
 
-def gdal_cache_bytes() -> int:
-    """GDAL_CACHEMAX for ``rasterio.Env``: rasterio passes an integer to GDAL in bytes (GDAL's
-    own "below 100000 means MB" rule does not apply), so 64 would be a 64-byte cache that
-    decompresses a block again for every pixel row of a decimated read."""
-    return GDAL_CACHE_MB * 1024 * 1024
+def gdal_cache_bytes(scene_path: PathLike) -> int:
+    """GDAL_CACHEMAX in bytes while segmenting ``scene_path``: two rows of blocks of one band
+    (a decimated read visits a whole row of blocks for every output row, the tiler's windows
+    two), within GDAL_CACHE_MB. rasterio hands an integer GDAL_CACHEMAX to GDAL in bytes
+    (GDAL's own "below 100000 means MB" rule does not apply): a cache of "64" is 64 bytes, and
+    every block is decompressed again for each row read. The least applies when the scene
+    cannot be opened (the scene's own checks then report it)."""
+    least, most = (mb * 1024 * 1024 for mb in GDAL_CACHE_MB)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", rasterio.errors.NotGeoreferencedWarning)
+            src = rasterio.open(scene_path)
+        with src:
+            bh, bw = src.block_shapes[0]
+            row = math.ceil(src.width / bw) * bh * bw * np.dtype(src.dtypes[0]).itemsize
+    except (rasterio.errors.RasterioError, OSError, ValueError):
+        return least
+    return int(min(max(2 * row, least), most))
 
 
 def check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
@@ -197,7 +211,7 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
     "class_area_m2": {name: m²}, "polygons": N, "timing": {...}, ...}.
     Raises InputError for bad input (nothing is written then).
     """
-    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes()):
+    with rasterio.Env(GDAL_CACHEMAX=gdal_cache_bytes(scene_path)):
         return _segment_scene(scene_path, model, out_vector, raster=raster,
                               confidence=confidence, tile=tile, overlap=overlap, batch=batch,
                               device=device, min_area=min_area, simplify=simplify,

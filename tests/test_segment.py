@@ -286,7 +286,8 @@ def test_raster_values_fall_back_to_indexes_when_a_label_value_is_255():
 def test_gdal_block_cache_while_segmenting_is_megabytes(tmp_path):
     """rasterio hands an integer GDAL_CACHEMAX to GDAL in bytes: a cache of "64" was 64 bytes,
     which made the decimated statistics read of a 2,048² deflate scene take 11 s instead of
-    0.3 s. The cache seen during segment_scene (read inside its progress callback) is MiBs."""
+    0.3 s. The cache seen during segment_scene (read inside its progress callback) is MiBs,
+    two rows of blocks for a wide scene."""
     scene = write_db_scene(tmp_path / "scene.tif", 96, 80)
     seen = []
 
@@ -295,4 +296,14 @@ def test_gdal_block_cache_while_segmenting_is_megabytes(tmp_path):
 
     pipeline.segment_scene(scene, PointwiseSegmenter(CLASSES), tmp_path / "s.gpkg", tile=64,
                            overlap=16, device="cpu", progress=progress)
-    assert seen and min(seen) == pipeline.GDAL_CACHE_MB * 1024 * 1024 >= 16 * 1024 * 1024
+    least, most = (mb * 1024 * 1024 for mb in pipeline.GDAL_CACHE_MB)
+    assert seen and set(seen) == {pipeline.gdal_cache_bytes(scene)} == {least}
+    # a Sentinel-1-wide float32 scene in 512² blocks (sparse: nothing written): 2 x 49 blocks
+    wide = tmp_path / "wide.tif"
+    with rasterio.open(wide, "w", driver="GTiff", width=25_000, height=512, count=1,
+                       dtype="float32", tiled=True, blockxsize=512, blockysize=512,
+                       sparse_ok=True, crs="EPSG:32630",
+                       transform=from_origin(400000.0, 4600000.0, 10.0, 10.0)) as dst:
+        dst.nodata = float("nan")
+    assert pipeline.gdal_cache_bytes(wide) == 2 * 49 * 512 * 512 * 4 <= most
+    assert pipeline.gdal_cache_bytes(tmp_path / "missing.tif") == least
