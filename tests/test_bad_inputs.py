@@ -80,7 +80,8 @@ def ws(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("bad")
     truth = write_scene(d / "a_img.tif", size=64)
     write_label(d / "a_lab.tif", truth)
-    write_label(d / "small_lab.tif", truth[:32, :32])
+    write_label(d / "small_lab.tif", truth[:32, :32],   # elsewhere: does not overlap a_img.tif
+                transform=from_origin(600000, 4400000, 10, 10))
     rng = np.random.default_rng(0)
     _cut_cog(rng.integers(1, 4000, (2048, 2048)), d / "cut.tif", "uint16")
     _cut_cog(rng.integers(0, 2, (2048, 2048)), d / "cut_lab.tif", "uint8")
