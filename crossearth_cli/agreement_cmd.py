@@ -105,7 +105,9 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
     the pairs, agreement per class, and each model against reference labels (--labels).
 
     Each model predicts each image as ces evaluate does (its own bands and input contract;
-    nodata excluded); the models must have the same class names.
+    nodata excluded); the models must have the same class names. Reference labels pair with
+    the images and map to classes as in ces evaluate (the first model's classes by label
+    value, or --classes with as many classes in its order).
 
     \b
     Examples:
