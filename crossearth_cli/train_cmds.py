@@ -20,8 +20,9 @@ def data_options(f):
         click.option("--images", multiple=True,
                      help="SAR rasters: files, folders or glob patterns (repeatable)."),
         click.option("--labels", multiple=True,
-                     help="Label rasters on the images' grids (paired by file name), or one vector "
-                          "file (GPKG/SHP/GeoJSON) of labelled polygons (repeatable)."),
+                     help="Label rasters paired with the images by file name (on another grid or "
+                          "CRS: resampled onto the image's, nearest), or one vector file "
+                          "(GPKG/SHP/GeoJSON) of labelled polygons (repeatable)."),
         click.option("--classes", "classes_file", type=click.Path(dir_okay=False), default=None,
                      help="Classes file (YAML/JSON): classes [{name, value or values, color}], "
                           "ignore [...]. Default: inferred from the labels (or the base model's)."),

@@ -108,9 +108,9 @@ HELP = """<p>Checks how well a model maps your scenes: it segments each SAR scen
 the result with reference labels, pixel by pixel.</p>
 <p><b>SAR scenes</b>: the radar images to test on (ideally not the ones the model was
 fine-tuned on).</p>
-<p><b>Reference labels</b>: either label rasters on the same pixel grid as the scenes (paired
-with the scenes by file name, e.g. <i>X_S1Hand.tif</i> with <i>X_LabelHand.tif</i>; one scene
-and one label raster always pair), or one polygon layer with a <b>class field</b> (leave the
+<p><b>Reference labels</b>: either label rasters (paired with the scenes by file name, e.g.
+<i>X_S1Hand.tif</i> with <i>X_LabelHand.tif</i>; one scene and one label raster always pair;
+on another pixel grid or CRS they are resampled onto the scene's, nearest), or one polygon layer with a <b>class field</b> (leave the
 field empty to use a field called class, label, value ...). Unlabelled pixels are not
 counted.</p>
 <p><b>Model</b>: %s.</p>

@@ -80,7 +80,8 @@ def ws(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("bad")
     truth = write_scene(d / "a_img.tif", size=64)
     write_label(d / "a_lab.tif", truth)
-    write_label(d / "small_lab.tif", truth[:32, :32])
+    write_label(d / "small_lab.tif", truth[:32, :32],   # elsewhere: does not overlap a_img.tif
+                transform=from_origin(600000, 4400000, 10, 10))
     rng = np.random.default_rng(0)
     _cut_cog(rng.integers(1, 4000, (2048, 2048)), d / "cut.tif", "uint16")
     _cut_cog(rng.integers(0, 2, (2048, 2048)), d / "cut_lab.tif", "uint8")
@@ -101,6 +102,10 @@ def ws(tmp_path_factory) -> Path:
         dst.write(rng.normal(-10, 2, (1, 16, 16)).astype(np.float32))
     write_scene(d / "one.tif", size=1, water_box=(0, 0, 0, 0))
     checkpoints.save(micro_model(), d / "micro.safetensors")
+    checkpoints.save(micro_model(seed=1), d / "micro2.safetensors")
+    checkpoints.save(micro_model([{"name": "land", "value": 0, "color": "#000000"},
+                                 {"name": "sea", "value": 1, "color": "#0000ff"}]),
+                     d / "other_classes.safetensors")
     bb = micro_config()["backbone"]
     checkpoints.save(build_backbone_from_config(bb), d / "backbone.safetensors")
     blob = (d / "micro.safetensors").read_bytes()
@@ -117,6 +122,7 @@ def ws(tmp_path_factory) -> Path:
     (d / "lacking.yaml").write_text('classes: [{name: background, value: 0, color: "#000000"}]\n')
     (d / "out").mkdir()
     (d / "out" / "existing.gpkg").write_bytes(b"an existing output\n")
+    (d / "out" / "existing.md").write_text("an existing output\n")
     return d
 
 
@@ -135,6 +141,7 @@ FT = ("finetune --model micro.safetensors --images a_img.tif --labels a_lab.tif 
       "--tile 32 -o out/ft.safetensors")
 EV = ("evaluate --model micro.safetensors --images a_img.tif --labels a_lab.tif --tile 32 "
       "--overlap 8")
+AG = "agreement --models micro.safetensors micro2.safetensors --images a_img.tif --tile 32"
 
 # (id, command line, what the one error line must name)
 CASES = [
@@ -229,6 +236,20 @@ CASES = [
      "models import-dinov2 evil.pth --variant ti --experts 2 --top-k 3 -o out/i.safetensors",
      "--top-k"),
     ("unknown-command", "bogus a_img.tif", "bogus"),
+    # ces agreement
+    ("agreement-one-model", f"{AG.replace(' micro2.safetensors', '')}", "--models"),
+    ("agreement-missing-model", AG.replace("micro2.", "missing."), "missing.safetensors"),
+    ("agreement-model-twice", AG.replace("micro2.", "micro."), "micro.safetensors"),
+    ("agreement-backbone-model", AG.replace("micro2.", "backbone."), "backbone.safetensors"),
+    ("agreement-other-class-names", AG.replace("micro2.", "other_classes."),
+     "other_classes.safetensors"),
+    ("agreement-no-images", AG.replace(" --images a_img.tif", ""), "--images"),
+    ("agreement-missing-images", AG.replace("a_img.tif", "nothing/"), "nothing"),
+    ("agreement-labels-elsewhere", AG + " --labels small_lab.tif", "small_lab.tif"),
+    ("agreement-json-not-json", AG + " -o out/r.txt", "r.txt"),
+    ("agreement-markdown-not-md", AG + " -o out/r.json --markdown out/r.json", "--markdown"),
+    ("agreement-output-exists", AG + " --markdown out/existing.md", "existing.md"),
+    ("agreement-overlap-over-tile", AG + " --tile 32 --overlap 32", "--overlap"),
 ]
 
 

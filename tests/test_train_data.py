@@ -73,18 +73,28 @@ def test_png_tiles_without_georeferencing(tmp_path):
 
 def test_grid_mismatch_and_empty_labels_are_input_errors(tmp_path):
     write_scene(tmp_path / "a_img.tif")
-    write_label(tmp_path / "a_lab.tif", np.zeros((32, 32)))
-    with pytest.raises(InputError, match="a_lab.tif.*32x32"):
-        data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
     from rasterio.transform import from_origin
 
     write_label(tmp_path / "a_lab.tif", np.zeros((64, 64)),
                 transform=from_origin(ORIGIN[0] + 1000, ORIGIN[1], PIXEL, PIXEL))
-    with pytest.raises(InputError, match="not aligned"):
+    with pytest.raises(InputError, match="a_lab.tif: label raster does not overlap its image .*a_img.tif"):
+        data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
+    write_label(tmp_path / "a_lab.tif", np.zeros((32, 32)), crs=None)
+    with pytest.raises(InputError, match="a_lab.tif.*CRS None.*resampling needs both CRSs"):
         data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
     write_label(tmp_path / "a_lab.tif", np.full((64, 64), 9), nodata=9)
     with pytest.raises(InputError, match="empty"):
         data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
+
+
+def test_label_raster_covering_part_of_the_image_is_resampled(tmp_path):
+    """A 32 x 32 label at the image's origin and pixel size labels its top-left quarter."""
+    write_scene(tmp_path / "a_img.tif")
+    write_label(tmp_path / "a_lab.tif", np.ones((32, 32)))
+    scenes, _ = data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
+    labels = scenes[0].labels
+    assert labels.shape == (64, 64)
+    assert (labels[:32, :32] == 0).all() and (labels[32:] == 255).all() and (labels[:, 32:] == 255).all()
 
 
 def test_polygons_in_another_crs_are_reprojected(tmp_path):

@@ -10,8 +10,9 @@ recursive) or a glob pattern.
   dropped case-insensitively (if nothing is left, the first token), e.g. ``S1_after_0001.png`` ↔ ``S1_mask_0001.png`` (key ``0001``)
   and ``X_S1Hand.tif`` ↔ ``X_LabelHand.tif`` (key ``x``); ``pair_pattern`` (a regular
   expression) replaces rule 2: the key is its first group (or whole match) in each stem.
-  One image and one label always pair. Unpaired files, ambiguous keys and grid mismatches are
-  InputErrors.
+  One image and one label always pair. Unpaired files and ambiguous keys are InputErrors.
+  A label raster on another grid or CRS than its image is resampled onto the image's grid
+  (nearest neighbour; :func:`read_label_raster`); one that does not overlap it is refused.
 * One vector file (GPKG, SHP, GeoJSON, FlatGeobuf) of labelled polygons with a class field:
   rasterized on each scene's grid (reprojected to the scene's CRS when they differ);
   unlabelled pixels are ignored.
@@ -173,24 +174,59 @@ def _georeferenced(src) -> bool:
 def read_label_raster(path: Path, scene: sar_io.SarScene) -> tuple[np.ndarray, np.ndarray]:
     """Raw label values [H, W] and their validity (label nodata excluded) on the scene grid.
 
-    InputError when the label raster is not on the scene's grid (size, CRS, transform).
+    **Label resampling rule** (training and evaluation alike): a label raster on the scene's
+    grid (same size, CRS and geotransform) is read as it is; one on another grid or in another
+    CRS (both georeferenced) is resampled onto the scene's grid by nearest neighbour
+    (:func:`resample_to_grid`); scene pixels outside the label raster or on its nodata are
+    not valid. InputError when it does not overlap the scene at all (naming both files), when
+    one of the two lacks a CRS, or when a raster without georeferencing has another size.
     """
     with _open_raster(path) as src:
-        if (src.width, src.height) != (scene.width, scene.height):
-            raise InputError(f"{path}: label raster is {src.width}x{src.height} px but its image "
-                             f"{scene.path.name} is {scene.width}x{scene.height} px (same grid needed)")
+        same_size = (src.width, src.height) == (scene.width, scene.height)
         if _georeferenced(src) and (scene.crs is not None or not scene.transform.is_identity):
-            if src.crs != scene.crs:
-                raise InputError(f"{path}: label raster CRS {src.crs} differs from its image "
-                                 f"{scene.path.name} ({scene.crs}); warp it onto the image grid")
             tol = 1e-3 * max(abs(scene.transform.a), abs(scene.transform.e))
-            if not src.transform.almost_equals(scene.transform, precision=tol):
-                raise InputError(f"{path}: label raster is not aligned with its image "
-                                 f"{scene.path.name} (different geotransform); "
-                                 f"warp it onto the image grid")
+            same_grid = (same_size and src.crs == scene.crs
+                         and src.transform.almost_equals(scene.transform, precision=tol))
+            if not same_grid and (src.crs is None or scene.crs is None):
+                raise InputError(f"{path}: label raster (CRS {src.crs}) is on another grid than "
+                                 f"its image {scene.path.name} (CRS {scene.crs}); resampling "
+                                 f"needs both CRSs: warp it onto the image grid")
+            if not same_grid:
+                return resample_to_grid(src, path, scene)
+        elif not same_size:
+            raise InputError(f"{path}: label raster is {src.width}x{src.height} px but its image "
+                             f"{scene.path.name} is {scene.width}x{scene.height} px (same size "
+                             f"needed without georeferencing)")
         raw = src.read(1)
         valid = src.read_masks(1) > 0
     return raw, valid
+
+
+def resample_to_grid(src, path: Path, scene: sar_io.SarScene) -> tuple[np.ndarray, np.ndarray]:
+    """Band 1 of the open label raster ``src`` on the scene's grid (both with a CRS), nearest
+    neighbour by GDAL's warper (as ``gdalwarp -r near``): (raw values [H, W], valid [H, W]);
+    valid is the warped mask of ``src`` (nodata value, mask band, alpha), False outside the
+    label raster. InputError naming both files when they do not overlap at all."""
+    from rasterio.warp import Resampling, reproject, transform_bounds
+    from rasterio.transform import array_bounds
+
+    left, bottom, right, top = array_bounds(scene.height, scene.width, scene.transform)
+    lb = transform_bounds(src.crs, scene.crs, *src.bounds, densify_pts=21)
+    if min(right, lb[2]) <= max(left, lb[0]) or min(top, lb[3]) <= max(bottom, lb[1]):
+        image = _bounds_text((left, bottom, right, top))
+        raise InputError(f"{path}: label raster does not overlap its image {scene.path} "
+                         f"(bounds {_bounds_text(lb)} and {image} in {scene.crs})")
+    grid = dict(src_transform=src.transform, src_crs=src.crs, dst_transform=scene.transform,
+                dst_crs=scene.crs, resampling=Resampling.nearest, src_nodata=None, dst_nodata=None)
+    raw = np.zeros((scene.height, scene.width), src.dtypes[0])
+    valid = np.zeros((scene.height, scene.width), np.uint8)
+    reproject(src.read(1), raw, **grid)
+    reproject((src.read_masks(1) > 0).astype(np.uint8), valid, **grid)
+    return raw, valid > 0
+
+
+def _bounds_text(b) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in b) + ")"
 
 
 def find_class_field(columns: Sequence[str], path: Path, class_field: Optional[str]) -> str:

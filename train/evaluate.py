@@ -59,16 +59,7 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
         model.backbone.reset_expert_counts()
     cache = SceneCache(size=1, prefer=preferred, contract=input_contract(model.config), **opts)
     cm = torch.zeros(k, k, dtype=torch.int64)
-
-    def predict(x, phys, valid):
-        return model.predict_proba(x, model.compute_descriptors(phys, valid))
-
     for n, ls in enumerate(scenes):
-        scene = cache.get(ls.image)
-        side = max(scene.width, scene.height)
-        t = tile if side > tile else max(16, side)
-        ov = min(overlap, t // 4) if side > tile else 0
-
         def sink(row0, cls, conf, _labels=ls.labels):
             nonlocal cm
             target = torch.from_numpy(_labels[row0:row0 + cls.shape[0]].astype(np.int64))
@@ -76,7 +67,8 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
             target[pred == NODATA_CLASS] = IGNORE_INDEX
             cm += confusion_matrix(pred, target, k)
 
-        run_tiled(scene, predict, k, sink, tile=t, overlap=ov, batch=batch, device=dev)
+        predict_scene(model, cache.get(ls.image), sink, tile=tile, overlap=overlap, batch=batch,
+                      device=dev)
         progress("evaluate", n + 1, len(scenes))
     cache.close()
     report = summarize(cm, classes.names)
@@ -85,6 +77,23 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
     report["images"] = len(scenes)
     report["wall_s"] = round(time.perf_counter() - t0, 2)
     return report
+
+
+def predict_scene(model, scene, sink, *, tile: int = 512, overlap: int = 128, batch: int = 4,
+                  device: str | torch.device = "cpu") -> None:
+    """The model's class indices over the whole ``scene`` (a core.sar_io.SarScene opened with
+    the model's bands and input contract), row bands to ``sink(row0, classes uint8 [h, W],
+    confidence float32 [h, W])`` (core.tiler.run_tiled; NODATA_CLASS on nodata): blended
+    windows of ``tile`` px when the scene is larger, else one window of the scene's size."""
+    side = max(scene.width, scene.height)
+    t = tile if side > tile else max(16, side)
+    ov = min(overlap, t // 4) if side > tile else 0
+
+    def predict(x, phys, valid):
+        return model.predict_proba(x, model.compute_descriptors(phys, valid))
+
+    run_tiled(scene, predict, len(model.classes), sink, tile=t, overlap=ov, batch=batch,
+              device=device)
 
 
 def classes_for(model, classes_file: Optional[str]) -> Optional[ClassSpec]:
