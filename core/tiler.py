@@ -28,6 +28,7 @@ from rasterio.windows import Window
 
 from .errors import InputError
 from .progress import ProgressCallback, ensure
+from .windows import check_tiling, tile_windows, window_starts  # noqa: F401 (the tiler's API)
 
 NODATA_CLASS = 255
 
@@ -45,34 +46,6 @@ class WindowReader(Protocol):
 
     def read_window(self, window: Window):  # -> WindowData(x, phys, valid)
         ...
-
-
-def window_starts(size: int, tile: int, overlap: int) -> list[int]:
-    """Start offsets of the windows along one axis (the last one ends on the edge)."""
-    if size <= tile:
-        return [0]
-    stride = tile - overlap
-    starts = list(range(0, size - tile, stride))
-    starts.append(size - tile)
-    return starts
-
-
-def tile_windows(width: int, height: int, tile: int, overlap: int) -> list[Window]:
-    """Row-major windows of ``tile`` × ``tile`` pixels covering a width × height scene."""
-    check_tiling(tile, overlap)
-    return [Window(c, r, tile, tile)
-            for r in window_starts(height, tile, overlap)
-            for c in window_starts(width, tile, overlap)]
-
-
-def check_tiling(tile: int, overlap: int, batch: int = 1) -> None:
-    """InputError on a tile / overlap / batch combination that cannot work."""
-    if tile < 16:
-        raise InputError(f"--tile {tile}: must be at least 16 pixels")
-    if not 0 <= overlap < tile:
-        raise InputError(f"--overlap {overlap}: must be >= 0 and smaller than --tile {tile}")
-    if batch < 1:
-        raise InputError(f"--batch {batch}: must be at least 1")
 
 
 def blend_weights(tile: int, floor: float = 1e-3) -> np.ndarray:

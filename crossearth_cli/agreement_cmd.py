@@ -141,11 +141,11 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
 def _run(models, images, labels, classes_file, class_field, pair_pattern, tile, domain, bands,
          overlap, batch, device, json_path, md_path, overwrite, reporter) -> dict:
     from ..core.sar_io import parse_bands
+    from ..core.windows import check_tiling
 
     if overlap is None:
         overlap = min(128, tile // 4)
-    if not 0 <= overlap < tile:
-        raise InputError(f"--overlap {overlap}: must be >= 0 and smaller than --tile {tile}")
+    check_tiling(tile, overlap, batch)
     _check_models(models)
     if not images:
         raise InputError("--images: required (the images the models predict)")
@@ -155,11 +155,9 @@ def _run(models, images, labels, classes_file, class_field, pair_pattern, tile, 
     validate.check_rasters(images, labels)   # before torch: missing files, unreadable pixels
     bands = parse_bands(bands)
 
-    from ..core.tiler import check_tiling   # imports torch
     from ..train.agreement import agreement as run_agreement
     from ..train.classes import load_classes
 
-    check_tiling(tile, overlap, batch)
     classes = load_classes(classes_file) if classes_file else None
     nets = _load_models(models)
     return run_agreement(nets, [str(m) for m in models], images, labels or None, classes=classes,

@@ -215,14 +215,13 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     ranks = None
     try:
-        from ..core import sar_io, scene_ranks
+        from ..core import sar_io, scene_ranks, windows
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
                             complex_part=complex_part)
         if overlap is None:
             overlap = min(128, tile // 4)
-        if not 0 <= overlap < tile:   # the numbers first (tiler.check_tiling has the rest)
-            raise InputError(f"--overlap {overlap}: must be >= 0 and smaller than --tile {tile}")
+        windows.check_tiling(tile, overlap, batch)   # the numbers first, before torch
         scenes = tuple(scene_ranks.expand_inputs(scenes))  # files, folders, .txt lists
         plan = _plan(scenes, output, raster, confidence, created, preview)
         ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
@@ -230,7 +229,6 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         model_path = _resolve_model(model)
         from ..core import checkpoints, pipeline, tiler
 
-        tiler.check_tiling(tile, overlap, batch)
         dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))
         net = checkpoints.load(model_path, map_location="cpu")
         results = []

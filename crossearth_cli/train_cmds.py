@@ -258,7 +258,7 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     from ..train.expert_stats import plot_expert_report
     from ..train.metrics import markdown
 
-    from ..core.tiler import check_tiling
+    from ..core.windows import check_tiling
 
     if overlap is None:
         overlap = min(128, tile // 4)
