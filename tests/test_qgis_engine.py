@@ -203,6 +203,23 @@ def test_base_python_never_a_bundled_one(tmp_path):
     assert err.value.kind == "no_python" and "(3.8)" in str(err.value) and "python3-venv" in str(err.value)
 
 
+def test_a_python_installed_by_uv_builds_the_engine(tmp_path):
+    """`uv python install 3.12` puts Pythons in $UV_PYTHON_INSTALL_DIR (default: the data
+    folder's uv/python). uv cannot download one here (github.com is not reachable), so a link
+    to this machine's Python stands in uv's layout: the program found there is what is tested."""
+    uv_home = tmp_path / "data" / "uv" / "python"
+    python = uv_home / "cpython-3.12.16-linux-x86_64-gnu" / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(os.path.realpath("/usr/bin/python3"))
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "PATH": str(tmp_path / "empty")}
+    assert es.python_candidates(env, "linux") == [str(python)]
+    moved = {**env, "XDG_DATA_HOME": str(tmp_path / "elsewhere"), "UV_PYTHON_INSTALL_DIR": str(uv_home)}
+    assert es.python_candidates(moved, "linux") == [str(python)]
+    found, version = es.find_base_python(es.python_candidates(env, "linux"), "linux")
+    assert found == str(python) and version >= es.MIN_PYTHON
+
+
 @pytest.mark.parametrize("kind,output", [
     ("no_network", "WARNING: Retrying ... Failed to establish a new connection: [Errno -3] "
                    "Temporary failure in name resolution"),
@@ -297,6 +314,14 @@ def test_lookup_order_setting_then_engine_then_path_then_other_engines(ces_provi
     assert ces.program == str(engine_python) and ces.prefix == ["-I", "-m", CLI_MODULE]
     assert ces.version == __version__
     assert resolve_ces(venv_ces()).program == venv_ces()                 # 1. the setting
+
+
+def test_a_cuda_engine_is_used_before_a_cpu_one(tmp_path):
+    _fake_engine(tmp_path, backend="cpu")
+    assert es.managed_engine(root=tmp_path).backend == "cpu"
+    _fake_engine(tmp_path, backend=es.CUDA_BACKEND)
+    assert es.managed_engine(root=tmp_path).backend == es.CUDA_BACKEND
+    assert es.managed_engine("0.0.1", root=tmp_path) is None   # another version: not this one
 
 
 def test_segment_runs_through_the_managed_engine(ces_provider, tmp_path, monkeypatch):

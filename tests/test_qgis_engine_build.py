@@ -120,6 +120,10 @@ def test_setup_engine_then_segment_without_a_terminal(source, clean_profile, tmp
     used_uv = [c for c in commands if "/venv/bin/uv " in c]
     assert len(used_uv) == (2 if source == "offline" else 0), commands
     assert not (folder / "uv-cache").exists() and not (folder / "source").exists()
+    assert ".build-" not in json.dumps(info)   # the paths of the check name the final folder
+    ces = subprocess.run([str(folder / "venv" / "bin" / "ces"), "--version"], capture_output=True,
+                         text=True, env={"PATH": CLEAN_PATH})   # its script names the final folder
+    assert ces.returncode == 0 and __version__ in ces.stdout, ces.stderr
     print(f"\nengine setup ({source}): {seconds:.0f} s, {_folder_mb(folder):.0f} MB on disk")
 
     out = tmp_path / "demo.gpkg"
