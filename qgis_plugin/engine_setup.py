@@ -341,7 +341,7 @@ def install_steps(base_python: str, build: Path, backend: str, source: Path,
     the check (``python -I``, so PYTHONDONTWRITEBYTECODE does not stop it) writes the
     bytecode of exactly the modules that ``ces`` imports. Offline from a wheel folder that
     holds uv, pip installs uv with the packaging tools and uv installs PyTorch and the
-    package (in parallel: 51 s against pip's 85 s for the whole setup on 2 cores, measured;
+    package (in parallel: 51-67 s against pip's 85 s for the whole setup on 2 cores, measured;
     its cache in ``build``/uv-cache, removed at the end). Otherwise, and always online (pip reads the user's pip configuration: index
     mirror, proxy, certificates; uv does not), pip installs everything."""
     python = str(venv_python(build / "venv", platform))
