@@ -8,8 +8,10 @@ STAMP := $(VENV)/.installed
 APT := DEBIAN_FRONTEND=noninteractive apt-get
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_SCENE := examples/Spain_7370579_S1Hand.tif
+WHEELS := .wheels
+WHEELS_STAMP := $(WHEELS)/.complete
 
-.PHONY: demo test test-slow venv qgis plugin bench clean
+.PHONY: demo test test-slow venv wheels qgis plugin bench clean
 
 venv: $(STAMP)
 
@@ -23,6 +25,14 @@ $(STAMP): setup.cfg pyproject.toml requirements/cpu-constraints.txt
 	$(PY) -m pip install -q -c requirements/cpu-constraints.txt -e '.[test]'
 	touch $(STAMP)
 
+# The wheel folder of an offline engine setup (the QGIS test of the setup installs from it,
+# with no index): downloaded from the configured index, for this Python, with the venv's
+# constraints. Files already in it are kept; .complete is written last.
+wheels: $(WHEELS_STAMP)
+
+$(WHEELS_STAMP): $(STAMP) setup.cfg requirements/cpu-constraints.txt scripts/engine_wheels.py qgis_plugin/engine_setup.py
+	$(PY) scripts/engine_wheels.py $(WHEELS) -c requirements/cpu-constraints.txt
+
 # QGIS 3.22 from Debian (and a virtual display for the desktop test), only when missing.
 qgis:
 	@if ! dpkg -s python3-qgis qgis-providers xvfb xauth >/dev/null 2>&1; then \
@@ -34,11 +44,11 @@ qgis:
 demo: $(STAMP)
 	$(CES) segment $(DEMO_SCENE) -o demo.gpkg --raster demo_classes.tif --preview demo_preview.png --overwrite --summary
 
-test: qgis $(STAMP)
+test: qgis $(STAMP) $(WHEELS_STAMP)
 	$(PY) -m ruff check .
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -rs
 
-test-slow: qgis $(STAMP)
+test-slow: qgis $(STAMP) $(WHEELS_STAMP)
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q -rs -m slow
 
 plugin:
@@ -48,4 +58,4 @@ bench: $(STAMP)
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) *.egg-info build dist crossearth_sar.zip demo.gpkg demo_classes.tif demo_preview.png
+	rm -rf $(VENV) $(WHEELS) *.egg-info build dist crossearth_sar.zip demo.gpkg demo_classes.tif demo_preview.png

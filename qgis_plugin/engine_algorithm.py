@@ -18,14 +18,15 @@ from qgis.core import (
 from ..version import __version__
 from .algorithm_base import CesAlgorithm
 from .engine_setup import (
+    BACKEND_CHOICES,
     CUDA_BACKEND,
     DOWNLOAD_MB,
     ENGINE_SIZE_MB,
     EngineError,
     SETTING_ENGINE_HOME,
     EngineInstaller,
+    choose_backend,
     configured_engines_root,
-    detect_backend,
     doctor_summary,
     engines_root,
 )
@@ -90,7 +91,7 @@ class EngineSetupAlgorithm(CesAlgorithm):
         root = engines_root(folder) if folder else configured_engines_root()
         wheels = (self.parameterAsFile(parameters, self.WHEELS, context) or "").strip()
         choice = self.parameterAsEnum(parameters, self.BACKEND, context)
-        backend = detect_backend() if choice == 0 else ("cpu" if choice == 1 else CUDA_BACKEND)
+        backend = choose_backend(BACKEND_CHOICES[choice])
         feedback.pushInfo(f"Engine {__version__} ({backend}) in {root}")
         state = {"text": None}
 
@@ -110,6 +111,6 @@ class EngineSetupAlgorithm(CesAlgorithm):
             raise QgsProcessingException(str(e)) from None
         if folder:   # remembered, so that the provider finds the engine there
             QgsSettings().setValue(SETTING_ENGINE_HOME, str(root))
-        summary = doctor_summary(engine.info.get("doctor") or {})
+        summary = doctor_summary(engine.info.get("doctor") or {}, engine.backend)
         feedback.pushInfo(f"Engine ready in {engine.folder}: {summary}")
         return {self.ENGINE: str(engine.folder), self.CHECK: summary}

@@ -80,7 +80,7 @@ class CrossEarthSARPlugin:
             QMessageBox.information(
                 self.iface.mainWindow(), "CrossEarth-SAR engine ready",
                 f"The engine is installed in {engine.folder}.\n\n"
-                f"{doctor_summary(engine.info.get('doctor') or {})}.\n\nThe CrossEarth-SAR "
+                f"{doctor_summary(engine.info.get('doctor') or {}, engine.backend)}.\n\nThe CrossEarth-SAR "
                 "algorithms of the Processing Toolbox use it from now on.")
         elif error is not None and error.kind == "canceled":
             self.iface.messageBar().pushMessage("CrossEarth-SAR", str(error), Qgis.Info, 8)

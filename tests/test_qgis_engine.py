@@ -63,7 +63,7 @@ def test_install_commands_online_and_offline(tmp_path):
     assert "torch>=2.1" in torch_step
     package = online[3].command
     assert package[-1] == str(source) and "--no-index" not in package
-    assert online[-1].command[-4:] == ["doctor", "--json", "--device", "cpu"]
+    assert online[-1].command[-4:] == ["doctor", "--json", "--device", "auto"]   # cu126
     offline = es.install_steps("/usr/bin/python3", build, "cpu", source, wheels=tmp_path / "w")
     for step in offline[1:4]:
         assert step.command[step.command.index("--find-links") + 1] == str(tmp_path / "w")
@@ -72,14 +72,118 @@ def test_install_commands_online_and_offline(tmp_path):
     assert windows[1].command[0] == str(build / "venv" / "Scripts" / "python.exe")
 
 
-def test_backend_follows_nvidia_smi(tmp_path):
-    smi = tmp_path / "nvidia-smi"
-    smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H200 (UUID: GPU-1)'\n")
+def test_offline_install_uses_uv_only_when_the_wheel_folder_holds_it(tmp_path):
+    build, source, wheels = tmp_path / ".build-x", tmp_path / "src", tmp_path / "w"
+    wheels.mkdir()
+    (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
+    python = str(build / "venv" / "bin" / "python")
+    without = es.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
+    assert [s.command[:4] for s in without[1:4]] == [[python, "-I", "-m", "pip"]] * 3
+    assert "uv" not in without[1].command
+    (wheels / "uv-0.13.9-py3-none-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    steps = es.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
+    assert steps[1].command[:4] == [python, "-I", "-m", "pip"] and steps[1].command[-1] == "uv"
+    uv = [str(build / "venv" / "bin" / "uv"), "--no-config", "--cache-dir",
+          str(build / es.UV_CACHE), "pip", "install", "--python", python]
+    for step in steps[2:4]:
+        assert step.command[:len(uv)] == uv
+        assert step.command[step.command.index("--find-links") + 1] == str(wheels)
+        assert "--no-index" in step.command
+    windows = es.install_steps("py.exe", build, "cpu", source, wheels=wheels, platform="win32")
+    assert windows[2].command[0] == str(build / "venv" / "Scripts" / "uv.exe")
+    # online, pip always (it reads the user's pip configuration; uv does not)
+    online = es.install_steps("/usr/bin/python3", build, "cpu", source)
+    assert all(s.command[1:4] == ["-I", "-m", "pip"] for s in online[1:4])
+
+
+def test_the_wheel_folder_script_lists_what_an_offline_setup_installs():
+    import configparser
+
+    from _helpers_qgis import REPO
+
+    parser = configparser.ConfigParser()
+    parser.read(REPO / "setup.cfg")
+    required = [r.strip() for r in parser["options"]["install_requires"].splitlines() if r.strip()]
+    wanted = es.offline_requirements(required)
+    assert wanted[:5] == ["pip", "setuptools>=64", "wheel", "uv", es.TORCH_REQUIREMENT]
+    assert sorted(wanted[5:]) == sorted(r for r in required if not r.startswith("torch"))
+    steps = es.install_steps("/usr/bin/python3", Path("/b"), "cpu", Path("/s"), wheels=Path("/w"))
+    for name in es.PACKAGING_TOOLS:   # every package a step names is in the list
+        assert name in steps[1].command and name in wanted
+
+
+def _nvidia_smi(folder: Path, script: str) -> Path:
+    """A real `nvidia-smi` program in ``folder`` (the input of the detection)."""
+    folder.mkdir(exist_ok=True)
+    smi = folder / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n" + script + "\n")
     smi.chmod(0o755)
-    assert es.detect_backend(str(smi)) == es.CUDA_BACKEND
-    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
-    assert es.detect_backend(str(smi)) == "cpu"
-    assert es.detect_backend(str(tmp_path / "none")) == "cpu"
+    return smi
+
+
+GPU_LISTED = "[ \"$1\" = -L ] && echo 'GPU 0: NVIDIA H200 (UUID: GPU-1)' && exit 0; exit 4"
+NO_DRIVER = "echo 'NVIDIA-SMI has failed because it could not communicate with the driver' >&2; exit 9"
+NO_DEVICE = "echo 'No devices were found'; exit 6"
+
+
+def test_backend_follows_nvidia_smi_on_path_and_the_user_override(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    _nvidia_smi(bin_dir, GPU_LISTED)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+    assert es.detect_backend() == es.choose_backend() == es.CUDA_BACKEND
+    assert es.choose_backend("cpu") == "cpu"                 # the override, GPU or not
+    for script in (NO_DRIVER, NO_DEVICE):
+        _nvidia_smi(bin_dir, script)
+        assert es.detect_backend() == es.choose_backend("auto") == "cpu"
+        assert es.choose_backend("cuda") == es.CUDA_BACKEND  # the override, GPU or not
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))      # no nvidia-smi at all
+    assert es.choose_backend() == "cpu"
+    with pytest.raises(ValueError):
+        es.choose_backend("rocm")
+
+
+def test_a_cuda_engine_installs_cuda_torch_and_checks_on_the_gpu(tmp_path):
+    build, source = tmp_path / ".build-x", tmp_path / "src"
+    cuda = es.install_steps("/usr/bin/python3", build, es.CUDA_BACKEND, source)
+    torch_step = cuda[2].command
+    assert torch_step[torch_step.index("--index-url") + 1] == \
+        f"https://download.pytorch.org/whl/{es.CUDA_BACKEND}"
+    assert cuda[-1].command[-2:] == ["--device", "auto"]   # the GPU when torch can use it
+    cpu = es.install_steps("/usr/bin/python3", build, "cpu", source)
+    assert cpu[-1].command[-2:] == ["--device", "cpu"]
+    report = {"version": __version__, "python": "3.11", "torch": "2.13.0+cu126", "gdal": "3.9",
+              "cuda": {"available": False, "device": None}, "model": {"segments": True}}
+    assert "finds no usable GPU" in es.doctor_summary(report, es.CUDA_BACKEND)
+    assert "from PyPI" in es.doctor_summary(report, "cpu")   # PyTorch's CPU index unreachable
+    assert "CPU (no CUDA)" in es.doctor_summary({**report, "torch": "2.13.0+cpu"}, "cpu")
+    report["cuda"] = {"available": True, "device": "NVIDIA H200"}
+    assert "GPU: NVIDIA H200" in es.doctor_summary(report, es.CUDA_BACKEND)
+
+
+def test_setup_algorithm_picks_the_backend_from_nvidia_smi_unless_told(ces_provider, tmp_path, monkeypatch):
+    """The real algorithm: its backend shows in the engine folder's name (here in the log of
+    a setup stopped at once, as no Python is found)."""
+    import processing
+    from qgis.core import QgsProcessingException
+
+    bin_dir = tmp_path / "bin"
+    _nvidia_smi(bin_dir, GPU_LISTED)
+    monkeypatch.setenv("PATH", str(bin_dir))          # a GPU, and no Python to build with
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "no-uv-pythons"))
+    monkeypatch.delenv("CES_ENGINE_PYTHON", raising=False)
+    root = tmp_path / "engines"
+    for choice, gpu, backend in ((0, True, es.CUDA_BACKEND), (1, True, "cpu"),
+                                 (0, False, "cpu"), (2, False, es.CUDA_BACKEND)):
+        if not gpu:
+            _nvidia_smi(bin_dir, NO_DRIVER)
+        feedback = recording_feedback()
+        with pytest.raises(QgsProcessingException, match="No Python 3.10"):
+            processing.run("crossearth_sar:setup_engine", {"BACKEND": choice, "FOLDER": str(root)},
+                           feedback=feedback)
+        assert (root / f"{es.engine_name(__version__, backend)}-install-failed.log").is_file()
+        assert any(f"({backend})" in line for line in feedback.infos), feedback.infos
+        for log in root.glob("*-install-failed.log"):
+            log.unlink()
 
 
 def test_base_python_never_a_bundled_one(tmp_path):
@@ -97,6 +201,23 @@ def test_base_python_never_a_bundled_one(tmp_path):
     with pytest.raises(es.EngineError) as err:
         es.find_base_python([str(old)])
     assert err.value.kind == "no_python" and "(3.8)" in str(err.value) and "python3-venv" in str(err.value)
+
+
+def test_a_python_installed_by_uv_builds_the_engine(tmp_path):
+    """`uv python install 3.12` puts Pythons in $UV_PYTHON_INSTALL_DIR (default: the data
+    folder's uv/python). uv cannot download one here (github.com is not reachable), so a link
+    to this machine's Python stands in uv's layout: the program found there is what is tested."""
+    uv_home = tmp_path / "data" / "uv" / "python"
+    python = uv_home / "cpython-3.12.16-linux-x86_64-gnu" / "bin" / "python3"
+    python.parent.mkdir(parents=True)
+    python.symlink_to(os.path.realpath("/usr/bin/python3"))
+    env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
+           "PATH": str(tmp_path / "empty")}
+    assert es.python_candidates(env, "linux") == [str(python)]
+    moved = {**env, "XDG_DATA_HOME": str(tmp_path / "elsewhere"), "UV_PYTHON_INSTALL_DIR": str(uv_home)}
+    assert es.python_candidates(moved, "linux") == [str(python)]
+    found, version = es.find_base_python(es.python_candidates(env, "linux"), "linux")
+    assert found == str(python) and version >= es.MIN_PYTHON
 
 
 @pytest.mark.parametrize("kind,output", [
@@ -195,6 +316,14 @@ def test_lookup_order_setting_then_engine_then_path_then_other_engines(ces_provi
     assert resolve_ces(venv_ces()).program == venv_ces()                 # 1. the setting
 
 
+def test_a_cuda_engine_is_used_before_a_cpu_one(tmp_path):
+    _fake_engine(tmp_path, backend="cpu")
+    assert es.managed_engine(root=tmp_path).backend == "cpu"
+    _fake_engine(tmp_path, backend=es.CUDA_BACKEND)
+    assert es.managed_engine(root=tmp_path).backend == es.CUDA_BACKEND
+    assert es.managed_engine("0.0.1", root=tmp_path) is None   # another version: not this one
+
+
 def test_segment_runs_through_the_managed_engine(ces_provider, tmp_path, monkeypatch):
     import processing
 
@@ -277,6 +406,7 @@ def test_setup_builds_in_a_temporary_folder_and_renames_it(tmp_path):
     engine = installer.run()
     assert engine.folder == folder and engine.python.is_file() and venv.is_dir()
     assert engine.info["version"] == __version__ and engine.info["doctor"]["ok"] is True
+    assert engine.info["doctor"]["prefix"] == str(venv)   # the check's paths: the final folder
     assert (folder / "install.log").read_text().count("$ ") == 2
     assert percents[0] == 0.0 and percents[-1] == 100.0
     assert [p.name for p in root.iterdir() if p.name.startswith(".")] == []   # no build, no lock

@@ -1,18 +1,21 @@
 """End to end, as a new user without a terminal: a clean QGIS profile with no `ces` anywhere,
 the plugin installed from the built zip, the "Set up CrossEarth-SAR engine" algorithm run
-through qgis_process (CPU; offline from a local wheel folder, or against the package
-registry), then the demo scene segmented through Processing to a styled GeoPackage.
+through qgis_process (CPU), then the demo scene segmented through Processing to a styled
+GeoPackage.
 
-Slow (minutes: it installs PyTorch); ``make test-slow``. The wheel folder is
-``$CES_TEST_WHEELS`` when set, else made with ``pip download`` from this environment's
-configured index (which may be a local mirror)."""
+Three sources of the engine's packages:
+- ``offline`` (in ``make test``): the local wheel folder .wheels/ that ``make wheels`` fills
+  (scripts/engine_wheels.py, from the configured index); it holds uv, so uv installs;
+- ``offline-pip`` (slow): the same wheels without uv, so pip installs everything;
+- ``online`` (slow, and only with CES_TEST_ONLINE=1): against the package registry.
+``$CES_TEST_WHEELS`` names another wheel folder. Each prints its setup time and the
+engine's size on disk."""
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
 import subprocess
-import sys
 import time
 import zipfile
 from pathlib import Path
@@ -23,35 +26,31 @@ pytest.importorskip("qgis.core")
 
 from _helpers_qgis import DEMO_SCENE, REPO, run_qgis_process  # noqa: E402
 
+from crossearth_sar.qgis_plugin.engine_setup import uv_wheel  # noqa: E402
 from crossearth_sar.version import __version__  # noqa: E402
 
-pytestmark = [pytest.mark.qgis, pytest.mark.slow]
+pytestmark = pytest.mark.qgis
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 CLEAN_PATH = "/usr/bin:/bin"   # no `ces` on it
-
-
-def _requirements() -> list[str]:
-    """install_requires of setup.cfg plus what a build needs."""
-    import configparser
-
-    parser = configparser.ConfigParser()
-    parser.read(REPO / "setup.cfg")
-    lines = [r.strip() for r in parser["options"]["install_requires"].splitlines() if r.strip()]
-    return [r for r in lines if not r.startswith("torch")] + [
-        "torch", "setuptools>=64", "wheel", "pip"]
+WHEELS = REPO / ".wheels"      # made by `make wheels`
 
 
 @pytest.fixture(scope="module")
-def wheels(tmp_path_factory) -> Path:
-    given = os.environ.get("CES_TEST_WHEELS")
-    if given:
-        return Path(given)
-    folder = tmp_path_factory.mktemp("wheels")
-    done = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "-d", str(folder),
-                           "--only-binary=:all:", *_requirements()],
-                          capture_output=True, text=True, timeout=1800)
-    assert done.returncode == 0, done.stderr[-3000:]
+def wheels() -> Path:
+    folder = Path(os.environ.get("CES_TEST_WHEELS") or WHEELS)
+    if not (folder / ".complete").is_file():
+        pytest.fail(f"no complete wheel folder in {folder}: run `make wheels` (make test does)")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def wheels_without_uv(wheels, tmp_path_factory) -> Path:
+    """The same wheels without uv's (links, no copies)."""
+    folder = tmp_path_factory.mktemp("wheels-pip")
+    for wheel in wheels.glob("*.whl"):
+        if wheel != uv_wheel(wheels):
+            (folder / wheel.name).symlink_to(wheel)
     return folder
 
 
@@ -91,7 +90,11 @@ def _folder_mb(folder: Path) -> float:
     return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file() and not p.is_symlink()) / 1e6
 
 
-@pytest.mark.parametrize("source", ["offline", "online"])
+@pytest.mark.parametrize("source", [
+    "offline",
+    pytest.param("offline-pip", marks=pytest.mark.slow),
+    pytest.param("online", marks=pytest.mark.slow),
+])
 def test_setup_engine_then_segment_without_a_terminal(source, clean_profile, tmp_path, request):
     if source == "online" and os.environ.get("CES_TEST_ONLINE") != "1":
         pytest.skip("set CES_TEST_ONLINE=1 to set the engine up against the package registry")
@@ -99,8 +102,9 @@ def test_setup_engine_then_segment_without_a_terminal(source, clean_profile, tmp
     done = _qgis(["plugins", "enable", "crossearth_sar"], clean_profile, engines, 120)
     assert done.returncode == 0, done.stdout + done.stderr
     params = ["BACKEND=1"]
-    if source == "offline":
-        params.append(f"WHEELS={request.getfixturevalue('wheels')}")
+    if source != "online":
+        fixture = "wheels" if source == "offline" else "wheels_without_uv"
+        params.append(f"WHEELS={request.getfixturevalue(fixture)}")
     started = time.monotonic()
     done = _qgis(["--json", "run", "crossearth_sar:setup_engine", "--", *params],
                  clean_profile, engines, 3600)
@@ -111,6 +115,15 @@ def test_setup_engine_then_segment_without_a_terminal(source, clean_profile, tmp
     assert folder == engines / f"{__version__}-cpu"
     info = json.loads((folder / "engine.json").read_text())
     assert info["doctor"]["ok"] is True and info["doctor"]["model"]["segments"] is True
+    commands = [line for line in (folder / "install.log").read_text().splitlines()
+                if line.startswith("$ ")]
+    used_uv = [c for c in commands if "/venv/bin/uv " in c]
+    assert len(used_uv) == (2 if source == "offline" else 0), commands
+    assert not (folder / "uv-cache").exists() and not (folder / "source").exists()
+    assert ".build-" not in json.dumps(info)   # the paths of the check name the final folder
+    ces = subprocess.run([str(folder / "venv" / "bin" / "ces"), "--version"], capture_output=True,
+                         text=True, env={"PATH": CLEAN_PATH})   # its script names the final folder
+    assert ces.returncode == 0 and __version__ in ces.stdout, ces.stderr
     print(f"\nengine setup ({source}): {seconds:.0f} s, {_folder_mb(folder):.0f} MB on disk")
 
     out = tmp_path / "demo.gpkg"
