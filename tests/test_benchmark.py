@@ -258,3 +258,34 @@ def test_unreadable_raster_is_named_before_anything_is_written(tmp_path, tiny_ba
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "s1.tif" in err[0], err
     assert not (tmp_path / "r").exists()
+
+
+def test_finetune_interrupted_mid_training_resumes(tmp_path, tiny_base):
+    """Ctrl-C at the first of two steps (raised from the progress callback, inside the
+    training loop): the engine saves iteration 1, the rerun continues from it, and the time
+    of the interrupted attempt counts in the record's wall time."""
+    from crossearth_sar.train.benchmark import load_suite, run_suite
+
+    doc = _suite(tmp_path, tiny_base)
+    doc["experiments"][0].update(methods=["decoder-only"], targets=["ql"], iters=2)
+    suite = load_suite(_write(tmp_path, doc))
+    out = tmp_path / "results"
+
+    def interrupt(stage, done, total):
+        if stage == "train" and done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(suite, out, device="cpu", progress=interrupt)
+    (ft,) = suite.finetunes
+    assert not (out / "finetune" / f"{ft.id}.json").exists()
+    first = json.loads((out / "finetune" / f"{ft.id}.wall.json").read_text())["elapsed_s"]
+    steps = []
+    result = run_suite(suite, out, device="cpu",
+                       progress=lambda s, d, t: steps.append(d) if s == "train" else None)
+    record = json.loads((out / "finetune" / f"{ft.id}.json").read_text())
+    assert record["resumed_from"] == 1 and record["iterations"] == 2 and steps == [1, 2]
+    assert record["wall_s"] >= first and not (out / "finetune" / f"{ft.id}.wall.json").exists()
+    # the baseline's evaluation, finished before the interruption, is reused
+    assert result["computed"] == {"finetune": 1, "evaluate": 1}
+    assert result["reused"] == {"finetune": 0, "evaluate": 1}
