@@ -49,6 +49,10 @@ def benchmark(suite: Path, output: Path, device: str, progress_mode: str) -> Non
     spec = load_suite(suite, default_model=default_model_path(), progress=reporter)
     try:
         result = run_suite(spec, output, device=device, progress=reporter, log=log)
+    except KeyboardInterrupt:
+        log("interrupted; run the same command again to continue (finished cells are kept, "
+            "an interrupted fine-tune resumes from its checkpoint)")
+        raise
     except Exception as e:
         reporter.error(" ".join(str(e).split()) or type(e).__name__)
         raise
