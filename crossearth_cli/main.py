@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "doctor": "doctor_cmd:doctor",
     "models": "models_cmd:models",
     "segment": "segment_cmd:segment",
+    "benchmark": "benchmark_cmd:benchmark",
 }
 
 

@@ -41,7 +41,7 @@ class Reporter:
             from tqdm import tqdm
 
             bar = self._bars.get(stage)
-            if bar is None:
+            if bar is None or bar.disable:     # new, or a finished stage starting again
                 bar = self._bars[stage] = tqdm(total=total or None, desc=stage, unit="it",
                                                leave=True, file=sys.stderr, dynamic_ncols=True)
             if total and bar.total != total:

@@ -14,13 +14,13 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..core import checkpoints
+from ..core import checkpoints, sar_io
 from ..core.errors import InputError
 from ..core.model import input_contract, trained_bands
 from ..core.progress import ensure
 from ..core.tiler import NODATA_CLASS, resolve_device, run_tiled
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes, load_classes
-from .data import SceneCache, load_labelled_scenes
+from .data import RASTER_EXTS, SceneCache, expand_paths, load_labelled_scenes
 from .expert_stats import expert_report
 from .metrics import confusion_matrix, summarize
 
@@ -38,9 +38,13 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
              classes: Optional[ClassSpec] = None, class_field: Optional[str] = None,
              pair_pattern: Optional[str] = None, tile: int = 512, overlap: int = 128,
              batch: int = 4, device: str = "auto", domain: Optional[str] = None,
-             bands: Optional[Sequence] = None, progress=None) -> dict:
+             bands: Optional[Sequence] = None, stretch: str = "scene", progress=None) -> dict:
     """The metrics report (see train.metrics.summarize) plus ``expert_activation``
-    (train.expert_stats.expert_report), ``images`` and ``wall_s``."""
+    (train.expert_stats.expert_report), ``images`` and ``wall_s``.
+
+    ``stretch`` as in a data file (train/sources.py): "scene", each image its own stretch;
+    "source", one stretch pooled over all the images (tiles cut from one scene with one
+    fixed scaling). Models of input contract 1 read quicklooks as v / 255 either way."""
     progress = ensure(progress)
     t0 = time.perf_counter()
     k = len(model.classes)
@@ -51,8 +55,12 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
                          f"({', '.join(c['name'] for c in model.classes)})")
     opts = dict(domain=domain, bands=bands)
     preferred = trained_bands(model.config)  # feed it the bands it was trained on, as segment does
+    stats = None
+    if stretch == "source" and input_contract(model.config) >= 2:
+        stats = sar_io.pooled_statistics(expand_paths(images, "images", RASTER_EXTS),
+                                         prefer=preferred, **opts)
     scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
-                                           prefer_bands=preferred, **opts)
+                                           prefer_bands=preferred, stats=stats, **opts)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if hasattr(model.backbone, "reset_expert_counts"):
@@ -67,7 +75,7 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
             target[pred == NODATA_CLASS] = IGNORE_INDEX
             cm += confusion_matrix(pred, target, k)
 
-        predict_scene(model, cache.get(ls.image), sink, tile=tile, overlap=overlap, batch=batch,
+        predict_scene(model, cache.get(ls.image, ls.options), sink, tile=tile, overlap=overlap, batch=batch,
                       device=dev)
         progress("evaluate", n + 1, len(scenes))
     cache.close()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from ..core import sar_io
 from ..core.errors import InputError
@@ -126,49 +126,88 @@ def _source_classes(value: Any, ignore: Any, model: ClassSpec, base: Path, where
     return ClassSpec(classes, ignore_vals, source=where)
 
 
+SOURCE_KEYS = ("name", "images", "labels", "classes", "ignore", "weight", "stretch", "bands",
+               "domain", "class_field", "pair_pattern")
+
+
+def parse_source(s: Any, i: int, model: ClassSpec, path: Path, what: str = "source",
+                 extra_keys: Sequence[str] = ()) -> Source:
+    """One entry of a data file's ``sources`` list (or of a benchmark suite's ``datasets``,
+    ``what="dataset"``): checked, paths resolved against ``path``'s folder; the values of
+    ``extra_keys`` go to ``Source.extra``. InputError naming the file and the entry."""
+    if not isinstance(s, dict):
+        raise InputError(f"{path}: {what} {i + 1} must be a mapping (images, labels, classes...)")
+    name = str(s.get("name") or f"{what}{i + 1}")
+    where = f"{path}: {what} {name!r}"
+    for key in ("images", "labels", "classes"):
+        if key not in s:
+            raise InputError(f"{where}: needs '{key}'")
+    unknown = set(s) - set(SOURCE_KEYS) - set(extra_keys)
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    try:
+        weight = float(s.get("weight", 1.0))
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: weight {s.get('weight')!r} is not a number") from None
+    if not (weight > 0 and weight < float("inf")):
+        raise InputError(f"{where}: weight must be a positive number, got {s.get('weight')!r}")
+    stretch = str(s.get("stretch", "scene"))
+    if stretch not in STRETCHES:
+        raise InputError(f"{where}: stretch {stretch!r} is not one of {', '.join(STRETCHES)}")
+    domain = s.get("domain")
+    if domain is not None and domain not in sar_io.DOMAINS:
+        raise InputError(f"{where}: domain {domain!r} is not one of {', '.join(sar_io.DOMAINS)}")
+    bands = s.get("bands")
+    bands = sar_io.parse_bands(",".join(map(str, bands)) if isinstance(bands, list) else bands)
+    base = path.parent
+    return Source(
+        name=name, images=_paths(s["images"], base, "images", where),
+        labels=_paths(s["labels"], base, "labels", where),
+        classes=_source_classes(s["classes"], s.get("ignore"), model, base, where),
+        weight=weight, stretch=stretch, bands=bands, domain=domain,
+        class_field=s.get("class_field"), pair_pattern=s.get("pair_pattern"),
+        extra={k: s[k] for k in extra_keys if k in s})
+
+
+def parse_sources(items: Sequence[Any], model: ClassSpec, path: Path, what: str = "source",
+                  extra_keys: Sequence[str] = ()) -> list[Source]:
+    """Every entry of a ``sources`` list (:func:`parse_source`); names must be unique."""
+    sources, names = [], set()
+    for i, s in enumerate(items):
+        src = parse_source(s, i, model, path, what, extra_keys)
+        if src.name in names:
+            raise InputError(f"{path}: {what} name {src.name!r} appears twice")
+        names.add(src.name)
+        sources.append(src)
+    return sources
+
+
+def model_classes(doc: dict, path: Path) -> ClassSpec:
+    """The top-level ``classes`` of a data file or suite: the model's classes."""
+    return _model_classes(doc, path)
+
+
+def source_document(src: Source) -> dict:
+    """``src`` as a data-file source entry (absolute paths), e.g. to write a data file of
+    one source; :func:`parse_source` of it gives ``src`` back."""
+    doc: dict[str, Any] = {"name": src.name, "images": list(src.images), "labels": list(src.labels),
+                           "classes": {c["name"]: list(c["values"]) for c in src.classes.classes
+                                       if c["values"]}}
+    if src.classes.ignore:
+        doc["ignore"] = [int(v) for v in src.classes.ignore]
+    doc["weight"], doc["stretch"] = src.weight, src.stretch
+    for key in ("bands", "domain", "class_field", "pair_pattern"):
+        if getattr(src, key):
+            doc[key] = getattr(src, key)
+    return doc
+
+
 def load_data_file(path: os.PathLike | str) -> DataFile:
     """Parse and check a data file (not the rasters); InputError naming the file and source."""
     path = Path(path)
     doc = _read_doc(path)
     model = _model_classes(doc, path)
-    base = path.parent
-    sources, names = [], set()
-    for i, s in enumerate(doc["sources"]):
-        if not isinstance(s, dict):
-            raise InputError(f"{path}: source {i + 1} must be a mapping (images, labels, classes...)")
-        name = str(s.get("name") or f"source{i + 1}")
-        where = f"{path}: source {name!r}"
-        if name in names:
-            raise InputError(f"{path}: source name {name!r} appears twice")
-        names.add(name)
-        for key in ("images", "labels", "classes"):
-            if key not in s:
-                raise InputError(f"{where}: needs '{key}'")
-        known = {"name", "images", "labels", "classes", "ignore", "weight", "stretch", "bands",
-                 "domain", "class_field", "pair_pattern"}
-        if set(s) - known:
-            raise InputError(f"{where}: unknown key(s) {', '.join(sorted(set(s) - known))}")
-        try:
-            weight = float(s.get("weight", 1.0))
-        except (TypeError, ValueError):
-            raise InputError(f"{where}: weight {s.get('weight')!r} is not a number") from None
-        if not (weight > 0 and weight < float("inf")):
-            raise InputError(f"{where}: weight must be a positive number, got {s.get('weight')!r}")
-        stretch = str(s.get("stretch", "scene"))
-        if stretch not in STRETCHES:
-            raise InputError(f"{where}: stretch {stretch!r} is not one of {', '.join(STRETCHES)}")
-        domain = s.get("domain")
-        if domain is not None and domain not in sar_io.DOMAINS:
-            raise InputError(f"{where}: domain {domain!r} is not one of {', '.join(sar_io.DOMAINS)}")
-        bands = s.get("bands")
-        bands = sar_io.parse_bands(",".join(map(str, bands)) if isinstance(bands, list) else bands)
-        sources.append(Source(
-            name=name, images=_paths(s["images"], base, "images", where),
-            labels=_paths(s["labels"], base, "labels", where),
-            classes=_source_classes(s["classes"], s.get("ignore"), model, base, where),
-            weight=weight, stretch=stretch, bands=bands, domain=domain,
-            class_field=s.get("class_field"), pair_pattern=s.get("pair_pattern")))
-    return DataFile(path, model, sources)
+    return DataFile(path, model, parse_sources(doc["sources"], model, path))
 
 
 def load_source_scenes(data: DataFile, prefer_bands=None, complex_part: str = "amplitude",
@@ -201,4 +240,5 @@ def load_source_scenes(data: DataFile, prefer_bands=None, complex_part: str = "a
     return out
 
 
-__all__ = ["Source", "DataFile", "load_data_file", "load_source_scenes", "STRETCHES"]
+__all__ = ["Source", "DataFile", "load_data_file", "load_source_scenes", "parse_source",
+           "parse_sources", "source_document", "model_classes", "STRETCHES"]
