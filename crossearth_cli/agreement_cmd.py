@@ -16,7 +16,7 @@ import click
 from ..core.errors import InputError
 from . import validate
 from .reporting import Reporter, progress_option
-from .train_cmds import data_options
+from .train_cmds import data_options, window_options
 
 MULTI_VALUE_OPTIONS = ("--models", "--images", "--labels")
 
@@ -88,11 +88,7 @@ def _load_models(models: tuple[Path, ...]):
 @click.option("--models", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
               help="Two or more models (.safetensors): --models A B C.")
 @data_options
-@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
-              help="Overlap of sliding windows on images larger than --tile (default: 128, or "
-                   "a quarter of --tile when that is smaller).")
-@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@window_options
 @click.option("-o", "--output", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Write the report as JSON (.json).")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path),

@@ -43,6 +43,20 @@ def data_options(f):
     return f
 
 
+def window_options(f):
+    """--overlap/--batch/--device of the sliding-window prediction (evaluate, agreement)."""
+    opts = [
+        click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
+                     help="Overlap of sliding windows on images larger than --tile (default: 128, "
+                          "or a quarter of --tile when that is smaller)."),
+        click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True),
+        click.option("--device", default="auto", show_default=True),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
 def training_options(lr: float, batch: int):
     def deco(f):
         opts = [
@@ -226,11 +240,7 @@ def pretrain(model, variant, progress_mode, **kw) -> None:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Model (.safetensors); default: the embedded default model.")
 @data_options
-@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
-              help="Overlap of sliding windows on images larger than --tile (default: 128, or "
-                   "a quarter of --tile when that is smaller).")
-@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True)
-@click.option("--device", default="auto", show_default=True)
+@window_options
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the metrics and expert statistics to this JSON file.")
 @click.option("--experts-plot", type=click.Path(dir_okay=False, path_type=Path), default=None,
