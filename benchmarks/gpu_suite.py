@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -160,21 +159,13 @@ def bf16(args, sizes, dev) -> dict:
 
 
 # -- DDP ---------------------------------------------------------------------------------
-def _torchrun() -> list[str]:
-    exe = Path(sys.executable).with_name("torchrun")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("torchrun")
-    return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
-
-
 def ddp(args, sizes, dev) -> dict:
     """finetune under torchrun: 2 processes (nccl on one GPU where it allows two ranks on the
     same device), else 1 process."""
     sys.path.insert(0, str(ROOT / "tests"))
     from _helpers_train import tiny_model, write_label, write_scene
 
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core import checkpoints, scene_ranks
 
     work = args.work / "ddp"
     work.mkdir(parents=True, exist_ok=True)
@@ -188,7 +179,7 @@ def ddp(args, sizes, dev) -> dict:
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         if dev.type == "cuda" and nproc == 2:
             env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
-        cmd = _torchrun() + [
+        cmd = scene_ranks.torchrun_command() + [
             "--standalone", "--nnodes", "1", "--nproc-per-node", str(nproc),
             "-m", "crossearth_sar.crossearth_cli.main", "finetune",
             "--model", str(base), "--images", str(work / "s*_img.tif"),

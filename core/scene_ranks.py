@@ -16,6 +16,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,16 @@ T = TypeVar("T")
 LIST_SUFFIXES = (".txt",)                     # a text file listing scenes, one per line
 SCENE_SUFFIXES = (".tif", ".tiff", ".vrt", ".img", ".jp2", ".nc", ".h5", ".safe")
 STATUS_FOLDER = ".ces-segment-status"
+
+
+def torchrun_command() -> list[str]:
+    """The torchrun launcher of this Python: its ``torchrun`` script, one on PATH, or
+    ``python -m torch.distributed.run``."""
+    exe = Path(sys.executable).with_name("torchrun")
+    if exe.exists():
+        return [str(exe)]
+    found = shutil.which("torchrun")
+    return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
 
 
 @dataclass(frozen=True)

@@ -4,26 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core import checkpoints, scene_ranks
 from crossearth_sar.train.finetune import parameter_digest
 
 from _helpers_train import tiny_model, write_label, write_scene
-
-
-def _torchrun() -> list[str]:
-    exe = Path(sys.executable).with_name("torchrun")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("torchrun")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "torch.distributed.run"]
 
 
 def test_torchrun_two_ranks_identical_parameters(tmp_path):
@@ -33,7 +20,7 @@ def test_torchrun_two_ranks_identical_parameters(tmp_path):
     base = tmp_path / "base.safetensors"
     checkpoints.save(tiny_model(), base)
     out = tmp_path / "ddp.safetensors"
-    cmd = _torchrun() + [
+    cmd = scene_ranks.torchrun_command() + [
         "--standalone", "--nnodes", "1", "--nproc-per-node", "2",
         "-m", "crossearth_sar.crossearth_cli.main", "finetune",
         "--model", str(base), "--images", str(tmp_path / "s*_img.tif"),

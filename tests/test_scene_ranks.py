@@ -4,7 +4,6 @@ under torchrun, then a rerun under a Slurm-style environment after one output wa
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -54,14 +53,6 @@ def test_ranks_from_torchrun_and_slurm_and_every_nth_scene():
     assert scene_ranks.rank_device("cpu", scene_ranks.Rank(1, 2, 1)) == "cpu"
 
 
-def _torchrun() -> list[str]:
-    exe = Path(sys.executable).with_name("torchrun")
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("torchrun")
-    return [found] if found else [sys.executable, "-m", "torch.distributed.run"]
-
-
 def _segment_args(listing: Path, out: Path, model: Path) -> list[str]:
     return ["-m", "crossearth_sar.crossearth_cli.main", "segment", str(listing), "-o", str(out),
             "--model", str(model), "--tile", "64", "--overlap", "16", "--raster",
@@ -82,7 +73,7 @@ def test_two_processes_share_four_scenes_and_a_rerun_redoes_only_the_deleted(tmp
         env.pop(k, None)
 
     # 1. torchrun, 2 processes: rank 0 takes s0, s2; rank 1 takes s1, s3
-    cmd = _torchrun() + ["--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
+    cmd = scene_ranks.torchrun_command() + ["--standalone", "--nnodes", "1", "--nproc-per-node", "2"]
     proc = subprocess.run(cmd + _segment_args(listing, out, model), capture_output=True,
                           text=True, env=env, timeout=600, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
