@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import descriptors as descriptors_mod
+from . import cpu_streams, descriptors as descriptors_mod
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
 from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
@@ -93,6 +93,8 @@ class CrossEarthSAR(nn.Module):
     aux_outputs [{pred_logits, pred_masks}] x dec_layers in training (empty in eval mode), l_bc scalar).
     """
 
+    fast_inference = True  # eval mode on the CPU: predict_proba in parallel streams
+
     def __init__(self, config: dict):
         super().__init__()
         self.config = copy.deepcopy(config)
@@ -147,7 +149,17 @@ class CrossEarthSAR(nn.Module):
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, descriptors: Optional[torch.Tensor]) -> torch.Tensor:
-        """Class probabilities [B, K, H, W] at the input size (sum to 1 over K). Call in eval mode."""
+        """Class probabilities [B, K, H, W] at the input size (sum to 1 over K). Call in eval mode.
+
+        On the CPU the inference path runs the batch as parallel streams (core.cpu_streams)."""
+        if self.fast_inference and self.head.inference_path and x.device.type == "cpu":
+            if descriptors is None:
+                return cpu_streams.split_call(lambda xs: self._probabilities(xs, None), [x])
+            return cpu_streams.split_call(self._probabilities, [x, descriptors])
+        return self._probabilities(x, descriptors)
+
+    def _probabilities(self, x: torch.Tensor, descriptors: Optional[torch.Tensor]) -> torch.Tensor:
+        """predict_proba of one stream."""
         out = self(x, descriptors)
         return semantic_probabilities(out["pred_logits"].float(), out["pred_masks"].float(),
                                       size=tuple(x.shape[-2:]))

@@ -18,6 +18,7 @@ one expert with probability 1.
 """
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
 import torch
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 BALANCE_WEIGHT = 0.005  # lambda_BC of Eq. 11
 DESCRIPTOR_DIM = 3
+_COUNTS_LOCK = threading.Lock()  # expert_counts from parallel inference streams (core.cpu_streams)
 
 
 class Mlp(nn.Module):
@@ -151,7 +153,7 @@ class MoEFFN(nn.Module):
             # idle experts stay in the autograd graph with a zero gradient, so that DDP works
             # without find_unused_parameters
             out = out + 0.0 * sum(p.reshape(-1)[0] for e in idle for p in self.experts[e].parameters())
-        with torch.no_grad():
+        with torch.no_grad(), _COUNTS_LOCK:
             self.expert_counts += counts.to(self.expert_counts.device)
         return out.reshape(b, n, c), self.balance_loss(probs, counts)
 

@@ -1,0 +1,87 @@
+"""Batched CPU inference as parallel streams (core.cpu_streams): the same probabilities as one
+stream, thread counts kept where they belong, the caller's modes, errors, and the MoE expert
+counts that several streams add to at once."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+
+from crossearth_sar.core import cpu_streams
+from crossearth_sar.core.mask2former.head import set_fast_inference
+
+
+@pytest.mark.parametrize("batch, threads, plan", [
+    (4, 2, (2, 1)), (1, 2, (1, 2)), (3, 2, (2, 1)), (4, 16, (4, 4)), (8, 2, (2, 1)),
+    (4, 1, (1, 1)), (5, 6, (5, 1)),
+])
+def test_stream_plan(batch, threads, plan):
+    assert cpu_streams.stream_plan(batch, threads) == plan
+
+
+def _micro_eval(seed: int = 0):
+    from _helpers_micro import micro_model
+
+    return micro_model(seed=seed).eval()
+
+
+def test_streams_give_the_single_stream_probabilities_and_expert_counts():
+    """A batch of 3 split 2 + 1 over two streams: the probabilities of one call on the whole
+    batch (to float rounding), and the expert counts of one call (none lost to a race)."""
+    net = _micro_eval()
+    g = torch.Generator().manual_seed(0)
+    x, desc = torch.rand(3, 3, 84, 70, generator=g), torch.rand(3, 3, generator=g)
+    with torch.inference_mode():
+        net.backbone.reset_expert_counts()
+        single = net._probabilities(x, desc)
+        counts_single = net.backbone.expert_counts().clone()
+        net.backbone.reset_expert_counts()
+        split = cpu_streams.split_call(net._probabilities, [x, desc], threads=2)
+        counts_split = net.backbone.expert_counts().clone()
+    assert split.shape == single.shape == (3, 2, 84, 70)
+    assert (split - single).abs().max().item() < 1e-5
+    assert torch.equal(counts_split, counts_single) and counts_single.sum() > 0
+    assert split.is_inference()  # the caller's inference mode reached the streams
+
+
+def test_predict_proba_takes_the_streams_on_the_inference_path_only(monkeypatch):
+    """Eval mode on the CPU splits the batch; the plain path (switch off) makes one call."""
+    net = _micro_eval()
+    calls = []
+    real = cpu_streams.split_call
+    monkeypatch.setattr(cpu_streams, "split_call",
+                        lambda fn, tensors, threads=None: calls.append(len(tensors)) or real(fn, tensors, 2))
+    x = torch.rand(2, 3, 56, 56)
+    with torch.inference_mode():
+        fast = net.predict_proba(x, torch.zeros(2, 3))
+        none_desc = net.predict_proba(x, None)
+        set_fast_inference(net, False)
+        plain = net.predict_proba(x, torch.zeros(2, 3))
+    assert calls == [2, 1]
+    assert (fast - plain).abs().max().item() < 1e-5
+    assert (none_desc - plain).abs().max().item() < 1e-5
+
+
+def test_workers_have_their_share_of_threads_and_the_caller_keeps_its_own():
+    caller = torch.get_num_threads()
+    pool = cpu_streams._pool(3, 2)
+    seen = {f.result() for f in [pool.submit(torch.get_num_threads) for _ in range(6)]}
+    assert seen == {2}
+    assert torch.get_num_threads() == caller
+    later = []
+    t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert later == [caller]  # threads started after the pool get the caller's default
+    assert cpu_streams._pool(3, 2) is pool  # started once
+
+
+def test_an_error_in_a_stream_reaches_the_caller():
+    def fn(x):
+        if x.shape[0] != 2:
+            raise ValueError(f"stream got {x.shape[0]} rows")
+        return x
+
+    with pytest.raises(ValueError, match="stream got 1 rows"):
+        cpu_streams.split_call(fn, [torch.zeros(3, 1)], threads=2)
