@@ -256,14 +256,18 @@ def test_masked_cross_attention_ignores_masked_out_pixels():
     layer = CrossAttentionLayer(16, 4).eval()
     tgt, pos_q = torch.randn(1, 2, 16), torch.randn(1, 2, 16)
     memory, pos = torch.randn(1, 6, 16), torch.randn(1, 6, 16)
-    mask = torch.zeros(4, 2, 6, dtype=torch.bool)
+    mask = torch.zeros(1, 2, 6, dtype=torch.bool)  # [B, Q, S], shared by the 4 heads
     mask[:, 0, 3:] = True  # query 0 may only look at pixels 0..2
-    before = layer(tgt, memory, mask, pos, pos_q)
     memory2 = memory.clone()
     memory2[:, 3:] += 5.0
-    after = layer(tgt, memory2, mask, pos, pos_q)
-    assert torch.allclose(before[0, 0], after[0, 0], atol=1e-6)
-    assert not torch.allclose(before[0, 1], after[0, 1])
+    results = []
+    for shared in (False, True):  # nn.MultiheadAttention (per-head copies) and the inference SDPA
+        before = layer(tgt, memory, mask, pos, pos_q, shared_mask=shared)
+        after = layer(tgt, memory2, mask, pos, pos_q, shared_mask=shared)
+        assert torch.allclose(before[0, 0], after[0, 0], atol=1e-6)
+        assert not torch.allclose(before[0, 1], after[0, 1])
+        results.append(before)
+    assert torch.allclose(results[0], results[1], atol=1e-5)
 
 
 def test_head_outputs_and_gradients():

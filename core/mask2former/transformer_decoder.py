@@ -20,16 +20,35 @@ from .position_encoding import sine_position_encoding
 
 
 class CrossAttentionLayer(nn.Module):
-    """Post-norm masked cross-attention from queries to image features."""
+    """Post-norm masked cross-attention from queries to image features. ``mask`` [B, Q, S]
+    bool, True = may not attend (the same for every head)."""
 
     def __init__(self, dim: int, heads: int):
         super().__init__()
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, tgt, memory, mask, pos, query_pos):
-        out = self.attn(tgt + query_pos, memory + pos, memory, attn_mask=mask, need_weights=False)[0]
+    def forward(self, tgt, memory, mask, pos, query_pos, shared_mask: bool = False):
+        """``shared_mask`` (inference): one mask for all heads straight into
+        scaled_dot_product_attention, instead of nn.MultiheadAttention's copy per head."""
+        if shared_mask:
+            out = self._attend(tgt + query_pos, memory + pos, memory, mask)
+        else:
+            heads = self.attn.num_heads
+            per_head = mask.unsqueeze(1).expand(-1, heads, -1, -1).flatten(0, 1)
+            out = self.attn(tgt + query_pos, memory + pos, memory, attn_mask=per_head,
+                            need_weights=False)[0]
         return self.norm(tgt + out)
+
+    def _attend(self, query, key, value, mask):
+        """nn.MultiheadAttention's result with its own weights: [B, Q, D]."""
+        attn, heads = self.attn, self.attn.num_heads
+        b, q, d = query.shape
+        w, bias = attn.in_proj_weight.chunk(3), attn.in_proj_bias.chunk(3)
+        split = [F.linear(t, w[i], bias[i]).view(b, t.shape[1], heads, d // heads).transpose(1, 2)
+                 for i, t in enumerate((query, key, value))]
+        out = F.scaled_dot_product_attention(*split, attn_mask=~mask.unsqueeze(1))
+        return attn.out_proj(out.transpose(1, 2).reshape(b, q, d))
 
 
 class SelfAttentionLayer(nn.Module):
@@ -117,11 +136,12 @@ class MaskedTransformerDecoder(nn.Module):
         return masks
 
     def _attention_mask(self, masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Mask logits [B, Q, h, w] -> [B * heads, Q, size] bool, True = may not attend."""
+        """Mask logits [B, Q, h, w] -> [B, Q, size] bool, True = may not attend; a query whose
+        mask is empty everywhere attends to the whole map."""
         if tuple(masks.shape[-2:]) != tuple(size):
             masks = F.interpolate(masks, size=size, mode="bilinear", align_corners=False)
         attn = masks.detach().sigmoid().flatten(2) < 0.5
-        return attn.unsqueeze(1).expand(-1, self.heads, -1, -1).flatten(0, 1)
+        return attn & ~attn.all(dim=-1, keepdim=True)
 
     def forward(self, features: list[torch.Tensor], mask_features: torch.Tensor,
                 aux: bool = True, mask_projection=None):
@@ -156,9 +176,7 @@ class MaskedTransformerDecoder(nn.Module):
         attn = attention_for(output, sizes[0])
         for i, (cross, self_attn, ffn) in enumerate(zip(self.cross, self.self_attn, self.ffn)):
             lvl = i % self.levels
-            # a query whose mask is empty everywhere attends to the whole map
-            attn = attn & ~attn.all(dim=-1, keepdim=True)
-            output = cross(output, srcs[lvl], attn, pos[lvl], query_pos)
+            output = cross(output, srcs[lvl], attn, pos[lvl], query_pos, shared_mask=not aux)
             output = self_attn(output, query_pos)
             output = ffn(output)
             if i + 1 < len(self.cross):
