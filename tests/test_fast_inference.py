@@ -16,9 +16,12 @@ ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "Spain_7370579_S1Hand.tif"
 
 
-def _positions(locations: torch.Tensor, shapes) -> torch.Tensor:
+def _positions(locations: torch.Tensor, shapes) -> tuple[torch.Tensor, torch.Tensor]:
+    """(px, py) [B, Nq, M, L, P] in pixel index coordinates (fresh tensors: the sampler
+    overwrites them)."""
     size = torch.tensor([[w, h] for h, w in shapes], dtype=locations.dtype)
-    return locations * size[None, None, None, :, None, :] - 0.5
+    pixels = locations * size[None, None, None, :, None, :] - 0.5
+    return pixels[..., 0].contiguous(), pixels[..., 1].contiguous()
 
 
 def test_gathered_sampling_equals_grid_sampling_inside_on_and_past_the_edges():
@@ -34,11 +37,11 @@ def test_gathered_sampling_equals_grid_sampling_inside_on_and_past_the_edges():
     loc[:, 2, ..., 0] = 0.5 / 5
     weights = torch.rand(2, 7, 4, 3, 5, generator=g)
     plain = deformable_sample(value, shapes, loc, weights)
-    gathered = gathered_sample(value, shapes, _positions(loc, shapes), weights)
+    gathered = gathered_sample(value, shapes, *_positions(loc, shapes), weights)
     assert gathered.shape == plain.shape == (2, 7, 12)
     assert torch.allclose(gathered, plain, atol=1e-5)
     far = torch.full_like(loc, 5.0)  # every tap outside: zero, as grid_sample's zero padding
-    assert gathered_sample(value, shapes, _positions(far, shapes), weights).abs().max() == 0
+    assert gathered_sample(value, shapes, *_positions(far, shapes), weights).abs().max() == 0
 
 
 def _head() -> Mask2FormerHead:

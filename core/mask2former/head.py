@@ -97,12 +97,14 @@ class Mask2FormerHead(nn.Module):
 
 def semantic_probabilities(pred_logits: torch.Tensor, pred_masks: torch.Tensor,
                            size: tuple[int, int] | None = None, eps: float = 1e-6,
-                           query_chunk: int = 16) -> torch.Tensor:
+                           query_chunk: int = 4) -> torch.Tensor:
     """Mask2Former semantic inference: sum over queries of softmax(class)[:K] * sigmoid(mask),
     normalized over the K classes. pred_logits [B, Q, K+1], pred_masks [B, Q, h, w]
     (mask logits resized bilinearly to ``size`` first) -> [B, K, H, W], sums to 1 over K.
 
-    Queries are processed ``query_chunk`` at a time, so memory stays ~B x chunk x H x W.
+    Queries are processed ``query_chunk`` at a time, so memory stays ~B x chunk x H x W (a
+    few MB per window, which also keeps the resized masks in cache: 4 is about twice as fast
+    as 16 on the CPU).
     """
     cls = pred_logits.softmax(-1)[..., :-1]
     b, q, k = cls.shape
@@ -111,7 +113,9 @@ def semantic_probabilities(pred_logits: torch.Tensor, pred_masks: torch.Tensor,
     for start in range(0, q, query_chunk):
         masks = pred_masks[:, start:start + query_chunk]
         if tuple(masks.shape[-2:]) != (h, w):
-            masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False)
-        scores += torch.einsum("bqk,bqhw->bkhw", cls[:, start:start + query_chunk], masks.sigmoid())
+            masks = F.interpolate(masks, size=(h, w), mode="bilinear", align_corners=False).sigmoid_()
+        else:
+            masks = masks.sigmoid()
+        scores += torch.einsum("bqk,bqhw->bkhw", cls[:, start:start + query_chunk], masks)
     scores += eps
     return scores / scores.sum(1, keepdim=True)

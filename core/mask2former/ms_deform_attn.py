@@ -43,16 +43,21 @@ def deformable_sample(value: torch.Tensor, shapes: list[tuple[int, int]],
     return out.view(b, heads * dh, nq).transpose(1, 2)
 
 
-def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]],
-                    positions: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """:func:`deformable_sample` as one weighted gather (``embedding_bag``).
+def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]], px: torch.Tensor,
+                    py: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """:func:`deformable_sample` as one weighted gather (``embedding_bag``) per bilinear tap.
 
-    value [B, Nv, M, Dh] as there; positions [B, Nq, M, L, P, 2] (x, y) in each level's pixel
-    index coordinates (pixel centre i at i; location * size - 0.5), weights [B, Nq, M, L, P]
-    -> [B, Nq, M * Dh]. Zero padding outside the maps, as grid_sample's.
+    value [B, Nv, M, Dh] as there; px, py [B, Nq, M, L, P] the sampling positions in each
+    level's pixel index coordinates (pixel centre i at i; location * size - 0.5), weights
+    [B, Nq, M, L, P] -> [B, Nq, M * Dh]. Zero padding outside the maps, as grid_sample's.
+    px and py are overwritten (they are scratch).
+
+    Every per-point constant is a row of M * L * P values broadcast over the B * Nq rows, the
+    one broadcast pattern that element-wise CPU kernels run at full speed.
     """
     b, nv, heads, dh = value.shape
-    _, nq, _, levels, points, _ = positions.shape
+    _, nq, _, levels, points = px.shape
+    k = heads * levels * points
     dev, dtype = value.device, value.dtype
     # each level padded with one zero row/column before and two after, so that a position
     # clamped to [-1, size] has its 4 taps inside the padded map (clamping changes nothing:
@@ -67,29 +72,34 @@ def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]],
         offset += (h + 3) * (w + 3)
     table = torch.cat(tables, 1).view(-1, dh)  # rows ((b * Np + position) * M + m)
 
-    # clamp to [-1, size]; integer positions as floats (exact: offsets within a level < 2^24)
-    lo = torch.full((levels, 2), -1.0, dtype=positions.dtype, device=dev)
-    hi = torch.tensor([[w, h] for h, w in shapes], dtype=positions.dtype, device=dev)
-    p = torch.clamp(positions, min=lo[:, None], max=hi[:, None])  # [B, Nq, M, L, P, 2]
-    p0 = p.floor()
-    fx, fy = (p[..., 0] - p0[..., 0]), (p[..., 1] - p0[..., 1])
-    row = [(w + 3) * heads for _, w in shapes]  # one padded row of a level, in table rows
-    # table row of tap (0, 0): (b * Np + level start + (y + 1) * (w + 3) + x + 1) * M + m
-    local = torch.addcmul(p0[..., 0] * heads, p0[..., 1],
-                          torch.tensor(row, dtype=positions.dtype, device=dev).view(levels, 1)).int()
-    base = (torch.arange(b, dtype=torch.int32, device=dev).view(b, 1, 1, 1, 1) * (offset * heads)
-            + torch.arange(heads, dtype=torch.int32, device=dev).view(1, 1, heads, 1, 1))
-    first = [(s + w + 4) * heads for s, (_, w) in zip(starts, shapes)]
-    bottom = weights * fy
-    top, left = weights - bottom, 1.0 - fx
+    def per_column(per_level) -> torch.Tensor:
+        """[M * L * P] row: per_level[l] for the columns (m, l, p) of level l."""
+        row = torch.tensor(per_level, dtype=px.dtype, device=dev).view(1, levels, 1)
+        return row.expand(heads, levels, points).reshape(k)
+
+    px, py = px.view(b * nq, k), py.view(b * nq, k)
+    torch.minimum(px.clamp_min_(-1.0), per_column([w for _, w in shapes]), out=px)
+    torch.minimum(py.clamp_min_(-1.0), per_column([h for h, _ in shapes]), out=py)
+    x0, y0 = px.floor(), py.floor()
+    fx, fy = px.sub_(x0), py.sub_(y0)
+    row = per_column([(w + 3) * heads for _, w in shapes])  # one padded row, in table rows
+    # table row of tap (0, 0) within a batch item: (level start + (y + 1) * (w + 3) + x + 1) * M + m
+    head = torch.arange(heads, dtype=px.dtype, device=dev).view(heads, 1, 1)
+    first = (per_column([(s + w + 4) * heads for s, (_, w) in zip(starts, shapes)]).view(heads, levels, points)
+             + head).reshape(k)
+    local = y0.mul_(row).add_(x0, alpha=heads).add_(first).int()  # exact: < 2^24 per item
+    local = local.view(b, nq * k).add_(
+        torch.arange(b, dtype=torch.int32, device=dev).view(b, 1) * (offset * heads)).view(b * nq, k)
+    w = weights.reshape(b * nq, k)
+    bottom = w * fy
+    top = w - bottom
+    row_i = row.int()
     out = None
-    for dy, wy in ((0, top), (1, bottom)):  # one bag of L * P taps per (b, query, head) and tap
-        for dx, wx in ((0, left), (1, fx)):
-            shift = torch.tensor([f + dy * r + dx * heads for f, r in zip(first, row)],
-                                 dtype=torch.int32, device=dev).view(1, 1, 1, levels, 1)
-            index = local + (base + shift)
-            part = F.embedding_bag(index.view(b * nq * heads, -1), table,
-                                   per_sample_weights=(wy * wx).view(b * nq * heads, -1).to(dtype),
+    for index, wy in ((local, top), (local + row_i, bottom)):  # one bag of L * P taps per
+        right = wy * fx                                         # (b, query, head) and tap
+        for idx, wt in ((index, wy.sub_(right)), (index + heads, right)):
+            part = F.embedding_bag(idx.view(b * nq * heads, levels * points), table,
+                                   per_sample_weights=wt.view(b * nq * heads, -1).to(dtype),
                                    mode="sum")
             out = part if out is None else out.add_(part)
     return out.view(b, nq, heads * dh)
@@ -133,6 +143,27 @@ class MultiScaleDeformableAttention(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
+    def _pixel_positions(self, query: torch.Tensor, reference_points: torch.Tensor,
+                         shapes: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampling positions (x, y), each [B, Nq, M, L, P], in each level's pixel index
+        coordinates: reference * size - 0.5 + offset, the x and y rows of
+        ``sampling_offsets`` as two matrix products and the reference term as a rank-1
+        update per level (no [.., 2] interleaving, no inner broadcasts)."""
+        b, nq, d = query.shape
+        m, lv, p = self.heads, self.levels, self.points
+        weight = self.sampling_offsets.weight.view(m, lv, p, 2, d)
+        bias = self.sampling_offsets.bias.view(m, lv, p, 2)
+        q = query.reshape(b * nq, d)
+        out = []
+        for c in (0, 1):  # x, y
+            pos = torch.addmm(bias[..., c].reshape(-1) - 0.5, q, weight[..., c, :].reshape(-1, d).t())
+            for lvl, (h, w) in enumerate(shapes):
+                scale = query.new_zeros(m, lv, p)
+                scale[:, lvl] = w if c == 0 else h
+                pos.addr_(reference_points[:, :, lvl, c].reshape(-1), scale.view(-1))
+            out.append(pos.view(b, nq, m, lv, p))
+        return out[0], out[1]
+
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
                 shapes: list[tuple[int, int]]) -> torch.Tensor:
         """query [B, Nq, D], reference_points [B, Nq, L, 2] (x, y in [0, 1]),
@@ -140,16 +171,14 @@ class MultiScaleDeformableAttention(nn.Module):
         b, nq, _ = query.shape
         m, lv, p = self.heads, self.levels, self.points
         v = self.value_proj(value).view(b, value.shape[1], m, self.dim // m)
-        offsets = self.sampling_offsets(query).view(b, nq, m, lv, p, 2)  # in level pixels
         weights = self.attention_weights(query).view(b, nq, m, lv * p).softmax(-1)
         weights = weights.view(b, nq, m, lv, p)
+        if not self.training and self.fast_inference and query.device.type == "cpu":
+            px, py = self._pixel_positions(query, reference_points, shapes)
+            return self.output_proj(gathered_sample(v, shapes, px, py, weights))
+        offsets = self.sampling_offsets(query).view(b, nq, m, lv, p, 2)  # in level pixels
         size = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype,
                             device=query.device)  # [L, 2] as (x, y)
-        if not self.training and self.fast_inference and query.device.type == "cpu":
-            # location * size - 0.5 = reference * size - 0.5 + offset
-            centres = reference_points * size - 0.5  # [B, Nq, L, 2]
-            positions = centres[:, :, None, :, None, :] + offsets
-            return self.output_proj(gathered_sample(v, shapes, positions, weights))
         locations = (reference_points[:, :, None, :, None, :]
                      + offsets / size[None, None, None, :, None, :])
         return self.output_proj(deformable_sample(v, shapes, locations, weights))
