@@ -85,3 +85,16 @@ def test_an_error_in_a_stream_reaches_the_caller():
 
     with pytest.raises(ValueError, match="stream got 1 rows"):
         cpu_streams.split_call(fn, [torch.zeros(3, 1)], threads=2)
+
+
+def test_a_stream_of_one_small_window_works():
+    """A 32-px window has a 1 x 1 stride-32 map; with one channel per group its GroupNorm
+    group holds one value, which torch.nn.functional.group_norm refuses. A stream of one
+    such window (batch 3 split 2 + 1) still gives the single call's probabilities."""
+    net = _micro_eval()
+    x, desc = torch.rand(3, 3, 32, 32), torch.rand(3, 3)
+    with torch.inference_mode():
+        split = cpu_streams.split_call(net._probabilities, [x, desc], threads=2)
+        one = net._probabilities(x[2:], desc[2:])
+    assert split.shape == (3, 2, 32, 32)
+    assert (split[2:] - one).abs().max().item() < 1e-5

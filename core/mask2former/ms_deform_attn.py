@@ -78,8 +78,8 @@ def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]], px: torc
         return row.expand(heads, levels, points).reshape(k)
 
     px, py = px.view(b * nq, k), py.view(b * nq, k)
-    torch.minimum(px.clamp_min_(-1.0), per_column([w for _, w in shapes]), out=px)
-    torch.minimum(py.clamp_min_(-1.0), per_column([h for h, _ in shapes]), out=py)
+    px = torch.minimum(px.clamp_min_(-1.0), per_column([w for _, w in shapes]))
+    py = torch.minimum(py.clamp_min_(-1.0), per_column([h for h, _ in shapes]))
     x0, y0 = px.floor(), py.floor()
     fx, fy = px.sub_(x0), py.sub_(y0)
     row = per_column([(w + 3) * heads for _, w in shapes])  # one padded row, in table rows

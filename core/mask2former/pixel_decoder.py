@@ -17,8 +17,17 @@ from .ms_deform_attn import MultiScaleDeformableAttention
 from .position_encoding import sine_position_encoding
 
 
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm that also takes a group of a single value (one window whose stride-32
+    map is 1 x 1, with one channel per group: normalized to 0, so the output is the bias);
+    torch.nn.functional.group_norm refuses it. Same parameters and state dict."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
+
+
 def _norm(dim: int) -> nn.GroupNorm:
-    return nn.GroupNorm(min(32, dim), dim)
+    return GroupNorm(min(32, dim), dim)
 
 
 class DeformableEncoderLayer(nn.Module):
