@@ -4,8 +4,10 @@ Both paths run in one process, on the same scenes, with the default model (the o
 segment` uses without --model), 512-pixel windows overlapping by 128, batch 4, on the CPU:
 
 * plain: the Mask2Former head as in training (every intermediate mask prediction at 1/4
-  resolution, deformable attention by grid_sample), only put in eval mode;
-* default: what `ces segment` runs (core.mask2former.head's inference path).
+  resolution, deformable attention by grid_sample), only put in eval mode, the batch as one
+  forward pass on all threads;
+* default: what `ces segment` runs (core.mask2former.head's inference path, and the batch
+  as parallel streams of core.cpu_streams).
 
 Scenes: the demo chip (examples/Spain_7370579_S1Hand.tif, 1 window) and a 2,048² synthetic
 Sentinel-1 scene in dB (25 windows). Windows per second is windows run / tiled-inference wall

@@ -10,8 +10,9 @@ Two forward paths with the same final prediction (to float rounding):
   (mask2former.transformer_decoder); the linear 1x1 projections at stride 4 folded into
   their linear neighbours (the feature pyramid's last transposed convolution, the mask
   embeddings); on the CPU, deformable attention by one weighted gather
-  (mask2former.ms_deform_attn). :func:`set_fast_inference` switches it off, e.g. to
-  compare both.
+  (mask2former.ms_deform_attn); masked cross-attention with one mask for all heads.
+  :func:`set_fast_inference` switches it off (and the model's CPU streams, core.cpu_streams),
+  e.g. to compare both.
 """
 from __future__ import annotations
 
