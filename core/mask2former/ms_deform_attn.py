@@ -11,6 +11,7 @@ No compiled operator. Two samplers with the same answer (to float rounding):
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -55,13 +56,27 @@ def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]], px: torc
     Every per-point constant is a row of M * L * P values broadcast over the B * Nq rows, the
     one broadcast pattern that element-wise CPU kernels run at full speed.
     """
-    b, nv, heads, dh = value.shape
-    _, nq, _, levels, points = px.shape
-    k = heads * levels * points
-    dev, dtype = value.device, value.dtype
-    # each level padded with one zero row/column before and two after, so that a position
-    # clamped to [-1, size] has its 4 taps inside the padded map (clamping changes nothing:
-    # outside [-1, size] all taps are zeros, at the clamp the inner taps get weight 0)
+    return gather_from_table(padded_table(value, shapes), shapes, px, py, weights)
+
+
+class ValueTable(NamedTuple):
+    """The value maps of every level, zero-padded, as the rows of one embedding table:
+    ``table`` [(B * Np) * M, Dh] with row ((b * Np + position) * M + m), Np = ``offset``
+    padded positions per batch item, ``starts`` the first padded position of each level."""
+
+    table: torch.Tensor
+    starts: list[int]
+    offset: int
+
+
+def padded_table(value: torch.Tensor, shapes: list[tuple[int, int]]) -> ValueTable:
+    """value [B, Nv, M, Dh] (levels flattened in ``shapes`` order) -> its :class:`ValueTable`.
+
+    Each level is padded with one zero row/column before and two after, so that a position
+    clamped to [-1, size] has its 4 taps inside the padded map (clamping changes nothing:
+    outside [-1, size] all taps are zeros, at the clamp the inner taps get weight 0).
+    """
+    b, _, heads, dh = value.shape
     tables, starts, start, offset = [], [], 0, 0
     for h, w in shapes:
         padded = value.new_zeros(b, h + 3, w + 3, heads, dh)
@@ -70,7 +85,18 @@ def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]], px: torc
         starts.append(offset)
         start += h * w
         offset += (h + 3) * (w + 3)
-    table = torch.cat(tables, 1).view(-1, dh)  # rows ((b * Np + position) * M + m)
+    return ValueTable(torch.cat(tables, 1).view(-1, dh), starts, offset)
+
+
+def gather_from_table(values: ValueTable, shapes: list[tuple[int, int]], px: torch.Tensor,
+                      py: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """:func:`gathered_sample` on a :class:`ValueTable` (built once, sampled by any number of
+    query chunks): px, py, weights [B, Nq, M, L, P] -> [B, Nq, M * Dh]."""
+    b, nq, heads, levels, points = px.shape
+    k = heads * levels * points
+    dev = px.device
+    table, starts, offset = values.table, values.starts, values.offset
+    dh, dtype = table.shape[1], table.dtype
 
     def per_column(per_level) -> torch.Tensor:
         """[M * L * P] row: per_level[l] for the columns (m, l, p) of level l."""
@@ -164,18 +190,37 @@ class MultiScaleDeformableAttention(nn.Module):
             out.append(pos.view(b, nq, m, lv, p))
         return out[0], out[1]
 
+    def gathers(self, query: torch.Tensor) -> bool:
+        """Whether this call samples by the gathered path (eval mode on the CPU, switch on)."""
+        return not self.training and self.fast_inference and query.device.type == "cpu"
+
+    def value_table(self, value: torch.Tensor, shapes: list[tuple[int, int]]) -> ValueTable:
+        """The projected values [B, Nv, D] as the gathered path's table (build once per layer)."""
+        b, nv, _ = value.shape
+        v = self.value_proj(value).view(b, nv, self.heads, self.dim // self.heads)
+        return padded_table(v, shapes)
+
+    def attend(self, query: torch.Tensor, reference_points: torch.Tensor, values: ValueTable,
+               shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """The gathered path for any subset of the queries: query [B, n, D],
+        reference_points [B, n, L, 2] -> [B, n, D]."""
+        b, nq, _ = query.shape
+        m, lv, p = self.heads, self.levels, self.points
+        weights = self.attention_weights(query).view(b, nq, m, lv * p).softmax(-1)
+        px, py = self._pixel_positions(query, reference_points, shapes)
+        return self.output_proj(gather_from_table(values, shapes, px, py, weights.view(b, nq, m, lv, p)))
+
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
                 shapes: list[tuple[int, int]]) -> torch.Tensor:
         """query [B, Nq, D], reference_points [B, Nq, L, 2] (x, y in [0, 1]),
         value [B, Nv, D] (all levels, flattened) -> [B, Nq, D]."""
+        if self.gathers(query):
+            return self.attend(query, reference_points, self.value_table(value, shapes), shapes)
         b, nq, _ = query.shape
         m, lv, p = self.heads, self.levels, self.points
         v = self.value_proj(value).view(b, value.shape[1], m, self.dim // m)
         weights = self.attention_weights(query).view(b, nq, m, lv * p).softmax(-1)
         weights = weights.view(b, nq, m, lv, p)
-        if not self.training and self.fast_inference and query.device.type == "cpu":
-            px, py = self._pixel_positions(query, reference_points, shapes)
-            return self.output_proj(gathered_sample(v, shapes, px, py, weights))
         offsets = self.sampling_offsets(query).view(b, nq, m, lv, p, 2)  # in level pixels
         size = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype,
                             device=query.device)  # [L, 2] as (x, y)

@@ -31,7 +31,15 @@ def _norm(dim: int) -> nn.GroupNorm:
 
 
 class DeformableEncoderLayer(nn.Module):
-    """Post-norm layer: deformable self-attention over all levels, then an FFN."""
+    """Post-norm layer: deformable self-attention over all levels, then an FFN.
+
+    On the gathered (CPU inference) path the values are projected once and the queries then
+    go through attention, norms and FFN ``QUERY_CHUNK`` at a time: every step after the value
+    table is row-wise, so the answer is the same, and the temporaries (sampling positions,
+    the FFN's hidden layer) stay a few MB, in cache, instead of tens of MB per window.
+    """
+
+    QUERY_CHUNK = 1024  # queries per batch item and chunk on the gathered path
 
     def __init__(self, dim: int, heads: int, levels: int, points: int, ffn_dim: int):
         super().__init__()
@@ -42,8 +50,21 @@ class DeformableEncoderLayer(nn.Module):
 
     def forward(self, src: torch.Tensor, pos: torch.Tensor, reference_points: torch.Tensor,
                 shapes: list[tuple[int, int]]) -> torch.Tensor:
+        """src, pos [B, N, D], reference_points [B, N, L, 2] -> [B, N, D]."""
+        if self.attn.gathers(src):
+            return self._chunked(src, pos, reference_points, shapes)
         src = self.norm1(src + self.attn(src + pos, reference_points, src, shapes))
         return self.norm2(src + self.ffn(src))
+
+    def _chunked(self, src, pos, reference_points, shapes):
+        values = self.attn.value_table(src, shapes)
+        out = torch.empty_like(src)
+        for lo in range(0, src.shape[1], self.QUERY_CHUNK):
+            part = slice(lo, lo + self.QUERY_CHUNK)
+            s = src[:, part]
+            s = self.norm1(s + self.attn.attend(s + pos[:, part], reference_points[:, part], values, shapes))
+            out[:, part] = self.norm2(s + self.ffn(s))
+        return out
 
 
 def reference_points(shapes: list[tuple[int, int]], batch: int, device: torch.device,
