@@ -156,7 +156,8 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
               help="Overlap of neighbouring windows in pixels (blended). Default: 128, or a "
                    "quarter of --tile when that is smaller.")
-@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True, help="Windows per forward pass.")
+@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True,
+              help="Windows per forward pass (on the CPU split over min(batch, threads) parallel streams).")
 @click.option("--device", default="auto", show_default=True,
               help="auto (CUDA when present), cpu, cuda or cuda:N.")
 @click.option("--raster", is_flag=False, flag_value="", default=None, metavar="[CLASSES.tif]",
