@@ -58,9 +58,7 @@ def read_set(data: Path, images: str, labels: str, classes_file: str):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with sar_io.open_scene(img, bands=[1]) as scene:
-                raw = scene.src.read(1)
-                masks = scene.src.read_masks(1)
-                rep, valid = scene._represent(raw[None], masks[None])
+                rep, valid = scene.read_representation()
                 lab_raw, lab_valid = read_label_raster(lab, scene)
         truth = classes.map_labels(lab_raw, lab_valid & valid)
         keep = truth != IGNORE_INDEX

@@ -162,6 +162,13 @@ class SarScene:
         return WindowData(x.astype(np.float32, copy=False), phys.astype(np.float32, copy=False),
                           valid)
 
+    def read_representation(self, window: Optional[Window] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(log representation [3, h, w] float32 before the stretch, valid [h, w] bool) of
+        ``window`` (inside the scene; None: the whole scene), e.g. for threshold baselines."""
+        raw = raster_check.read(self.src, self.path, self.band_indexes, window=window)
+        masks = raster_check.read_masks(self.src, self.path, self.band_indexes, window=window)
+        return self._represent(raw, masks)
+
     def _represent(self, raw: np.ndarray, masks: np.ndarray):
         """Raw bands [n, h, w] -> (log representation [3, h, w], valid [h, w])."""
         valid = np.all(masks > 0, axis=0)
