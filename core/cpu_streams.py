@@ -10,11 +10,12 @@ busy instead: measured on 2 cores, a batch of 4 512² windows of the default mod
 
 Contract: :func:`split_call` ``(fn, tensors)`` returns ``fn(*tensors)`` (each [B, ...], split
 along dim 0; the results [b_i, ...] concatenated in order), the same values up to float
-rounding. ``S = min(B, T)``; with S == 1 (one thread, or a batch of one) it is a plain call.
-Workers are threads kept for the process per (S, T / S), all started at once on first use;
-each call takes the caller's grad / inference mode into them. ``fn`` must be safe to call from several threads at once (eval-mode
-modules are; shared counters need a lock, see core.moe). PyTorch releases the GIL inside
-its ops, so the streams really run in parallel.
+rounding. ``S = min(B, T)``; with S == 1 (one thread, or a batch of one) it is a plain call,
+and so is a ``split_call`` inside a stream (a stream never waits on its own pool). Workers
+are threads kept for the process per (S, T / S), all started at once on first use; each call
+takes the caller's grad / inference mode into them. ``fn`` must be safe to call from several
+threads at once (eval-mode modules are; shared counters need a lock, see core.moe). PyTorch
+releases the GIL inside its ops, so the streams really run in parallel.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ import torch
 
 _POOLS: dict[tuple[int, int], ThreadPoolExecutor] = {}
 _POOLS_LOCK = threading.Lock()
+_local = threading.local()  # in_stream: this thread is a stream worker (no nested split)
 
 
 def stream_plan(batch: int, threads: int) -> tuple[int, int]:
@@ -44,6 +46,10 @@ def _pool(streams: int, threads_each: int) -> ThreadPoolExecutor:
             ready = threading.Barrier(streams)
 
             def start_worker() -> None:
+                _local.in_stream = True
+                # a thread's first ATen call sets its thread count from the process default:
+                # make that happen now, so that the worker's own count sticks
+                torch.get_num_threads()
                 torch.set_num_threads(threads_each)  # this worker's OpenMP / MKL team
                 ready.wait()  # every worker is its own thread, started now
 
@@ -64,7 +70,7 @@ def split_call(fn: Callable[..., torch.Tensor], tensors: Sequence[torch.Tensor],
     ``threads`` defaults to ``torch.get_num_threads()``."""
     batch = int(tensors[0].shape[0])
     streams, threads_each = stream_plan(batch, torch.get_num_threads() if threads is None else threads)
-    if streams == 1:
+    if streams == 1 or getattr(_local, "in_stream", False):  # a call within a stream: plain
         return fn(*tensors)
     bounds = [batch * i // streams for i in range(streams + 1)]
     grad, inference = torch.is_grad_enabled(), torch.is_inference_mode_enabled()

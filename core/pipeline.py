@@ -28,7 +28,7 @@ import rasterio.shutil
 import torch
 from rasterio.windows import Window
 
-from . import sar_io, tiler, vectorize
+from . import cpu_streams, sar_io, tiler, vectorize
 from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .atomic import atomic_output, check_writable
 from .errors import InputError
@@ -160,15 +160,22 @@ def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> ti
     """The tiler's predict callable for a CrossEarthSAR: descriptors per tile, probabilities.
 
     Descriptors are computed in float32 outside autocast; each batch's descriptors [B, 3] are
-    appended (as numpy) to ``collected`` when given.
+    appended (as numpy) to ``collected`` when given (per stream, in no fixed order, when the
+    model runs the batch as parallel CPU streams: descriptors and model in each stream).
     """
 
-    def predict(x: torch.Tensor, phys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    def one_stream(x: torch.Tensor, phys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
             desc = model.compute_descriptors(phys.float(), valid)
         if collected is not None:
             collected.append(desc.detach().float().cpu().numpy())
-        return model.predict_proba(x, desc)
+        return model.predict_proba(x, desc)  # within a stream: one plain call
+
+    def predict(x: torch.Tensor, phys: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        streams_on = getattr(model, "streams_on", None)
+        if streams_on is not None and streams_on(x):
+            return cpu_streams.split_call(one_stream, [x, phys, valid])
+        return one_stream(x, phys, valid)
 
     return predict
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -63,18 +64,40 @@ def test_predict_proba_takes_the_streams_on_the_inference_path_only(monkeypatch)
     assert (none_desc - plain).abs().max().item() < 1e-5
 
 
-def test_workers_have_their_share_of_threads_and_the_caller_keeps_its_own():
+@pytest.mark.parametrize("streams, each", [(3, 1), (2, 3)])
+def test_workers_have_their_share_of_threads_and_the_caller_keeps_its_own(streams, each):
     caller = torch.get_num_threads()
-    pool = cpu_streams._pool(3, 2)
-    seen = {f.result() for f in [pool.submit(torch.get_num_threads) for _ in range(6)]}
-    assert seen == {2}
+    pool = cpu_streams._pool(streams, each)
+
+    def count_after_work():
+        torch.ones(64, 64).sum()  # a first ATen op in the thread must not reset the count
+        return torch.get_num_threads()
+
+    seen = {f.result() for f in [pool.submit(count_after_work) for _ in range(2 * streams)]}
+    assert seen == {each}
     assert torch.get_num_threads() == caller
     later = []
     t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
     t.start()
     t.join()
     assert later == [caller]  # threads started after the pool get the caller's default
-    assert cpu_streams._pool(3, 2) is pool  # started once
+    assert cpu_streams._pool(streams, each) is pool  # started once
+
+
+def test_a_split_inside_a_stream_is_a_plain_call():
+    """Nested: a stream's own split_call runs in place (no wait on its own busy pool)."""
+    inner_threads = []
+
+    def inner(x):
+        inner_threads.append(threading.current_thread().name)
+        return x * 2
+
+    def outer(x):
+        return cpu_streams.split_call(inner, [x], threads=2)
+
+    out = cpu_streams.split_call(outer, [torch.arange(4.0)[:, None]], threads=2)
+    assert out.flatten().tolist() == [0.0, 2.0, 4.0, 6.0]
+    assert len(inner_threads) == 2 and all(n.startswith("ces-stream") for n in inner_threads)
 
 
 def test_an_error_in_a_stream_reaches_the_caller():
@@ -98,3 +121,26 @@ def test_a_stream_of_one_small_window_works():
         one = net._probabilities(x[2:], desc[2:])
     assert split.shape == (3, 2, 32, 32)
     assert (split[2:] - one).abs().max().item() < 1e-4  # a one-value group amplifies rounding
+
+
+def test_the_tilers_predict_computes_descriptors_in_the_streams():
+    """pipeline.make_predict on the CPU: descriptors and model per stream; the probabilities of
+    one call, and every window's descriptors collected (for the domain-shift check)."""
+    from crossearth_sar.core import pipeline
+
+    net = _micro_eval()
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(3, 3, 56, 56, generator=g)
+    phys, valid = torch.rand(3, 56, 56, generator=g), torch.ones(3, 56, 56, dtype=torch.bool)
+    collected = []
+    with torch.inference_mode():
+        probs = pipeline.make_predict(net, collected)(x, phys, valid)
+        desc = net.compute_descriptors(phys, valid)
+        single = net._probabilities(x, desc)
+    assert (probs - single).abs().max().item() < 1e-5
+    got = torch.from_numpy(np.concatenate(collected))
+    assert got.shape == (3, 3)
+    # in no fixed order: each window's descriptors appear once
+    order = torch.cdist(desc, got).argmin(dim=1)
+    assert sorted(order.tolist()) == [0, 1, 2]
+    assert (got[order] - desc).abs().max().item() < 1e-6
