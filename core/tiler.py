@@ -8,10 +8,10 @@ average, over the windows that cover it, of the model's probabilities, with a sm
 separable window that is > 0 everywhere (so scene borders are covered).
 
 Memory stays O(width × tile × classes): probabilities are accumulated in a band of
-``tile + stride`` rows (``tile`` for a single row of windows) that slides down the scene, so
-that a batch may span two rows of windows and every batch but the last is full; finished
-rows go to a ``sink`` as a class band (uint8, ``NODATA_CLASS`` on nodata) and a confidence
-band (float32 max probability, NaN on nodata). Windows are read on a background thread so I/O overlaps compute; on CUDA the
+``tile`` rows (``tile + stride`` when a row of windows is narrower than a batch, so that a batch
+may span two rows) that slides down the scene; finished rows go to a ``sink`` as a class
+band (uint8, ``NODATA_CLASS`` on nodata) and a confidence band (float32 max probability,
+NaN on nodata). Windows are read on a background thread so I/O overlaps compute; on CUDA the
 accumulation runs on the GPU and the model under bf16 autocast.
 """
 from __future__ import annotations
@@ -199,11 +199,10 @@ def run_tiled(reader: WindowReader, predict: Predict, num_classes: int, sink: Si
         raise ValueError(f"class values {values} must be {num_classes} integers in 0..254")
     lookup = torch.tensor(values, dtype=torch.int64, device=dev)
     weights = torch.from_numpy(blend_weights(tile)).to(dev)
-    # a batch may span two rows of windows, so that every batch but the last is full (a row
-    # of 5 windows in batches of 4 would leave a batch of 1 per row): the band holds
-    # tile + stride rows, tile rows when the scene has a single row of windows
-    one_row = len(window_starts(height, tile, overlap)) == 1
-    acc = _Accumulator(num_classes, tile if one_row else tile + stride, width, dev)
+    # a batch spans at most two rows of windows, and only when a row has fewer windows than
+    # the batch: then the band holds tile + stride rows, else tile rows (less memory)
+    per_row = len(window_starts(width, tile, overlap))
+    acc = _Accumulator(num_classes, tile if per_row >= batch else tile + stride, width, dev)
     stats = TilingStats(windows=len(windows), tile=tile, overlap=overlap, batch=batch,
                         device=str(dev))
     pending: list[tuple[Window, object]] = []
@@ -249,10 +248,6 @@ def run_tiled(reader: WindowReader, predict: Predict, num_classes: int, sink: Si
         win = windows[i]
         row = int(win.row_off)
         if row + tile > acc.base + acc.rows:  # the band cannot hold it: finish rows above it
-            # rows above the pending windows are done already: sliding past them may make
-            # room without running a partial batch
-            emit(int(pending[0][0].row_off) if pending else row)
-        if row + tile > acc.base + acc.rows:
             flush()
             emit(row)
         if data is None:

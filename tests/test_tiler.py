@@ -110,22 +110,3 @@ def test_class_values_and_progress(tmp_path):
     values = np.unique(np.concatenate([c.ravel() for c in out.values()]))
     assert set(values.tolist()) <= {10, 20, 30} and len(values) >= 2
     assert calls[-1][1] == calls[-1][2] and calls[0][0] == "segment"
-
-
-def test_batches_span_rows_of_windows_so_that_only_the_last_is_partial(tmp_path):
-    """5 windows per row in batches of 4: 6 full batches and 1 of one window (not a batch of
-    one per row), and still the untiled answer."""
-    path = write_db_scene(tmp_path / "s.tif", 160, 160, seed=4)
-    model = PointwiseModel(classes=3, seed=3)
-    sizes = []
-
-    class Recording(PointwiseModel):
-        def predict(self, x, phys, valid):
-            sizes.append(int(x.shape[0]))
-            return model.predict(x, phys, valid)
-
-    with sar_io.open_scene(path) as scene:
-        ref_classes, _ = _untiled(scene, model)
-        classes, _, stats = _tiled(scene, Recording(), tile=32, overlap=0, batch=4)
-    assert stats.windows == 25 and sizes == [4] * 6 + [1]
-    np.testing.assert_array_equal(classes, ref_classes)
