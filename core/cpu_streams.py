@@ -56,10 +56,7 @@ def _pool(streams: int, threads_each: int) -> ThreadPoolExecutor:
             pool = ThreadPoolExecutor(streams, thread_name_prefix=f"ces-stream{streams}x{threads_each}")
             for f in [pool.submit(start_worker) for _ in range(streams)]:
                 f.result()
-            # set_num_threads also sets the default of threads started later: put the
-            # caller's back (set to 1 first: an unchanged value may not be stored again)
-            torch.set_num_threads(1)
-            torch.set_num_threads(caller)
+            torch.set_num_threads(caller)  # also the default of threads started later
             _POOLS[key] = pool
         return pool
 

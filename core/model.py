@@ -152,17 +152,16 @@ class CrossEarthSAR(nn.Module):
         """Class probabilities [B, K, H, W] at the input size (sum to 1 over K). Call in eval mode.
 
         On the CPU the inference path runs the batch as parallel streams (core.cpu_streams)."""
-        if self.streams_on(x):
-            if descriptors is None:
-                return cpu_streams.split_call(lambda xs: self._probabilities(xs, None), [x])
-            return cpu_streams.split_call(self._probabilities, [x, descriptors])
-        return self._probabilities(x, descriptors)
+        if not self.streams_on(x):
+            return self._probabilities(x, descriptors)
+        return cpu_streams.split_call(self._probabilities,
+                                      [x] if descriptors is None else [x, descriptors])
 
     def streams_on(self, x: torch.Tensor) -> bool:
         """Whether :meth:`predict_proba` runs a batch ``x`` as parallel CPU streams."""
         return self.fast_inference and self.head.inference_path and x.device.type == "cpu"
 
-    def _probabilities(self, x: torch.Tensor, descriptors: Optional[torch.Tensor]) -> torch.Tensor:
+    def _probabilities(self, x: torch.Tensor, descriptors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """predict_proba of one stream."""
         out = self(x, descriptors)
         return semantic_probabilities(out["pred_logits"].float(), out["pred_masks"].float(),

@@ -143,8 +143,7 @@ class SarScene:
             return WindowData(np.zeros((3, h, w), np.float32), np.zeros((h, w), np.float32),
                               np.zeros((h, w), bool))
         inner = Window(c0, r0, c1 - c0, r1 - r0)
-        raw = raster_check.read(self.src, self.path, self.band_indexes, window=inner)
-        masks = raster_check.read_masks(self.src, self.path, self.band_indexes, window=inner)
+        raw, masks = self._read(inner)
         rep, valid = self._represent(raw, masks)
         x = self._stretch(rep, valid)
         if self.contract == 1:   # log(1 + |X|) of the physical values, as such models learnt
@@ -165,9 +164,12 @@ class SarScene:
     def read_representation(self, window: Optional[Window] = None) -> tuple[np.ndarray, np.ndarray]:
         """(log representation [3, h, w] float32 before the stretch, valid [h, w] bool) of
         ``window`` (inside the scene; None: the whole scene), e.g. for threshold baselines."""
-        raw = raster_check.read(self.src, self.path, self.band_indexes, window=window)
-        masks = raster_check.read_masks(self.src, self.path, self.band_indexes, window=window)
-        return self._represent(raw, masks)
+        return self._represent(*self._read(window))
+
+    def _read(self, window: Optional[Window]) -> tuple[np.ndarray, np.ndarray]:
+        """(raw bands [n, h, w], their GDAL masks [n, h, w]) of ``window`` (None: all)."""
+        return (raster_check.read(self.src, self.path, self.band_indexes, window=window),
+                raster_check.read_masks(self.src, self.path, self.band_indexes, window=window))
 
     def _represent(self, raw: np.ndarray, masks: np.ndarray):
         """Raw bands [n, h, w] -> (log representation [3, h, w], valid [h, w])."""

@@ -56,27 +56,40 @@ def gathered_sample(value: torch.Tensor, shapes: list[tuple[int, int]], px: torc
     Every per-point constant is a row of M * L * P values broadcast over the B * Nq rows, the
     one broadcast pattern that element-wise CPU kernels run at full speed.
     """
-    return gather_from_table(padded_table(value, shapes), shapes, px, py, weights)
+    return gather_from_table(padded_table(value, shapes, px.shape[-1]), px, py, weights)
 
 
 class ValueTable(NamedTuple):
-    """The value maps of every level, zero-padded, as the rows of one embedding table:
-    ``table`` [(B * Np) * M, Dh] with row ((b * Np + position) * M + m), Np = ``offset``
-    padded positions per batch item, ``starts`` the first padded position of each level."""
+    """The value maps of every level, zero-padded, as the rows of one embedding table, and
+    the per-column constants of gathering from it (columns (m, l, p), M * L * P of them):
+
+    * ``table`` [(B * Np) * M, Dh], row ((b * Np + position) * M + m), Np = ``offset`` padded
+      positions per batch item;
+    * ``x_max``, ``y_max`` [M * L * P]: each level's width and height (positions are clamped
+      to [-1, size]);
+    * ``row`` [M * L * P]: one padded row of the level, in table rows;
+    * ``first`` [M * L * P]: the table row of tap (0, 0) at position (0, 0) within a batch
+      item, (level start + w + 4) * M + m.
+    """
 
     table: torch.Tensor
-    starts: list[int]
     offset: int
+    x_max: torch.Tensor
+    y_max: torch.Tensor
+    row: torch.Tensor
+    first: torch.Tensor
 
 
-def padded_table(value: torch.Tensor, shapes: list[tuple[int, int]]) -> ValueTable:
-    """value [B, Nv, M, Dh] (levels flattened in ``shapes`` order) -> its :class:`ValueTable`.
+def padded_table(value: torch.Tensor, shapes: list[tuple[int, int]], points: int) -> ValueTable:
+    """value [B, Nv, M, Dh] (levels flattened in ``shapes`` order) -> its :class:`ValueTable`
+    for ``points`` sampling points per level and head.
 
     Each level is padded with one zero row/column before and two after, so that a position
     clamped to [-1, size] has its 4 taps inside the padded map (clamping changes nothing:
     outside [-1, size] all taps are zeros, at the clamp the inner taps get weight 0).
     """
     b, _, heads, dh = value.shape
+    levels = len(shapes)
     tables, starts, start, offset = [], [], 0, 0
     for h, w in shapes:
         padded = value.new_zeros(b, h + 3, w + 3, heads, dh)
@@ -85,45 +98,46 @@ def padded_table(value: torch.Tensor, shapes: list[tuple[int, int]]) -> ValueTab
         starts.append(offset)
         start += h * w
         offset += (h + 3) * (w + 3)
-    return ValueTable(torch.cat(tables, 1).view(-1, dh), starts, offset)
+
+    def per_column(per_level) -> torch.Tensor:
+        """[M, L, P]: per_level[l] for the columns of level l."""
+        row = torch.tensor(per_level, dtype=value.dtype, device=value.device).view(1, levels, 1)
+        return row.expand(heads, levels, points)
+
+    head = torch.arange(heads, dtype=value.dtype, device=value.device).view(heads, 1, 1)
+    first = per_column([(s + w + 4) * heads for s, (_, w) in zip(starts, shapes)]) + head
+    return ValueTable(torch.cat(tables, 1).view(-1, dh), offset,
+                      per_column([w for _, w in shapes]).reshape(-1),
+                      per_column([h for h, _ in shapes]).reshape(-1),
+                      per_column([(w + 3) * heads for _, w in shapes]).reshape(-1),
+                      first.reshape(-1))
 
 
-def gather_from_table(values: ValueTable, shapes: list[tuple[int, int]], px: torch.Tensor,
-                      py: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+def gather_from_table(values: ValueTable, px: torch.Tensor, py: torch.Tensor,
+                      weights: torch.Tensor) -> torch.Tensor:
     """:func:`gathered_sample` on a :class:`ValueTable` (built once, sampled by any number of
     query chunks): px, py, weights [B, Nq, M, L, P] -> [B, Nq, M * Dh]."""
     b, nq, heads, levels, points = px.shape
     k = heads * levels * points
-    dev = px.device
-    table, starts, offset = values.table, values.starts, values.offset
+    table, offset = values.table, values.offset
     dh, dtype = table.shape[1], table.dtype
-
-    def per_column(per_level) -> torch.Tensor:
-        """[M * L * P] row: per_level[l] for the columns (m, l, p) of level l."""
-        row = torch.tensor(per_level, dtype=px.dtype, device=dev).view(1, levels, 1)
-        return row.expand(heads, levels, points).reshape(k)
-
     px, py = px.view(b * nq, k), py.view(b * nq, k)
-    px = torch.minimum(px.clamp_min_(-1.0), per_column([w for _, w in shapes]))
-    py = torch.minimum(py.clamp_min_(-1.0), per_column([h for h, _ in shapes]))
+    px = torch.minimum(px.clamp_min_(-1.0), values.x_max)
+    py = torch.minimum(py.clamp_min_(-1.0), values.y_max)
     x0, y0 = px.floor(), py.floor()
     fx, fy = px.sub_(x0), py.sub_(y0)
-    row = per_column([(w + 3) * heads for _, w in shapes])  # one padded row, in table rows
-    # table row of tap (0, 0) within a batch item: (level start + (y + 1) * (w + 3) + x + 1) * M + m
-    head = torch.arange(heads, dtype=px.dtype, device=dev).view(heads, 1, 1)
-    first = (per_column([(s + w + 4) * heads for s, (_, w) in zip(starts, shapes)]).view(heads, levels, points)
-             + head).reshape(k)
-    local = y0.mul_(row).add_(x0, alpha=heads).add_(first).int()  # exact: < 2^24 per item
+    # table row of tap (0, 0): first + y * row + x * M, plus the batch item's rows
+    local = y0.mul_(values.row).add_(x0, alpha=heads).add_(values.first).int()  # exact: < 2^24 per item
     local = local.view(b, nq * k).add_(
-        torch.arange(b, dtype=torch.int32, device=dev).view(b, 1) * (offset * heads)).view(b * nq, k)
+        torch.arange(b, dtype=torch.int32, device=px.device).view(b, 1) * (offset * heads)
+    ).view(b * nq, k)
     w = weights.reshape(b * nq, k)
     bottom = w * fy
     top = w - bottom
-    row_i = row.int()
     out = None
-    for index, wy in ((local, top), (local + row_i, bottom)):  # one bag of L * P taps per
-        right = wy * fx                                         # (b, query, head) and tap
-        for idx, wt in ((index, wy.sub_(right)), (index + heads, right)):
+    for index, wy in ((local, top), (local + values.row.int(), bottom)):  # one bag of L * P
+        right = wy * fx                                                  # taps per (b, query,
+        for idx, wt in ((index, wy.sub_(right)), (index + heads, right)):  # head) and tap
             part = F.embedding_bag(idx.view(b * nq * heads, levels * points), table,
                                    per_sample_weights=wt.view(b * nq * heads, -1).to(dtype),
                                    mode="sum")
@@ -198,7 +212,7 @@ class MultiScaleDeformableAttention(nn.Module):
         """The projected values [B, Nv, D] as the gathered path's table (build once per layer)."""
         b, nv, _ = value.shape
         v = self.value_proj(value).view(b, nv, self.heads, self.dim // self.heads)
-        return padded_table(v, shapes)
+        return padded_table(v, shapes, self.points)
 
     def attend(self, query: torch.Tensor, reference_points: torch.Tensor, values: ValueTable,
                shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -208,7 +222,7 @@ class MultiScaleDeformableAttention(nn.Module):
         m, lv, p = self.heads, self.levels, self.points
         weights = self.attention_weights(query).view(b, nq, m, lv * p).softmax(-1)
         px, py = self._pixel_positions(query, reference_points, shapes)
-        return self.output_proj(gather_from_table(values, shapes, px, py, weights.view(b, nq, m, lv, p)))
+        return self.output_proj(gather_from_table(values, px, py, weights.view(b, nq, m, lv, p)))
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
                 shapes: list[tuple[int, int]]) -> torch.Tensor:

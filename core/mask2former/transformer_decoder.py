@@ -102,7 +102,7 @@ class MaskedTransformerDecoder(nn.Module):
     def __init__(self, num_classes: int, dim: int = 256, queries: int = 100, layers: int = 9,
                  heads: int = 8, ffn_dim: int = 2048, mask_dim: int = 256, levels: int = 3):
         super().__init__()
-        self.heads, self.levels, self.dim = heads, levels, dim
+        self.levels, self.dim = levels, dim
         self.query_feat = nn.Embedding(queries, dim)
         self.query_embed = nn.Embedding(queries, dim)
         self.level_embed = nn.Embedding(levels, dim)
