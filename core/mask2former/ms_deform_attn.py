@@ -208,21 +208,27 @@ class MultiScaleDeformableAttention(nn.Module):
         """Whether this call samples by the gathered path (eval mode on the CPU, switch on)."""
         return not self.training and self.fast_inference and query.device.type == "cpu"
 
+    def _values(self, value: torch.Tensor) -> torch.Tensor:
+        """Projected values per head: [B, Nv, D] -> [B, Nv, M, D / M]."""
+        b, nv, _ = value.shape
+        return self.value_proj(value).view(b, nv, self.heads, self.dim // self.heads)
+
+    def _weights(self, query: torch.Tensor) -> torch.Tensor:
+        """Attention weights, softmax over each head's L * P points: [B, Nq, M, L, P]."""
+        b, nq, _ = query.shape
+        m, lv, p = self.heads, self.levels, self.points
+        return self.attention_weights(query).view(b, nq, m, lv * p).softmax(-1).view(b, nq, m, lv, p)
+
     def value_table(self, value: torch.Tensor, shapes: list[tuple[int, int]]) -> ValueTable:
         """The projected values [B, Nv, D] as the gathered path's table (build once per layer)."""
-        b, nv, _ = value.shape
-        v = self.value_proj(value).view(b, nv, self.heads, self.dim // self.heads)
-        return padded_table(v, shapes, self.points)
+        return padded_table(self._values(value), shapes, self.points)
 
     def attend(self, query: torch.Tensor, reference_points: torch.Tensor, values: ValueTable,
                shapes: list[tuple[int, int]]) -> torch.Tensor:
         """The gathered path for any subset of the queries: query [B, n, D],
         reference_points [B, n, L, 2] -> [B, n, D]."""
-        b, nq, _ = query.shape
-        m, lv, p = self.heads, self.levels, self.points
-        weights = self.attention_weights(query).view(b, nq, m, lv * p).softmax(-1)
         px, py = self._pixel_positions(query, reference_points, shapes)
-        return self.output_proj(gather_from_table(values, px, py, weights.view(b, nq, m, lv, p)))
+        return self.output_proj(gather_from_table(values, px, py, self._weights(query)))
 
     def forward(self, query: torch.Tensor, reference_points: torch.Tensor, value: torch.Tensor,
                 shapes: list[tuple[int, int]]) -> torch.Tensor:
@@ -232,12 +238,10 @@ class MultiScaleDeformableAttention(nn.Module):
             return self.attend(query, reference_points, self.value_table(value, shapes), shapes)
         b, nq, _ = query.shape
         m, lv, p = self.heads, self.levels, self.points
-        v = self.value_proj(value).view(b, value.shape[1], m, self.dim // m)
-        weights = self.attention_weights(query).view(b, nq, m, lv * p).softmax(-1)
-        weights = weights.view(b, nq, m, lv, p)
         offsets = self.sampling_offsets(query).view(b, nq, m, lv, p, 2)  # in level pixels
         size = torch.tensor([[w, h] for h, w in shapes], dtype=query.dtype,
                             device=query.device)  # [L, 2] as (x, y)
         locations = (reference_points[:, :, None, :, None, :]
                      + offsets / size[None, None, None, :, None, :])
-        return self.output_proj(deformable_sample(v, shapes, locations, weights))
+        return self.output_proj(deformable_sample(self._values(value), shapes, locations,
+                                                  self._weights(query)))
