@@ -1,11 +1,13 @@
 """Threshold baselines for water on the default model's validation sets, on the pixels
 ``ces evaluate`` scores (valid image pixels with a label that is not ignored).
 
-Two baselines per set, both "darker than the threshold is water" on the first band's log
-representation (core/sar_io.py: dB for dB scenes, display values for quicklooks; VV):
+Baselines per set, all "darker than the threshold is water" on the first band's log
+representation as input contract 2 reads it (core/sar_io.py: dB for dB scenes, display
+values for quicklooks; VV), so no estimated calibration enters them:
 
 * per-image Otsu: each image's own Otsu threshold;
-* one Otsu threshold over the whole set (all its pixels pooled).
+* one Otsu threshold over the whole set (all its pixels pooled);
+* calibrated sets only: one fixed threshold, VV < −17 dB (not fitted to anything).
 
 Prints water IoU, background IoU and mIoU of each; ``--json`` writes them.
 
@@ -27,12 +29,18 @@ from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
 from crossearth_sar.train.data import expand_paths, pair_files, read_label_raster, RASTER_EXTS
 
 HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_model"
-SETS = {  # name: (images, labels, classes file) relative to the data folder
-    "OMBRIA test": ("ombria/test/AFTER", "ombria/test/MASK", "ombria_classes.yaml"),
-    "ETCI nebraska": ("etci2021/nebraska/images", "etci2021/nebraska/labels", "etci_classes.yaml"),
-    "Sen1Floods11 Spain chip": ("sen1floods11_spain/Spain_7370579_S1Hand.tif",
-                                "sen1floods11_spain/Spain_7370579_LabelHand.tif", "s1f_classes.yaml"),
+SPAIN = ("sen1floods11_spain/Spain_7370579_S1Hand.tif", "sen1floods11_spain/Spain_7370579_LabelHand.tif")
+C2S = ("c2smsfloods/images", "c2smsfloods/labels")
+SETS = {  # name: (images, labels, classes file, calibrated) relative to the data folder
+    "OMBRIA test": (["ombria/test/AFTER"], ["ombria/test/MASK"], "ombria_classes.yaml", False),
+    "ETCI nebraska": (["etci2021/nebraska/images"], ["etci2021/nebraska/labels"],
+                      "etci_classes.yaml", False),
+    "Sen1Floods11 Spain chip": ([SPAIN[0]], [SPAIN[1]], "s1f_classes.yaml", True),
+    "c2smsfloods (3 chips)": ([C2S[0]], [C2S[1]], "s1f_classes.yaml", True),
+    "calibrated chips (Spain + c2smsfloods)": ([SPAIN[0], C2S[0]], [SPAIN[1], C2S[1]],
+                                               "s1f_classes.yaml", True),
 }
+FIXED_DB = -17.0   # dB: calm open water in calibrated VV lies below about -15 to -18 dB
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
@@ -48,16 +56,16 @@ def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
     return float(centers[int(np.argmax(between))])
 
 
-def read_set(data: Path, images: str, labels: str, classes_file: str):
+def read_set(data: Path, images: list, labels: list, classes_file: str):
     """[(first-band log representation of the scored pixels [n], truth 0/1 [n])] per image."""
     classes = load_classes(HERE / classes_file)
-    pairs = pair_files(expand_paths([data / images], "images", RASTER_EXTS),
-                       expand_paths([data / labels], "labels"))
+    pairs = pair_files(expand_paths([data / i for i in images], "images", RASTER_EXTS),
+                       expand_paths([data / lab for lab in labels], "labels"))
     out = []
     for img, lab in pairs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with sar_io.open_scene(img, bands=[1]) as scene:
+            with sar_io.open_scene(img, bands=[1], contract=2) as scene:
                 rep, valid = scene.read_representation()
                 lab_raw, lab_valid = read_label_raster(lab, scene)
         truth = classes.map_labels(lab_raw, lab_valid & valid)
@@ -84,12 +92,17 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     report = {}
-    for name, spec in SETS.items():
-        parts = read_set(args.data, *spec)
+    for name, (images, labels, classes_file, calibrated) in SETS.items():
+        parts = read_set(args.data, images, labels, classes_file)
         pooled = otsu_threshold(np.concatenate([v for v, _ in parts]))
         report[name] = {"per_image_otsu": scores(parts, otsu_threshold),
-                        "set_otsu": scores(parts, lambda v: pooled), "images": len(parts)}
-        for kind in ("per_image_otsu", "set_otsu"):
+                        "set_otsu": {**scores(parts, lambda v: pooled), "threshold": round(pooled, 3)},
+                        "images": len(parts)}
+        kinds = ["per_image_otsu", "set_otsu"]
+        if calibrated:
+            report[name]["fixed_db"] = {**scores(parts, lambda v: FIXED_DB), "threshold": FIXED_DB}
+            kinds.append("fixed_db")
+        for kind in kinds:
             r = report[name][kind]
             print(f"{name} ({len(parts)} images), {kind.replace('_', ' ')}: water IoU "
                   f"{r['water_iou']:.3f}, background IoU {r['background_iou']:.3f}, mIoU {r['miou']:.3f}")

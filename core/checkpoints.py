@@ -21,12 +21,13 @@ from typing import Any, Optional, Union
 import torch
 import torch.nn as nn
 
+from . import model_header
 from .atomic import atomic_output
 from .descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
 from .errors import InputError
 from .vit import VARIANTS, DinoVisionTransformerMoE, backbone_config, build_backbone_from_config
 
-METADATA_KEY = "crossearth_sar"
+METADATA_KEY = model_header.METADATA_KEY
 FORMAT = "crossearth-sar/1"
 DTYPES = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PathLike = Union[str, os.PathLike]
@@ -113,20 +114,9 @@ def _open(path: PathLike):
 
 
 def read_config(path: PathLike) -> dict:
-    """The JSON config of a checkpoint (metadata only, no tensor is read)."""
-    with _open(path) as f:
-        meta = f.metadata() or {}
-    raw = meta.get(METADATA_KEY)
-    if raw is None:
-        raise InputError(f"{path}: not a CrossEarth-SAR checkpoint (no '{METADATA_KEY}' config "
-                         f"in its metadata; import DINOv2 weights with 'ces models import-dinov2')")
-    try:
-        config = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise InputError(f"{path}: the checkpoint config is not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("kind") not in ("backbone", "model"):
-        raise InputError(f"{path}: the checkpoint config has no kind 'backbone' or 'model'")
-    return config
+    """The JSON config of a checkpoint (metadata only, no tensor is read; core/model_header.py,
+    which needs no torch)."""
+    return model_header.read_config(path)
 
 
 def tensor_shapes(path: PathLike) -> dict[str, tuple[int, ...]]:

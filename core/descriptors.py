@@ -158,6 +158,23 @@ def scale_descriptors(raw: torch.Tensor, scaling: Optional[dict] = None) -> torc
     return torch.nan_to_num(torch.stack(columns, dim=-1), nan=0.0)
 
 
+def unscale_descriptors(scaled, scaling: Optional[dict] = None):
+    """The raw values (``ces descriptors``' units) behind scaled router inputs [..., 3]
+    (numpy or float): the inverse of :func:`scale_descriptors` inside its clamp."""
+    import numpy as np
+
+    scaling = scaling or DEFAULT_SCALING
+    scaled = np.asarray(scaled, np.float64)
+    out = np.empty_like(scaled)
+    for i, name in enumerate(NAMES):
+        spec = scaling[name]
+        col = scaled[..., i] * float(spec.get("scale", 1.0)) + float(spec.get("offset", 0.0))
+        transform = spec.get("transform", "identity")
+        out[..., i] = (np.exp(col) if transform == "log" else
+                       np.expm1(col) if transform == "log1p" else col)
+    return out
+
+
 def compute_descriptors(phys: torch.Tensor, valid: Optional[torch.Tensor] = None,
                         config: Optional[dict] = None) -> torch.Tensor:
     """Scaled descriptors [B, 3] with ``config`` = {"bins", "block", "scaling"} (DEFAULT_CONFIG)."""
@@ -169,6 +186,7 @@ def compute_descriptors(phys: torch.Tensor, valid: Optional[torch.Tensor] = None
 
 def descriptor_map(scene_path, output, tile: int = 512, stride: Optional[int] = None,
                    bins: int = 36, block: int = 16, domain: Optional[str] = None, bands=None,
+                   calibrated: Optional[bool] = None,
                    complex_part: str = "amplitude", overwrite: bool = False,
                    progress=None, batch: int = 8) -> dict:
     """Write raw H_DE / ENL / R_LR of each tile of a scene as a 3-band float32 GeoTIFF.
@@ -192,7 +210,8 @@ def descriptor_map(scene_path, output, tile: int = 512, stride: Optional[int] = 
         raise InputError(f"--tile {tile} is too small (at least 3 pixels)")
     check_writable(output, overwrite)
     progress = ensure(progress)
-    with sar_io.open_scene(scene_path, domain=domain, bands=bands, complex_part=complex_part) as scene:
+    with sar_io.open_scene(scene_path, domain=domain, bands=bands, complex_part=complex_part,
+                           calibrated=calibrated) as scene:
         rows, cols = -(-scene.height // stride), -(-scene.width // stride)  # cover the scene
         values = np.full((3, rows, cols), np.nan, np.float32)
         windows = [(i, j) for i in range(rows) for j in range(cols)]

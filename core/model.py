@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .class_colors import class_color
 from . import cpu_streams, descriptors as descriptors_mod
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
@@ -46,9 +47,6 @@ VARIANTS: dict[str, dict] = {
     "g": {"head": {"pyramid": "interpolate"}},
 }
 
-#: colours of default classes (#rrggbb), cycled.
-PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
-           "#7f7f7f", "#bcbd22", "#17becf"]
 
 _BACKBONE_OPTIONS = set(inspect.signature(backbone_config).parameters) - {"variant", "experts", "top_k"}
 _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
@@ -56,7 +54,7 @@ _COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 def default_classes(num_classes: int) -> list[dict]:
     """``num_classes`` classes named "class 0", ... with label values 0.. and palette colours."""
-    return [{"name": f"class {i}", "value": i, "color": PALETTE[i % len(PALETTE)]}
+    return [{"name": f"class {i}", "value": i, "color": class_color(None, i)}
             for i in range(num_classes)]
 
 
@@ -71,6 +69,8 @@ def check_classes(classes: list[dict]) -> list[dict]:
         item = {"name": str(c["name"]), "value": int(c["value"]), "color": str(c["color"]).lower()}
         if c.get("values"):
             item["values"] = [int(v) for v in c["values"]]
+        if c.get("background") is not None:
+            item["background"] = bool(c["background"])
         out.append(item)
     if len({c["value"] for c in out}) != len(out):
         raise ValueError("class values must be distinct")

@@ -58,7 +58,7 @@ def gdal_cache_bytes(scene_path: PathLike) -> int:
             src = rasterio.open(scene_path)
         with src:
             bh, bw = src.block_shapes[0]
-            row = math.ceil(src.width / bw) * bh * bw * np.dtype(src.dtypes[0]).itemsize
+            row = math.ceil(src.width / bw) * bh * bw * sar_io.numpy_dtype(src.dtypes[0]).itemsize
     except (rasterio.errors.RasterioError, OSError, ValueError):
         return least
     return int(min(max(2 * row, least), most))
@@ -128,8 +128,13 @@ def _train_reference(train_stats: dict, names: Sequence[str]):
 
 def domain_shift_warning(descriptors: np.ndarray, train_stats: Optional[dict],
                          names: Sequence[str] = ("H_DE", "ENL", "R_LR"),
-                         z_limit: float = SHIFT_Z) -> Optional[str]:
+                         z_limit: float = SHIFT_Z,
+                         scaling: Optional[dict] = None) -> Optional[str]:
     """A warning when the scene's per-tile descriptors [N, 3] sit far from the training data.
+
+    The message gives the far descriptors in the raw units ``ces descriptors`` reports (the
+    scaled values unscaled with ``scaling``, the model's descriptors.scaling): the scene's
+    median tile and the training tiles' 1-99 % range (or mean ± 2 std when no percentiles).
 
     ``train_stats``: the checkpoint's descriptors.train_stats (scaled descriptors, as the model
     sees them; see :func:`_train_reference` for the layouts). A descriptor is far when the
@@ -149,11 +154,16 @@ def domain_shift_warning(descriptors: np.ndarray, train_stats: Optional[dict],
         far &= (scene < lo) | (scene > hi)
     if not far.any():
         return None
-    parts = [f"{n} {s:.2f} vs {m:.2f}±{d:.2f}"
-             for n, s, m, d, f in zip(names, scene, mean, std, far) if f]
-    return ("the scene looks unlike the model's training data (median tile descriptors "
-            + "; ".join(parts) + "); expect degraded results, consider fine-tuning on this "
-            "kind of SAR")
+    from .descriptors import unscale_descriptors
+
+    low = lo if lo is not None else mean - 2 * std
+    high = hi if hi is not None else mean + 2 * std
+    raw_scene, raw_lo, raw_hi = (unscale_descriptors(v, scaling) for v in (scene, low, high))
+    parts = [f"{n} {s:.3g} (training tiles {a:.3g}..{b:.3g})"
+             for n, s, a, b, f in zip(names, raw_scene, raw_lo, raw_hi, far) if f]
+    return ("the scene looks unlike the model's training data (median tile descriptors, in "
+            "the units of ces descriptors: " + "; ".join(parts) + "); expect degraded "
+            "results, consider fine-tuning on this kind of SAR")
 
 
 def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> tiler.Predict:
@@ -207,9 +217,12 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
                   progress: Optional[ProgressCallback] = None,
                   warn: Optional[Callable[[str], None]] = None, domain: Optional[str] = None,
                   bands: Optional[Sequence] = None, complex_part: str = "amplitude",
-                  preview: Optional[PathLike] = None) -> dict:
+                  preview: Optional[PathLike] = None,
+                  calibrated: Optional[bool] = None) -> dict:
     """Segment one SAR scene into land-cover polygons (and optional rasters).
 
+    ``calibrated``: None detects the scene's calibration, True / False overrides it (models
+    of input contract 3; core/sar_io.py).
     ``min_area`` m² (default 4 pixels' area; 0 = no sieve); ``simplify`` metres (default 3/4
     pixel; 0 = exact pixel edges). ``model``: a CrossEarthSAR or a checkpoint path.
     ``domain`` / ``bands`` / ``complex_part``: passed to core.sar_io.open_scene.
@@ -223,12 +236,13 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
                               confidence=confidence, tile=tile, overlap=overlap, batch=batch,
                               device=device, min_area=min_area, simplify=simplify,
                               overwrite=overwrite, progress=progress, warn=warn, domain=domain,
-                              bands=bands, complex_part=complex_part, preview=preview)
+                              bands=bands, complex_part=complex_part, preview=preview,
+                              calibrated=calibrated)
 
 
 def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, overlap, batch,
                    device, min_area, simplify, overwrite, progress, warn, domain, bands,
-                   complex_part, preview) -> dict:
+                   complex_part, preview, calibrated) -> dict:
     progress = ensure(progress)
     warnings: list[str] = []
 
@@ -269,7 +283,8 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
     t0 = time.perf_counter()
     preferred = trained_bands(model.config)  # the bands it was trained on
     with sar_io.open_scene(scene_path, domain=domain, bands=bands, complex_part=complex_part,
-                           prefer=preferred, contract=input_contract(model.config)) as scene:
+                           prefer=preferred, contract=input_contract(model.config),
+                           calibrated=calibrated) as scene:
         for w in scene.warnings:
             warning(w)
         if scene.nodata_fraction >= 1.0:
@@ -295,7 +310,9 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
                 sink.close()
             t_tiles = time.perf_counter()
             desc = np.concatenate(descriptors) if descriptors else np.zeros((0, 3))
-            shift = domain_shift_warning(desc, model.config.get("descriptors", {}).get("train_stats"))
+            dcfg = model.config.get("descriptors", {})
+            shift = domain_shift_warning(desc, dcfg.get("train_stats"),
+                                         scaling=dcfg.get("scaling"))
             if shift:
                 warning(f"{Path(scene_path).name}: {shift}")
             vectorize.sieve_raster(raw_path, sieved_path, min_pixels, progress=progress)

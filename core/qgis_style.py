@@ -13,11 +13,11 @@ import sqlite3
 from typing import Any, Sequence
 from xml.sax.saxutils import quoteattr
 
+from .class_colors import is_background  # noqa: F401 (also part of this module's API)
+
 STYLE_NAME = "CrossEarth-SAR classes"
 QGIS_VERSION = "3.22.0-Białowieża"
 NODATA_CLASS = 255   # nodata of the uint8 class raster (as core/tiler.NODATA_CLASS)
-BACKGROUND_NAMES = frozenset({"background", "not water", "non-water", "no water", "other",
-                              "unlabelled", "unlabeled", "no data", "nodata"})
 FALLBACK_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
                    (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
                    (188, 189, 34), (23, 190, 207)]
@@ -49,12 +49,20 @@ def raster_classes(classes: Sequence[dict]) -> list[dict]:
     return [{**c, "value": v if fits else i} for i, (c, v) in enumerate(zip(classes, values))]
 
 
-def is_background(cls: dict) -> bool:
-    """Whether a class is drawn without fill: its ``"background"`` key when given, else its
-    name is one of :data:`BACKGROUND_NAMES` (case-insensitive)."""
-    if "background" in cls:
-        return bool(cls["background"])
-    return str(cls.get("name", "")).strip().lower() in BACKGROUND_NAMES
+def layer_name(scene: str, model: str, classes: Sequence[dict], kind: str = "polygons") -> str:
+    """The QGIS layer name of a result: the scene, what it shows and the model, e.g.
+    "Spain_7370579_S1Hand – water (ces-ti-water)" for the polygons of a water model (its
+    classes without the background ones), "... – class raster (...)", "... – confidence
+    (...)". ``scene`` / ``model``: paths or names (the stem is used)."""
+    stem = os.path.splitext(os.path.basename(str(scene)))[0] or str(scene)
+    model_stem = os.path.splitext(os.path.basename(str(model)))[0] or str(model)
+    if kind == "polygons":
+        shown = [str(c.get("name")) for c in classes if not is_background(c)] or \
+            [str(c.get("name")) for c in classes]
+        what = ", ".join(shown) if len(shown) <= 3 else "land cover"
+    else:
+        what = {"raster": "class raster", "confidence": "confidence"}.get(kind, kind)
+    return f"{stem} \u2013 {what} ({model_stem})"
 
 
 def _fill_symbol(name: str, color: tuple[int, int, int], filled: bool = True) -> str:

@@ -1,7 +1,24 @@
-"""The SAR input layer: open any GDAL raster, detect its value domain, normalize, mask.
+"""The SAR input layer: open any GDAL raster, detect its value domain and calibration,
+normalize, mask.
 
-One contract for training and inference, the same for every value domain (input contract 2,
-docs/interfaces.md; DESIGN §3 as amended by issue 13):
+Input contract 3 (issue 23, docs/interfaces.md) keeps calibration where the input has it:
+
+* calibration: float dB, float linear power or amplitude whose backscatter lies in a
+  plausible sigma0 range are *calibrated* (:func:`detect_calibration`; ``ces info`` says
+  why); 8-bit quicklooks, integer DN and complex SLC counts are not. ``calibrated=True/False``
+  overrides the detection;
+* each band becomes dB: exactly for calibrated input (10·log10 of power, 20·log10 of
+  amplitude); for uncalibrated input through an *estimated calibration* (gain, offset) per
+  band that maps the scene's :data:`REFERENCE_QUANTILES` of its log representation onto
+  :data:`REFERENCE_DB`, the same quantiles of calibrated Sentinel-1 land-dominated scenes
+  (pooled over a source's tiles when they were cut from one scene: ``calibration=``);
+* channels are composed from dB (single: (co, co, co); dual-pol: (co, cross, co − cross))
+  and mapped to 0..1 with :data:`DB_MAPPING`: one set of constants for every scene, no
+  per-scene statistics; the cross-pol band keeps its own absolute level;
+* three-band rasters (e.g. Pauli RGB) and the real / imaginary part of complex data carry no
+  backscatter level: they keep contract 2's per-scene stretch.
+
+Contracts 1 and 2 (models trained before issue 23 read scenes as they were trained):
 
 * value domain: ``quicklook`` (8-bit display values), ``linear`` (amplitude, intensity or DN),
   ``db``, or ``complex`` (SLC); detected here and only here (``ces info`` shows it),
@@ -44,6 +61,9 @@ from . import raster_check
 from .errors import InputError
 
 DOMAINS = ("quicklook", "linear", "db", "complex")
+#: ``domain`` values a user may give besides DOMAINS: linear data whose kind is known
+LINEAR_KINDS = ("power", "amplitude")
+DOMAIN_CHOICES = DOMAINS + LINEAR_KINDS
 COMPLEX_PARTS = ("amplitude", "real", "imag")
 POLARIZATIONS = ("VV", "VH", "HH", "HV")
 SUPPORTED_DTYPES = {
@@ -52,10 +72,35 @@ SUPPORTED_DTYPES = {
 }
 STATS_MAX_SIDE = 1024          # decimated read for scene statistics: at most this many px a side
 PERCENTILES = (1.0, 99.0)      # robust stretch of each channel
-INPUT_CONTRACT = 2             # written into every model's config (input.contract)
-CONTRACTS = (1, 2)             # 1: models trained before contract 2 (no input.contract)
+INPUT_CONTRACT = 3             # written into every model's config (input.contract)
+CONTRACTS = (1, 2, 3)          # 1: models trained before contract 2 (no input.contract)
+#: contract 3: dB -> x = (dB - lo) / (hi - lo), clipped to 0..1, per channel kind: co-pol
+#: (VV, HH, or a band of unknown polarization), cross-pol (VH, HV), and co − cross.
+#: 30 dB spans for the backscatter channels: calm water (−30..−18 dB VV) to bright urban
+#: and steep slopes (0..+2 dB); cross-pol sits 6-8 dB lower than co-pol over land.
+DB_MAPPING = {"co": (-28.0, 2.0), "cross": (-36.0, -6.0), "ratio": (-4.0, 18.0)}
+#: contract 3, uncalibrated input: the scene's quantiles (%) of each band's log representation
+#: that are mapped onto REFERENCE_DB. Upper quantiles are land in nearly every scene, so the
+#: estimate moves little with the water fraction: for land dB ~ N(mu, 3.5 dB), a scene 40 %
+#: under water moves its 70 % quantile by 1.8 dB and its 95 % quantile by 0.9 dB.
+REFERENCE_QUANTILES = (70.0, 95.0)
+#: the REFERENCE_QUANTILES of calibrated Sentinel-1 IW sigma0 (dB) over land-dominated scenes:
+#: land VV about −10.5 dB median, VH about −17 dB, both with a spread of about 3.5 dB
+#: (speckle of ~4.4 looks, 2.2 dB, and land-cover texture).
+REFERENCE_DB = {"co": (-8.7, -4.7), "cross": (-15.2, -11.2)}
+#: plausible calibrated backscatter: the median sigma0 of a band, in dB
+PLAUSIBLE_MEDIAN_DB = (-35.0, 10.0)
+#: linear float data: the median (as power, dB) above which it is taken as amplitude; co-pol
+#: land power medians lie at −20..−5 dB, amplitude read as power at −10..−2.5 dB; cross-pol
+#: −25..−12 dB against −12.5..−6 dB
+AMPLITUDE_ABOVE_DB = {"co": -6.5, "cross": -12.5}
+CO_POL, CROSS_POL = ("VV", "HH"), ("VH", "HV")
 LINEAR_FLOOR = 1e-6            # linear values below this are clipped (-60 dB) before the log
 BandSpec = Union[str, int]
+
+
+class EmptyRasterError(InputError):
+    """A raster without a single valid pixel (training sources skip such tiles)."""
 
 
 @dataclass
@@ -100,12 +145,19 @@ class SarScene:
     band_names: list[Optional[str]]
     composition: str
     complex_part: str = "amplitude"
-    contract: int = 2
+    contract: int = INPUT_CONTRACT
     stats: np.ndarray = field(default_factory=lambda: np.zeros((3, 2), np.float32))
+    calibrated: bool = False
+    calibration_reason: str = ""
+    linear_kind: str = "power"
+    #: contract 3: per selected band (gain, offset): dB = gain · r + offset (identity when
+    #: calibrated; the estimated calibration otherwise); unused by contracts 1 and 2
+    calibration: np.ndarray = field(default_factory=lambda: np.tile([1.0, 0.0], (1, 1)))
     nodata_fraction: float = 0.0
     pixel_size_m: Optional[tuple[float, float]] = None
     warnings: list[str] = field(default_factory=list)
     driver: str = ""
+    nodata_values: tuple = ()
     _src: Optional[rasterio.io.DatasetReader] = field(default=None, repr=False)
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -168,16 +220,38 @@ class SarScene:
 
     def _read(self, window: Optional[Window]) -> tuple[np.ndarray, np.ndarray]:
         """(raw bands [n, h, w], their GDAL masks [n, h, w]) of ``window`` (None: all)."""
-        return (raster_check.read(self.src, self.path, self.band_indexes, window=window),
-                raster_check.read_masks(self.src, self.path, self.band_indexes, window=window))
+        raw = raster_check.read(self.src, self.path, self.band_indexes, window=window)
+        masks = raster_check.read_masks(self.src, self.path, self.band_indexes, window=window)
+        return raw, _mask_values(raw, masks, self.nodata_values)
 
-    def _represent(self, raw: np.ndarray, masks: np.ndarray):
-        """Raw bands [n, h, w] -> (log representation [3, h, w], valid [h, w])."""
+    @property
+    def fixed_mapping(self) -> bool:
+        """Contract 3 with backscatter bands: dB through DB_MAPPING (else a per-scene stretch)."""
+        return (self.contract >= 3 and self.composition != "rgb"
+                and (self.domain != "complex" or self.complex_part == "amplitude"))
+
+    def band_kinds(self) -> list[str]:
+        """"co" or "cross" for each selected band (by description; unnamed: co, then cross)."""
+        return _band_kinds(self.band_names)
+
+    def _band_reps(self, raw: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw bands [n, h, w] -> (log representation of each band [n, h, w], valid [h, w])."""
         valid = np.all(masks > 0, axis=0)
         finite = np.all(np.isfinite(raw), axis=0) if raw.dtype.kind in "fc" else None
         if finite is not None:
             valid &= finite
-        reps = [_log_representation(b, self.domain, self.complex_part) for b in raw]
+        reps = np.stack([_log_representation(b, self.domain, self.complex_part,
+                                             self.linear_kind if self.contract >= 3 else "power")
+                         for b in raw]).astype(np.float32)
+        return reps, valid
+
+    def _represent(self, raw: np.ndarray, masks: np.ndarray):
+        """Raw bands [n, h, w] -> (channels [3, h, w], valid [h, w]): log representations
+        (contracts 1, 2, and 3 without backscatter bands) or dB (contract 3)."""
+        reps, valid = self._band_reps(raw, masks)
+        if self.fixed_mapping:
+            cal = np.asarray(self.calibration, np.float32).reshape(-1, 2)
+            reps = reps * cal[:, :1, None] + cal[:, 1:, None]
         if self.composition == "single":
             chans = [reps[0]] * 3
         elif self.composition == "dualpol":
@@ -220,6 +294,12 @@ class SarScene:
             "composition": self.composition,
             "channels": self.channel_names(),
             "stretch": [[round(float(a), 4), round(float(b), 4)] for a, b in self.stats],
+            "calibrated": bool(self.calibrated),
+            "calibration_reason": self.calibration_reason,
+            "linear_kind": self.linear_kind if self.domain == "linear" else None,
+            "calibration": ([[round(float(g), 5), round(float(o), 4)] for g, o in self.calibration]
+                            if self.fixed_mapping else None),
+            "input_contract": self.contract,
             "warnings": list(self.warnings),
         }
 
@@ -239,8 +319,18 @@ def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
                complex_part: str = "amplitude",
                prefer: Optional[Sequence[str]] = None,
                stats: Optional[np.ndarray] = None,
-               contract: int = INPUT_CONTRACT) -> SarScene:
+               contract: int = INPUT_CONTRACT,
+               calibrated: Optional[bool] = None,
+               calibration: Optional[np.ndarray] = None,
+               nodata_values: Sequence[float] = ()) -> SarScene:
     """Open a SAR raster, select its bands, detect its domain and compute scene statistics.
+
+    ``domain`` may also be "power" or "amplitude" (linear data of that kind; "linear" detects
+    the kind). ``calibrated``: None detects (:func:`detect_calibration`), True / False
+    overrides. ``calibration``: float [n_bands, 2] estimated calibration (gain, offset) to use
+    instead of the scene's own (contract 3, uncalibrated input), e.g. :func:`pooled_calibration`
+    of the tiles cut from one scene. ``nodata_values``: raw values that are nodata besides
+    the raster's own (e.g. an 8-bit product's 255 fill).
 
     ``contract``: the input contract of the model that will read the scene (its config's
     ``input.contract``; 1 for models without one): 1 keeps quicklooks at v / 255 and gives
@@ -252,8 +342,12 @@ def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
     Raises InputError (one line naming the file) on anything it cannot use.
     """
     path = Path(path)
-    if domain is not None and domain not in DOMAINS:
-        raise InputError(f"unknown domain {domain!r} (choose from {', '.join(DOMAINS)})", path)
+    if domain is not None and domain not in DOMAIN_CHOICES:
+        raise InputError(f"unknown domain {domain!r} (choose from {', '.join(DOMAIN_CHOICES)})",
+                         path)
+    linear_kind = None
+    if domain in LINEAR_KINDS:
+        linear_kind, domain = domain, "linear"
     if complex_part not in COMPLEX_PARTS:
         raise InputError(f"unknown complex part {complex_part!r} "
                          f"(choose from {', '.join(COMPLEX_PARTS)})", path)
@@ -265,8 +359,10 @@ def open_scene(path: Union[str, os.PathLike], domain: Optional[str] = None,
                 bands = list(prefer)
         if contract not in CONTRACTS:
             raise InputError(f"input contract {contract!r} is not one of {CONTRACTS}", path)
-        scene = _describe(src, path, domain, bands, complex_part, int(contract))
-        if stats is not None:
+        scene = _describe(src, path, domain, bands, complex_part, int(contract),
+                          calibrated=calibrated, linear_kind=linear_kind,
+                          calibration=calibration, nodata_values=nodata_values)
+        if stats is not None and not scene.fixed_mapping:
             scene.stats = np.asarray(stats, np.float32).reshape(3, 2).copy()
     except BaseException:
         src.close()
@@ -288,7 +384,10 @@ def _open_dataset(path: Path) -> rasterio.io.DatasetReader:
                          f"({raster_check.gdal_message(e)})") from None
 
 
-def _describe(src, path: Path, domain, bands, complex_part, contract: int = INPUT_CONTRACT) -> SarScene:
+def _describe(src, path: Path, domain, bands, complex_part, contract: int = INPUT_CONTRACT, *,
+              calibrated: Optional[bool] = None, linear_kind: Optional[str] = None,
+              calibration: Optional[np.ndarray] = None,
+              nodata_values: Sequence[float] = ()) -> SarScene:
     dtypes = set(src.dtypes)
     bad = dtypes - SUPPORTED_DTYPES
     if bad:
@@ -326,8 +425,19 @@ def _describe(src, path: Path, domain, bands, complex_part, contract: int = INPU
         crs=crs, transform=src.transform, domain=domain, band_indexes=band_indexes,
         band_names=band_names, composition=composition, complex_part=complex_part,
         contract=contract, warnings=warnings, driver=src.driver, _src=src,
+        nodata_values=tuple(float(v) for v in nodata_values),
     )
     scene.pixel_size_m = pixel_size_metres(crs, src.transform, src.width, src.height)
+    scene.calibration = np.tile(np.float32([1.0, 0.0]), (len(band_indexes), 1))
+    sample, valid = _decimated_read(src, band_indexes, scene.nodata_values)
+    scene.calibrated, scene.linear_kind, scene.calibration_reason = detect_calibration(
+        sample, valid, domain, scene.dtype, _band_kinds(band_names), linear_kind, calibrated)
+    if scene.fixed_mapping and not scene.calibrated:
+        if calibration is not None:
+            scene.calibration = np.asarray(calibration, np.float32).reshape(-1, 2).copy()
+        else:
+            reps, ok = scene._band_reps(sample, np.where(valid, 255, 0)[None].repeat(len(sample), 0))
+            scene.calibration = estimate_calibration(reps[:, ok], scene.band_kinds())
     scene.stats, scene.nodata_fraction = _scene_statistics(scene)
     return scene
 
@@ -371,7 +481,15 @@ def _select_bands(path: Path, count: int, descriptions: list[Optional[str]],
 
 
 def _np_dtype(name: str) -> str:
-    return {"complex_int16": "complex64"}.get(name, name)
+    """The numpy dtype GDAL's pixels of rasterio dtype ``name`` are read as (numpy has no
+    complex integers: CInt16 / CInt32 are read as complex64 / complex128)."""
+    return {"complex_int16": "complex64", "complex_int32": "complex128"}.get(name, name)
+
+
+def numpy_dtype(name: str) -> np.dtype:
+    """:func:`_np_dtype` as a numpy dtype (e.g. for sizes): never a TypeError for a rasterio
+    dtype name."""
+    return np.dtype(_np_dtype(name))
 
 
 def _detect_domain(src, band_indexes: list[int]) -> str:
@@ -389,14 +507,24 @@ def _detect_domain(src, band_indexes: list[int]) -> str:
     return "db" if np.mean(vals < 0) > 0.05 else "linear"
 
 
-def _decimated_read(src, band_indexes: list[int]) -> tuple[np.ndarray, np.ndarray]:
+def _mask_values(raw: np.ndarray, masks: np.ndarray, nodata_values: Sequence[float]) -> np.ndarray:
+    """GDAL masks [n, h, w] with every pixel whose raw value (any band) is one of
+    ``nodata_values`` set to 0."""
+    if not nodata_values:
+        return masks
+    hit = np.isin(raw, np.asarray(nodata_values, raw.dtype)).any(axis=0)
+    return np.where(hit[None], 0, masks).astype(masks.dtype)
+
+
+def _decimated_read(src, band_indexes: list[int],
+                    nodata_values: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray]:
     """A nearest-neighbour read of at most STATS_MAX_SIDE px a side: (bands, valid)."""
     f = max(src.width / STATS_MAX_SIDE, src.height / STATS_MAX_SIDE, 1.0)
     shape = (len(band_indexes), max(1, int(src.height / f)), max(1, int(src.width / f)))
     data = raster_check.read(src, None, band_indexes, out_shape=shape, resampling=Resampling.nearest)
     masks = raster_check.read_masks(src, None, band_indexes, out_shape=shape,
                                     resampling=Resampling.nearest)
-    valid = np.all(masks > 0, axis=0)
+    valid = np.all(_mask_values(data, masks, nodata_values) > 0, axis=0)
     if data.dtype.kind in "fc":
         valid &= np.all(np.isfinite(data), axis=0)
     return data, valid
@@ -404,10 +532,18 @@ def _decimated_read(src, band_indexes: list[int]) -> tuple[np.ndarray, np.ndarra
 
 def scene_sample(scene: SarScene) -> tuple[np.ndarray, float]:
     """(log representation of the valid pixels of a decimated read [3, n], nodata fraction)."""
-    data, masks_valid = _decimated_read(scene.src, scene.band_indexes)
+    data, masks_valid = _decimated_read(scene.src, scene.band_indexes, scene.nodata_values)
     masks = np.where(masks_valid, 255, 0)[None].repeat(len(scene.band_indexes), 0)
     rep, valid = scene._represent(data, masks)
     return rep[:, valid], 1.0 - float(valid.mean())
+
+
+def band_sample(scene: SarScene) -> np.ndarray:
+    """The log representation of each band's valid pixels in a decimated read [n, m]."""
+    data, masks_valid = _decimated_read(scene.src, scene.band_indexes, scene.nodata_values)
+    masks = np.where(masks_valid, 255, 0)[None].repeat(len(scene.band_indexes), 0)
+    reps, valid = scene._band_reps(data, masks)
+    return reps[:, valid]
 
 
 def stretch_of(values: np.ndarray) -> np.ndarray:
@@ -439,11 +575,116 @@ def pooled_statistics(paths: Sequence[Union[str, os.PathLike]], max_pixels: int 
     return stretch_of(np.concatenate(parts, axis=1) if parts else np.zeros((3, 0), np.float32))
 
 
+def pooled_calibration(paths: Sequence[Union[str, os.PathLike]], max_pixels: int = 4_000_000,
+                       **open_options) -> Optional[np.ndarray]:
+    """One estimated calibration [n_bands, 2] (contract 3) for several rasters cut from one
+    scene with one fixed scaling (e.g. ETCI's tiles): :func:`estimate_calibration` of their
+    pooled valid pixels, so that a dry tile stays as bright as it is in its scene. None when
+    the rasters are calibrated (nothing to estimate)."""
+    rng = np.random.default_rng(0)
+    per_file = max(1, max_pixels // max(len(paths), 1))
+    parts, kinds = [], None
+    for p in paths:
+        try:
+            scene = open_scene(p, **open_options)
+        except EmptyRasterError:
+            continue
+        with scene:
+            if scene.calibrated or not scene.fixed_mapping:
+                return None
+            vals = band_sample(scene)
+            kinds = scene.band_kinds()
+        if vals.shape[1] > per_file:
+            vals = vals[:, rng.choice(vals.shape[1], per_file, replace=False)]
+        parts.append(vals)
+    if not parts:
+        return None
+    return estimate_calibration(np.concatenate(parts, axis=1), kinds)
+
+
+def _band_kinds(band_names: Sequence[Optional[str]]) -> list[str]:
+    """"co" / "cross" per band: by description, else by position (first co, second cross)."""
+    out = []
+    for i, name in enumerate(band_names):
+        key = (name or "").upper()
+        if any(p in key for p in CROSS_POL):
+            out.append("cross")
+        elif any(p in key for p in CO_POL):
+            out.append("co")
+        else:
+            out.append("cross" if i == 1 else "co")
+    return out
+
+
+def estimate_calibration(reps: np.ndarray, kinds: Sequence[str]) -> np.ndarray:
+    """(gain, offset) [n, 2] per band that maps the REFERENCE_QUANTILES of ``reps`` [n, m]
+    (each band's log representation) onto REFERENCE_DB of its kind: dB ≈ gain · r + offset.
+    Identity for a band without valid pixels; the gain is kept within 1e-3..1e3."""
+    cal = np.tile(np.float32([1.0, 0.0]), (len(kinds), 1))
+    for i, kind in enumerate(kinds):
+        if reps.shape[1] == 0:
+            continue
+        q_lo, q_hi = np.percentile(reps[i], REFERENCE_QUANTILES)
+        d_lo, d_hi = REFERENCE_DB[kind]
+        gain = float(np.clip((d_hi - d_lo) / max(q_hi - q_lo, 1e-6), 1e-3, 1e3))
+        cal[i] = (gain, d_lo - gain * q_lo)
+    return cal
+
+
+def detect_calibration(sample: np.ndarray, valid: np.ndarray, domain: str, dtype: str,
+                       kinds: Sequence[str], linear_kind: Optional[str] = None,
+                       calibrated: Optional[bool] = None) -> tuple[bool, str, str]:
+    """(calibrated, linear kind "power" | "amplitude", reason) of a scene from a decimated
+    read ``sample`` [n, h, w] (raw values) and its ``valid`` [h, w].
+
+    Calibrated: float dB, or float linear power / amplitude, whose median backscatter lies in
+    PLAUSIBLE_MEDIAN_DB. Not calibrated: 8-bit quicklooks, integer DN, complex SLC counts,
+    float data out of that range. Linear float data is amplitude when given so, else when its
+    median read as power lies above AMPLITUDE_ABOVE_DB (by the cross-pol band when there is
+    one: its ranges as power and as amplitude overlap least). ``calibrated`` overrides."""
+    kind = linear_kind or "power"
+    vals = [b[valid & np.isfinite(b)] if b.dtype.kind == "f" else b[valid] for b in sample]
+    if domain == "linear" and linear_kind is None and dtype.startswith("float") and vals[0].size:
+        i = kinds.index("cross") if "cross" in kinds else 0
+        with np.errstate(divide="ignore"):
+            med = float(10.0 * np.log10(max(float(np.median(vals[i])), 1e-30)))
+        kind = "amplitude" if med > AMPLITUDE_ABOVE_DB[kinds[i]] else "power"
+    if calibrated is not None:
+        return bool(calibrated), kind, f"set by the user (calibrated {'yes' if calibrated else 'no'})"
+    if domain == "quicklook":
+        return False, kind, "8-bit display values (a quicklook) carry no calibration"
+    if domain == "complex":
+        return False, kind, "complex SLC counts are not calibrated backscatter"
+    if not dtype.startswith("float"):
+        return False, kind, f"integer {dtype} values are digital numbers, not calibrated backscatter"
+    if not vals[0].size:
+        return False, kind, "no valid pixel to judge the calibration by"
+    scale = {"db": None, "linear": 20.0 if kind == "amplitude" else 10.0}[domain]
+    meds = []
+    for v in vals:
+        m = float(np.median(v))
+        if scale is not None:
+            m = scale * np.log10(m) if m > 0 else -np.inf
+        meds.append(m)
+    lo, hi = PLAUSIBLE_MEDIAN_DB
+    what = "dB" if domain == "db" else f"linear {kind}"
+    text = ", ".join(f"{m:.1f}" for m in meds)
+    if all(lo <= m <= hi for m in meds):
+        return True, kind, f"float {what}, median backscatter {text} dB (plausible sigma0)"
+    return False, kind, (f"float {what}, median {text} dB lies outside a plausible sigma0 "
+                         f"range ({lo:g}..{hi:g} dB)")
+
+
 def _scene_statistics(scene: SarScene) -> tuple[np.ndarray, float]:
-    """Robust low/high per channel from a decimated read; the nodata fraction."""
+    """Robust low/high per channel from a decimated read (contract 3 with backscatter
+    bands: the fixed DB_MAPPING); the nodata fraction."""
     values, nodata_fraction = scene_sample(scene)
     if values.shape[1] == 0 and not _any_valid_block(scene):
-        raise InputError(f"{scene.path}: contains no valid pixel (entirely nodata)")
+        raise EmptyRasterError(f"{scene.path}: contains no valid pixel (entirely nodata)")
+    if scene.fixed_mapping:
+        kinds = scene.band_kinds()
+        chans = [kinds[0]] * 3 if scene.composition == "single" else [kinds[0], kinds[1], "ratio"]
+        return np.float32([DB_MAPPING[k] for k in chans]), nodata_fraction
     stats = stretch_of(values)
     if scene.contract == 1 and scene.domain == "quicklook":   # contract 1: display values / 255
         stats[: 2 if scene.composition == "dualpol" else 3] = (0.0, 255.0)
@@ -454,15 +695,16 @@ def _any_valid_block(scene: SarScene) -> bool:
     """Scan the scene block by block (bounded memory) for any valid pixel."""
     src = scene.src
     for _, win in src.block_windows(scene.band_indexes[0]):
-        raw = src.read(scene.band_indexes, window=win)
-        masks = src.read_masks(scene.band_indexes, window=win)
+        raw, masks = scene._read(win)
         if scene._represent(raw, masks)[1].any():
             return True
     return False
 
 
-def _log_representation(band: np.ndarray, domain: str, complex_part: str) -> np.ndarray:
-    """One raw band -> its log representation (see module doc), float32."""
+def _log_representation(band: np.ndarray, domain: str, complex_part: str,
+                        linear_kind: str = "power") -> np.ndarray:
+    """One raw band -> its log representation (see module doc), float32: dB for calibrated
+    linear power (10·log10) and amplitude (20·log10, ``linear_kind="amplitude"``)."""
     with np.errstate(divide="ignore", invalid="ignore"):
         if domain == "complex":
             z = band.astype(np.complex64)
@@ -472,7 +714,8 @@ def _log_representation(band: np.ndarray, domain: str, complex_part: str) -> np.
             return (np.sign(part) * 20.0 * np.log10(1.0 + np.abs(part))).astype(np.float32)
         v = band.astype(np.float32)
         if domain == "linear":
-            return (10.0 * np.log10(np.maximum(v, LINEAR_FLOOR))).astype(np.float32)
+            factor = 20.0 if linear_kind == "amplitude" else 10.0
+            return (factor * np.log10(np.maximum(v, LINEAR_FLOOR))).astype(np.float32)
         return v  # quicklook and dB are already on a log/display scale
 
 
@@ -526,7 +769,16 @@ def describe_info(info: dict) -> Iterable[str]:
     yield f"crs:             {info['crs'] or 'none (outputs will carry no CRS)'}"
     ps = info["pixel_size_m"]
     yield "pixel size:      " + (f"{ps[0]:.3f} x {ps[1]:.3f} m" if ps else "unknown (no CRS)")
-    yield f"domain:          {info['domain']}"
+    kind = f" ({info['linear_kind']})" if info.get("linear_kind") else ""
+    yield f"domain:          {info['domain']}{kind}"
+    if "calibrated" in info:
+        yield (f"calibrated:      {'yes' if info['calibrated'] else 'no'}: "
+               f"{info['calibration_reason']}")
+        if not info["calibrated"] and info.get("calibration"):
+            r = {"linear": "10 log10(value)", "complex": "20 log10|z|"}.get(info["domain"], "value")
+            parts = [f"{g:.4g} x {r} {'+' if o >= 0 else '-'} {abs(o):.2f} dB"
+                     for g, o in info["calibration"]]
+            yield f"estimated:       sigma0 ~ {'; '.join(parts)} (from the scene's quantiles)"
     yield f"nodata fraction: {info['nodata_fraction']:.4f}"
     yield (f"channels:        {info['composition']}: {', '.join(info['channels'])} "
            f"(bands {', '.join(map(str, info['selected_bands']))})")
@@ -534,6 +786,8 @@ def describe_info(info: dict) -> Iterable[str]:
         yield f"warning:         {w}"
 
 
-__all__ = ["open_scene", "SarScene", "WindowData", "parse_bands", "pixel_size_metres",
-           "pooled_statistics", "scene_sample", "stretch_of",
+__all__ = ["open_scene", "EmptyRasterError", "SarScene", "WindowData", "parse_bands", "pixel_size_metres",
+           "pooled_statistics", "scene_sample", "stretch_of", "pooled_calibration",
+           "band_sample", "detect_calibration", "estimate_calibration", "DB_MAPPING",
+           "DOMAIN_CHOICES", "numpy_dtype",
            "describe_info", "DOMAINS", "COMPLEX_PARTS"]

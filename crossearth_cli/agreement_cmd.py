@@ -96,7 +96,7 @@ def _load_models(models: tuple[Path, ...]):
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @progress_option
 def agreement(models, images, labels, classes_file, class_field, pair_pattern, tile, domain,
-              bands, overlap, batch, device, json_path, md_path, overwrite, progress_mode) -> None:
+              calibrated, bands, overlap, batch, device, json_path, md_path, overwrite, progress_mode) -> None:
     """Pixel agreement of every pair of models (a symmetric matrix), the mean agreement over
     the pairs, agreement per class, and each model against reference labels (--labels).
 
@@ -115,7 +115,7 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
     try:
         report = _run(models, images, labels, classes_file, class_field, pair_pattern, tile,
                       domain, bands, overlap, batch, device, json_path, md_path, overwrite,
-                      reporter)
+                      reporter, calibrated)
     except BaseException as e:
         if not isinstance(e, (SystemExit, click.exceptions.Exit)):
             reporter.error("interrupted" if isinstance(e, KeyboardInterrupt)
@@ -135,7 +135,8 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
 
 
 def _run(models, images, labels, classes_file, class_field, pair_pattern, tile, domain, bands,
-         overlap, batch, device, json_path, md_path, overwrite, reporter) -> dict:
+         overlap, batch, device, json_path, md_path, overwrite, reporter,
+         calibrated=None) -> dict:
     from ..core.sar_io import parse_bands
     from ..core.windows import check_tiling
 
@@ -159,7 +160,7 @@ def _run(models, images, labels, classes_file, class_field, pair_pattern, tile, 
     return run_agreement(nets, [str(m) for m in models], images, labels or None, classes=classes,
                          class_field=class_field, pair_pattern=pair_pattern, tile=tile,
                          overlap=overlap, batch=batch, device=device, domain=domain, bands=bands,
-                         progress=reporter)
+                         calibrated=calibrated, progress=reporter)
 
 
 def _write(report: dict, table: str, json_path: Optional[Path], md_path: Optional[Path],

@@ -7,6 +7,7 @@ from typing import Optional
 import click
 
 from .reporting import Reporter, progress_option
+from .scene_options import calibrated_option, domain_option
 
 
 MIN_DEFAULT_TILE, MAX_DEFAULT_TILE, TILES_ACROSS = 32, 512, 16
@@ -44,20 +45,21 @@ def default_tile(scene: Path) -> int:
               help="Orientation bins of H_DE.")
 @click.option("--block", type=click.IntRange(1, 4096), default=16, show_default=True,
               help="Block size of R_LR in pixels.")
-@click.option("--domain", type=click.Choice(["quicklook", "linear", "db", "complex"]),
-              default=None, help="Override the detected value domain.")
+@domain_option
+@calibrated_option
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV,VH.")
 @click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
               default="amplitude", show_default=True, help="Part of complex (SLC) data.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 @progress_option
 def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: int, block: int, domain,
-                bands, complex_part: str, overwrite: bool, progress_mode: str) -> None:
+                calibrated, bands, complex_part: str, overwrite: bool, progress_mode: str) -> None:
     """Map the SAR physical descriptors of SCENE tile by tile.
 
     H_DE (directional entropy of the gradients, nats), ENL (equivalent number of looks) and
-    R_LR (local roughness) are computed on log(1 + |X|) of the physical values, nodata
-    excluded; a tile without valid pixels is NaN (nodata). Pixel (i, j) of the output is the
+    R_LR (local roughness) are computed on what the model sees of the first band (input
+    contract 3: its dB through the fixed mapping, or through the scene's estimated
+    calibration when it is not calibrated), nodata excluded; a tile without valid pixels is NaN (nodata). Pixel (i, j) of the output is the
     tile whose top-left corner is at scene pixel (j*stride, i*stride).
 
     \b
@@ -77,7 +79,8 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
     band_specs = sar_io.parse_bands(bands)
     try:  # bad input is reported before torch is imported (a second, not several)
         check_writable(output, overwrite)
-        with sar_io.open_scene(scene, domain=domain, bands=band_specs, complex_part=complex_part):
+        with sar_io.open_scene(scene, domain=domain, bands=band_specs, complex_part=complex_part,
+                               calibrated=calibrated):
             pass
     except Exception as e:
         reporter.error(" ".join(str(e).split()) or type(e).__name__)
@@ -85,7 +88,7 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
     from ..core.descriptors import descriptor_map
 
     result = descriptor_map(scene, output, tile=tile, stride=stride, bins=bins, block=block,
-                            domain=domain, bands=band_specs,
+                            domain=domain, bands=band_specs, calibrated=calibrated,
                             complex_part=complex_part, overwrite=overwrite, progress=reporter)
     for name, (lo, med, hi) in result["summary"].items():
         click.echo(f"{name:<5} min {lo:.4g}  median {med:.4g}  max {hi:.4g}", err=reporter.mode == "json")

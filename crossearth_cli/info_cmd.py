@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..core import sar_io
+from .scene_options import calibrated_option, domain_option
 
 MODEL_SUFFIXES = (".safetensors",)
 
@@ -14,13 +15,14 @@ MODEL_SUFFIXES = (".safetensors",)
 @click.command("info")
 @click.argument("path", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
-@click.option("--domain", type=click.Choice(sar_io.DOMAINS), default=None,
-              help="Override the detected value domain.")
+@domain_option
+@calibrated_option
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV,VH or 1,2.")
 @click.option("--complex", "complex_part", type=click.Choice(sar_io.COMPLEX_PARTS),
               default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
-def info(path: Path, as_json: bool, domain, bands, complex_part) -> None:
-    """Describe a SAR scene (size, bands, CRS, pixel size, domain, nodata) or a model file.
+def info(path: Path, as_json: bool, domain, calibrated, bands, complex_part) -> None:
+    """Describe a SAR scene (size, bands, CRS, pixel size, domain, calibration, nodata) or a
+    model file.
 
     \b
     Examples:
@@ -44,7 +46,7 @@ def info(path: Path, as_json: bool, domain, bands, complex_part) -> None:
 
     raster_check.check_file(path)   # full-resolution pixels, not only the overviews
     with sar_io.open_scene(path, domain=domain, bands=sar_io.parse_bands(bands),
-                           complex_part=complex_part) as scene:
+                           complex_part=complex_part, calibrated=calibrated) as scene:
         described = scene.info()
     if as_json:
         click.echo(json.dumps(described))

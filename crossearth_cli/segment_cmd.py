@@ -10,6 +10,7 @@ import click
 from ..core.errors import InputError
 from . import validate
 from .reporting import Reporter, progress_option
+from .scene_options import calibrated_option, domain_option
 
 DEFAULT_MODEL_NAME = "ces-ti-water.safetensors"
 DEFAULT_EXTENSION = ".gpkg"
@@ -30,9 +31,9 @@ def _resolve_model(model: Optional[Path]) -> Path:
                              f"pass --model PATH.safetensors")
     elif not model.is_file():
         raise InputError(f"{model}: no such model file")
-    from ..core import checkpoints
+    from ..core import model_header
 
-    kind = checkpoints.read_config(model).get("kind")   # metadata only; InputError names the file
+    kind = model_header.read_config(model).get("kind")   # header only, no torch; names the file
     if kind != "model":
         raise InputError(f"{model}: is a {kind} checkpoint without a segmentation head; "
                          f"fine-tune it first (ces finetune --model {model} ...)")
@@ -177,14 +178,14 @@ def _summary_lines(result: dict) -> list[str]:
                    "of a pixel. 0: exact pixel edges.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--summary", is_flag=True, help="Print the area of each class (km²).")
-@click.option("--domain", type=click.Choice(["quicklook", "linear", "db", "complex"]),
-              default=None, help="Override the detected value domain.")
+@domain_option
+@calibrated_option
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV,VH.")
 @click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
               default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
 @progress_option
 def segment(scenes, output, model, tile, overlap, batch, device, raster, confidence, preview,
-            min_area, simplify, overwrite, summary, domain, bands, complex_part,
+            min_area, simplify, overwrite, summary, domain, calibrated, bands, complex_part,
             progress_mode) -> None:
     """Segment SAR scenes into land-cover polygons (GeoPackage layer "landcover").
 
@@ -205,13 +206,13 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
     with _interrupt_on_sigterm():
         results = _run(reporter, scenes, output, model, tile, overlap, batch, device, raster,
                        confidence, min_area, simplify, overwrite, domain, bands, complex_part,
-                       preview)
+                       preview, calibrated)
     _report(reporter, results, output, summary)
 
 
 def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, confidence,
          min_area, simplify, overwrite, domain, bands, complex_part,
-         preview=None) -> list[dict]:
+         preview=None, calibrated=None) -> list[dict]:
     """Check everything, then segment each scene of this rank; errors also go to the reporter."""
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     ranks = None
@@ -219,15 +220,15 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         from ..core import sar_io, scene_ranks, windows
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
-                            complex_part=complex_part)
+                            complex_part=complex_part, calibrated=calibrated)
         if overlap is None:
             overlap = min(128, tile // 4)
         windows.check_tiling(tile, overlap, batch)   # the numbers first, before torch
+        model_path = _resolve_model(model)           # the model's header, before torch
         scenes = tuple(scene_ranks.expand_inputs(scenes))  # files, folders, .txt lists
         plan = _plan(scenes, output, raster, confidence, created, preview)
         ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
         _precheck(ranks.todo, overwrite, open_options, min_area)   # before torch where it can
-        model_path = _resolve_model(model)
         from ..core import checkpoints, pipeline, tiler
 
         dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))

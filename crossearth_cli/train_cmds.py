@@ -10,12 +10,12 @@ import click
 
 from . import validate
 from .reporting import Reporter, progress_option
-
-DOMAIN_CHOICE = click.Choice(["quicklook", "linear", "db", "complex"])
+from .scene_options import DOMAIN_CHOICE, calibrated_option
 
 
 def data_options(f):
-    """--images/--labels/--classes/--class-field/--pair-pattern/--tile/--domain/--bands."""
+    """--images/--labels/--classes/--class-field/--pair-pattern/--tile/--domain/--calibrated/
+    --bands."""
     opts = [
         click.option("--images", multiple=True,
                      help="SAR rasters: files, folders or glob patterns (repeatable)."),
@@ -36,6 +36,7 @@ def data_options(f):
                      help="Crop / window size in pixels."),
         click.option("--domain", type=DOMAIN_CHOICE, default=None,
                      help="Override the detected value domain of the images."),
+        calibrated_option,
         click.option("--bands", default=None, help="Bands by description or index, e.g. VV,VH."),
     ]
     for o in reversed(opts):
@@ -153,7 +154,8 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
             pair_pattern=kw["pair_pattern"], val_images=kw["val_images"], val_labels=kw["val_labels"],
             tile=kw["tile"], unfreeze=unfreeze, augment=not kw["no_augment"],
             work_dir=kw["work_dir"], resume=kw["resume"], overwrite=kw["overwrite"],
-            domain=kw["domain"], bands=parse_bands(kw["bands"]), progress=reporter, log=log)
+            domain=kw["domain"], bands=parse_bands(kw["bands"]), calibrated=kw["calibrated"],
+            progress=reporter, log=log)
     except KeyboardInterrupt:
         reporter.close_bars()
         from ..train.finetune import default_work_dir
@@ -249,9 +251,9 @@ def pretrain(model, variant, progress_mode, **kw) -> None:
 @click.option("--target", default=None, help="Tag: the evaluated (target) domain.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @progress_option
-def evaluate(model, images, labels, classes_file, class_field, pair_pattern, tile, domain, bands,
-             overlap, batch, device, json_path, experts_plot, source, target, overwrite,
-             progress_mode) -> None:
+def evaluate(model, images, labels, classes_file, class_field, pair_pattern, tile, domain,
+             calibrated, bands, overlap, batch, device, json_path, experts_plot, source, target,
+             overwrite, progress_mode) -> None:
     """Per-class IoU, mIoU, overall accuracy and the confusion matrix (Markdown on stdout,
     JSON with --json), and the fraction of tokens per expert in each MoE layer (JSON + PNG).
 
@@ -263,7 +265,11 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     from ..core.atomic import atomic_output, check_writable
     from ..core.errors import InputError
     from ..core.sar_io import parse_bands
-    from ..train.classes import load_classes
+    from ..core import model_header
+
+    if model is not None:
+        model_header.read_config(model)   # a corrupt model is refused before torch loads
+    from ..train.classes import classes_file_beside, load_classes
     from ..train.evaluate import evaluate as run_evaluate, load_model
     from ..train.expert_stats import plot_expert_report
     from ..train.metrics import markdown
@@ -295,23 +301,32 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     validate.check_rasters(images, labels)
     try:
         net = load_model(model)
+        if not classes_file:   # the shared lookup of the QGIS dialog: a classes file beside
+            classes_file = classes_file_beside(labels)   # the labels (e.g. the demo's)
+            if classes_file:
+                click.echo(f"ces evaluate: classes from {classes_file} (found beside the "
+                           f"labels; --classes chooses another)", err=True)
         classes = load_classes(classes_file) if classes_file else None
         report = run_evaluate(net, images, labels, classes=classes, class_field=class_field,
                               pair_pattern=pair_pattern, tile=tile, overlap=overlap, batch=batch,
                               device=device, domain=domain, bands=parse_bands(bands),
-                              progress=reporter)
+                              calibrated=calibrated, progress=reporter)
+    except InputError as e:
+        hint = ("" if classes_file or "classes" not in str(e) else
+                "; give a classes file with --classes (e.g. examples/sen1floods11_classes.yaml "
+                "for Sen1Floods11 labels) or put one named classes.yaml beside the labels")
+        reporter.error(" ".join(str(e).split()) + hint)
+        raise InputError(str(e) + hint) from None
     except Exception as e:
         reporter.error(" ".join(str(e).split()) or type(e).__name__)
         raise
-    report = {"model": str(model), "source": source, "target": target, **report}
+    report = {"model": str(model), "source": source, "target": target,
+              "classes_file": str(classes_file) if classes_file else None, **report}
     outputs = {}
     if experts_plot is not None and report["expert_activation"].get("layers"):
         title = f"experts: {Path(model).name}" + (f" on {target}" if target else "")
-        try:
-            plot_expert_report(report["expert_activation"], experts_plot, title, overwrite=True)
-            outputs["experts_plot"] = str(experts_plot)
-        except ImportError:
-            reporter.warning("matplotlib is not installed: no expert plot")
+        plot_expert_report(report["expert_activation"], experts_plot, title, overwrite=True)
+        outputs["experts_plot"] = str(experts_plot)
     if json_path is not None:
         with atomic_output(json_path, overwrite=overwrite) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=2))

@@ -28,6 +28,9 @@ from .class_style import apply_class_style, model_config
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 HOMEPAGE = "https://github.com/crossearth-sar/crossearth-sar"
 DEVICE_OPTIONS = ["auto", "cpu", "cuda"]
+#: ces --calibrated (input contract 3): detect, or say whether the scene is calibrated
+CALIBRATED_OPTIONS = ["auto", "yes", "no"]
+CALIBRATED = "CALIBRATED"
 MODEL_FILTER = "CrossEarth-SAR models (*.safetensors);;All files (*.*)"
 EMBEDDED_MODEL_HINT = "leave it empty to use the model that comes with CrossEarth-SAR"
 PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -65,13 +68,16 @@ class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
 
     _alive: list["LoadDefaultStyle"] = []
 
-    def __init__(self, classes: Optional[list[dict]] = None):
+    def __init__(self, classes: Optional[list[dict]] = None, name: Optional[str] = None):
         super().__init__()
         self.classes = list(classes or [])
+        self.name = name
 
     def postProcessLayer(self, layer, context, feedback):  # noqa: N802 (QGIS's name)
         if layer is None or not layer.isValid():
             return
+        if self.name:
+            layer.setName(self.name)
         if isinstance(layer, QgsVectorLayer) and layer.renderer() is not None \
                 and layer.renderer().type() == "categorizedSymbol":
             return
@@ -85,10 +91,12 @@ class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
             layer.triggerRepaint()
 
     @classmethod
-    def create(cls, classes: Optional[list[dict]] = None) -> "LoadDefaultStyle":
+    def create(cls, classes: Optional[list[dict]] = None,
+               name: Optional[str] = None) -> "LoadDefaultStyle":
         """A new instance per output layer, kept referenced here: Processing holds only a
-        pointer until it loads the layer, and an instance must not be reused across runs."""
-        instance = cls(classes)
+        pointer until it loads the layer, and an instance must not be reused across runs.
+        ``name``: the layer's name in the Layers panel (None: Processing's)."""
+        instance = cls(classes, name)
         cls._alive = cls._alive[-63:] + [instance]
         return instance
 
@@ -132,6 +140,17 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     def device_value(self, parameters, context) -> str:
         """The ces --device value of the DEVICE parameter (see device_parameter)."""
         return DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)]
+
+    def add_calibrated_parameter(self) -> None:
+        """The advanced "Calibrated backscatter" choice (auto, yes, no) of ces --calibrated."""
+        self.add_advanced(QgsProcessingParameterEnum(
+            CALIBRATED, "Calibrated backscatter (sigma0/gamma0 in dB, power or amplitude)",
+            options=["auto (detect)", "yes", "no (estimate a calibration)"], defaultValue=0))
+
+    def calibrated_args(self, parameters, context) -> list:
+        """["--calibrated", "yes" | "no"], or [] for auto (see add_calibrated_parameter)."""
+        value = CALIBRATED_OPTIONS[self.parameterAsEnum(parameters, CALIBRATED, context)]
+        return [] if value == "auto" else ["--calibrated", value]
 
     @staticmethod
     def classes_file_parameter(name: str) -> QgsProcessingParameterFile:
@@ -336,9 +355,12 @@ class CesAlgorithm(QgsProcessingAlgorithm):
 
     @staticmethod
     def style_on_load(context: QgsProcessingContext, path: Optional[str],
-                      classes: Optional[list[dict]] = None) -> None:
+                      classes: Optional[list[dict]] = None, name: Optional[str] = None) -> None:
         """Apply the style stored with ``path`` when Processing loads it (for a vector format
-        that stores none, the categorized style of ``classes``)."""
+        that stores none, the categorized style of ``classes``), and name the layer ``name``
+        (core.qgis_style.layer_name)."""
         if path and context.willLoadLayerOnCompletion(path):
             details = context.layerToLoadOnCompletionDetails(path)
-            details.setPostProcessor(LoadDefaultStyle.create(classes))
+            if name:
+                details.name = name
+            details.setPostProcessor(LoadDefaultStyle.create(classes, name))

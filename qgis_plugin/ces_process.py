@@ -414,9 +414,10 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
 
     if canceled:
         removed = guard.clean(work_folders=killed)
-        for path in removed:
-            feedback.pushInfo(f"Removed partial output {path}")
-        raise QgsProcessingException("Canceled: ces was stopped and no output was written.")
+        if removed:   # one line, however many files a run had started
+            names = ", ".join(os.path.basename(p) for p in removed)
+            feedback.pushInfo(f"Removed {len(removed)} partial file(s) of the canceled run: {names}")
+        raise QgsProcessingException("Canceled: ces was stopped; no output was kept.")
 
     exit_code = process.exitCode()
     crashed = process.exitStatus() != QProcess.NormalExit

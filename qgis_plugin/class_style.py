@@ -11,10 +11,8 @@ styles (GeoJSON, FlatGeobuf, Shapefile) gets the categorized style of the GeoPac
 """
 from __future__ import annotations
 
-import json
 import math
 import os
-import struct
 from typing import Optional
 
 from qgis.core import (
@@ -31,10 +29,11 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtXml import QDomDocument
 
+from ..core import model_header
+from ..core.errors import InputError
 from ..core.qgis_style import categorized_qml, is_background, raster_classes
 
-METADATA_KEY = "crossearth_sar"      # as core/checkpoints.py
-MAX_HEADER_BYTES = 100 * 1024 * 1024
+METADATA_KEY = model_header.METADATA_KEY
 # Confidence 0..1: red (unsure) through pale yellow to green (sure).
 CONFIDENCE_STOPS = ((0.0, "#d7191c"), (0.5, "#ffffbf"), (1.0, "#1a9641"))
 # Descriptor maps: band 1 (H_DE) from its minimum to its maximum, viridis-like.
@@ -42,17 +41,12 @@ DESCRIPTOR_STOPS = ((0.0, "#440154"), (0.5, "#21918c"), (1.0, "#fde725"))
 
 
 def model_config(path: str) -> Optional[dict]:
-    """The CrossEarth-SAR config in a model file's header; None when it has none."""
+    """The CrossEarth-SAR config in a model file's header; None when it has none
+    (core/model_header.py: read without torch)."""
     try:
-        with open(path, "rb") as f:
-            (length,) = struct.unpack("<Q", f.read(8))
-            if not 0 < length <= MAX_HEADER_BYTES:
-                return None
-            header = json.loads(f.read(length).decode("utf-8"))
-        config = json.loads(header.get("__metadata__", {})[METADATA_KEY])
-    except (OSError, ValueError, KeyError, TypeError, struct.error, AttributeError):
+        return model_header.read_config(path)
+    except (InputError, OSError):
         return None
-    return config if isinstance(config, dict) else None
 
 
 def model_classes(path: str) -> list[dict]:

@@ -47,7 +47,7 @@ class DescriptorsAlgorithm(CesAlgorithm):
     COMMAND = "descriptors"
     INPUT, TILE, STRIDE, OUTPUT = "INPUT", "TILE", "STRIDE", "OUTPUT"
     RASTER_INPUTS = (INPUT,)
-    OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE}
+    OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE, "--calibrated": "CALIBRATED"}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
@@ -57,12 +57,13 @@ class DescriptorsAlgorithm(CesAlgorithm):
         self.addParameter(QgsProcessingParameterNumber(
             self.STRIDE, "Stride (pixels, 0: the tile size)", QgsProcessingParameterNumber.Integer,
             defaultValue=0, minValue=0, maxValue=8192))
+        self.add_calibrated_parameter()
         self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Descriptor maps"))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         scene = self.raster_file(parameters, self.INPUT, context)
         out = self.output_path(parameters, self.OUTPUT, context)
-        args = [scene, "-o", out, "--overwrite"]
+        args = [scene, "-o", out, "--overwrite", *self.calibrated_args(parameters, context)]
         tile = self.parameterAsInt(parameters, self.TILE, context)
         if tile > 0:
             args += ["--tile", tile]

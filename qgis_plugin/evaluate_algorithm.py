@@ -1,7 +1,6 @@
 """Measure a model against reference labels (``ces evaluate``): IoU, mIoU, accuracy."""
 from __future__ import annotations
 
-import glob
 import html
 import json
 import os
@@ -23,25 +22,12 @@ from qgis.core import (
 )
 
 from ..core.errors import InputError
-from ..train.classes import ClassSpec, from_model_classes, load_classes
+from ..train.classes import ClassSpec, classes_file_beside, from_model_classes, load_classes
 from .algorithm_base import EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
 from .class_style import model_classes
 from .finetune_algorithm import SINGLE_LAYER_FORMATS
 
-CLASSES_FILE_NAMES = ("classes", "*_classes", "*-classes")
-CLASSES_FILE_SUFFIXES = (".yaml", ".yml", ".json")
 MAX_LABEL_VALUE_RANGE = 1 << 16   # integer labels: values found by one GDAL histogram
-
-
-def classes_file_beside(label_paths: list[str]) -> Optional[str]:
-    """The one classes file in the folder of the first label raster (``classes.yaml``, or
-    ``NAME_classes.yaml``; .yml and .json too), None when there is none or several."""
-    if not label_paths:
-        return None
-    folder = os.path.dirname(os.path.abspath(label_paths[0]))
-    found = sorted({path for stem in CLASSES_FILE_NAMES for suffix in CLASSES_FILE_SUFFIXES
-                    for path in glob.glob(os.path.join(glob.escape(folder), stem + suffix))})
-    return found[0] if len(found) == 1 else None
 
 
 def label_values(path: str) -> Optional[list[int]]:
@@ -140,7 +126,7 @@ class EvaluateAlgorithm(CesAlgorithm):
     MODEL_INPUTS = (MODEL,)
     OPTION_PARAMETERS = {"--images": INPUT, "--labels": LABELS, "--class-field": CLASS_FIELD,
                          "--model": MODEL, "--tile": TILE, "--classes": CLASSES,
-                         "--device": DEVICE, "--json": OUTPUT}
+                         "--device": DEVICE, "--json": OUTPUT, "--calibrated": "CALIBRATED"}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
@@ -159,6 +145,7 @@ class EvaluateAlgorithm(CesAlgorithm):
             self.classes_file_parameter(self.CLASSES),
         ]
         self.add_advanced(*advanced)
+        self.add_calibrated_parameter()
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT, "Metrics (JSON)", fileFilter="JSON files (*.json)"))
         self.addParameter(QgsProcessingParameterFileDestination(
@@ -235,7 +222,7 @@ class EvaluateAlgorithm(CesAlgorithm):
         args += ["--json", out, "--experts-plot", plot,
                  "--tile", self.parameterAsInt(parameters, self.TILE, context),
                  "--device", self.device_value(parameters, context),
-                 "--overwrite"]
+                 "--overwrite", *self.calibrated_args(parameters, context)]
         class_field = (self.parameterAsString(parameters, self.CLASS_FIELD, context) or "").strip()
         if class_field:
             args += ["--class-field", class_field]
@@ -293,6 +280,7 @@ def metrics_html(metrics: dict, model: str, plot: str | None = None) -> str:
 table{{border-collapse:collapse;margin-bottom:1em}}</style></head><body>
 <h2>CrossEarth-SAR evaluation</h2>
 <p>Model: {html.escape(os.path.basename(model))}; {_fmt(metrics.get('pixels'))} labelled pixels</p>
+<p>Classes file: {html.escape(str(metrics.get('classes_file') or "none (the model's classes)"))}</p>
 <p><b>mIoU</b>: {_fmt(metrics.get('miou'))} &nbsp; <b>Overall accuracy</b>:
 {_fmt(metrics.get('overall_accuracy'))}</p>
 <h3>IoU per class</h3><table><tr><th>class</th><th>IoU</th></tr>{rows}</table>

@@ -38,6 +38,34 @@ class CrossEarthSARPlugin:
                               self.iface.mainWindow())
         self.action.triggered.connect(self.setup_engine)
         self.iface.addPluginToMenu(MENU, self.action)
+        self.invite_engine_setup()
+
+    def invite_engine_setup(self) -> bool:
+        """When no engine is found, say so in QGIS's message bar with a "Set up engine…"
+        button, right after the plugin is installed or QGIS starts (not only once an
+        algorithm is opened). True when the invitation was shown."""
+        from qgis.PyQt.QtWidgets import QPushButton
+
+        from .algorithm_base import configured_ces
+        from .ces_process import resolve_ces
+
+        try:
+            resolve_ces(configured_ces())
+            return False
+        except Exception:  # noqa: BLE001 (no engine, or one that cannot be used)
+            pass
+        from qgis.core import Qgis
+
+        bar = self.iface.messageBar()
+        message = bar.createMessage(
+            "CrossEarth-SAR", "needs its engine (PyTorch in an environment of its own, about "
+            "1.4 GB, a few minutes) before its algorithms can run.")
+        button = QPushButton("Set up engine…", message)
+        button.clicked.connect(lambda *_: self.setup_engine())
+        message.layout().addWidget(button)
+        bar.pushWidget(message, Qgis.Info, 0)
+        self.invitation = message
+        return True
 
     def setup_engine(self) -> None:
         """Say what will be installed where, then build the engine in a background task."""

@@ -1,9 +1,14 @@
 """Segment a SAR scene into land-cover polygons (``ces segment``)."""
 from __future__ import annotations
 
+import html
+import os
+import urllib.parse
+
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
+    QgsProcessingOutputHtml,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsProcessingParameterRasterDestination,
@@ -16,6 +21,7 @@ from .algorithm_base import (
     CesAlgorithm,
     embedded_model_path,
 )
+from ..core.qgis_style import layer_name
 from .class_style import model_classes, style_class_raster, style_confidence_raster
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
@@ -43,6 +49,11 @@ transparent) and a confidence raster (the model's probability of the chosen clas
 from red at 0 to green at 1). The background class is drawn as an outline only, so the scene
 shows through it. The preview picture (PNG) shows the scene in grey with the classes in
 their colours over it and a legend, to share or check at a glance.</p>
+<p><b>Calibrated backscatter</b> (advanced): <i>auto</i> detects whether the scene holds
+calibrated sigma0 or gamma0 (in dB, linear power or amplitude; the log says why). The model
+then reads its absolute backscatter, so dark dry fields are not taken for water. Choose
+<i>no</i> for a scene whose values were rescaled; a calibration is then estimated from
+the scene.</p>
 <p>If the scene looks very different from what the model was trained on, a warning says
 so in the log: check the result, or fine-tune on a few labelled areas of your own.</p>
 <p>Cancel stops the computation within seconds and leaves no partial files.</p>
@@ -63,14 +74,15 @@ class SegmentAlgorithm(CesAlgorithm):
     INPUT, MODEL, TILE, OVERLAP, DEVICE = "INPUT", "MODEL", "TILE", "OVERLAP", "DEVICE"
     BATCH, MIN_AREA, SIMPLIFY = "BATCH", "MIN_AREA", "SIMPLIFY"
     OUTPUT, OUTPUT_RASTER, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_RASTER", "OUTPUT_CONFIDENCE"
-    OUTPUT_PREVIEW = "OUTPUT_PREVIEW"
+    OUTPUT_PREVIEW, PREVIEW_HTML = "OUTPUT_PREVIEW", "PREVIEW_HTML"
     RASTER_INPUTS = (INPUT,)
     MODEL_INPUTS = (MODEL,)
     STAGE_WEIGHTS = {"segment": 85.0, "sieve": 3.0, "vectorize": 12.0}
     OPTION_PARAMETERS = {"--model": MODEL, "--tile": TILE, "--overlap": OVERLAP,
                          "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
                          "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
-                         "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW}
+                         "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW,
+                         "--calibrated": "CALIBRATED"}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
@@ -92,6 +104,7 @@ class SegmentAlgorithm(CesAlgorithm):
             self.BATCH, "Tiles per batch", QgsProcessingParameterNumber.Integer,
             defaultValue=4, minValue=1, maxValue=256)
         self.add_advanced(batch)
+        self.add_calibrated_parameter()
         self.addParameter(QgsProcessingParameterVectorDestination(
             self.OUTPUT, "Land cover polygons", QgsProcessing.TypeVectorPolygon))
         self.addParameter(QgsProcessingParameterRasterDestination(
@@ -101,8 +114,17 @@ class SegmentAlgorithm(CesAlgorithm):
         self.addParameter(QgsProcessingParameterFileDestination(
             self.OUTPUT_PREVIEW, "Preview picture (PNG)", fileFilter="PNG pictures (*.png)",
             optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputHtml(self.PREVIEW_HTML, "Preview (Results Viewer)"))
 
     def check_extra(self, parameters, context) -> None:
+        layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if layer is not None and layer.isValid() and not layer.crs().isValid():
+            raise QgsProcessingException(
+                f"SAR scene: '{layer.name()}' has no georeferencing (no coordinate reference "
+                "system), so its land-cover map could not be placed on the map. Terrain-correct "
+                "it first (for example SNAP's Range-Doppler Terrain Correction), or give it its "
+                "CRS if you know it (Raster > Projections > Assign Projection). On the command "
+                "line, ces segment accepts it and writes outputs without a CRS.")
         tile = self.parameterAsInt(parameters, self.TILE, context)
         overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
         if overlap >= tile:
@@ -124,7 +146,7 @@ class SegmentAlgorithm(CesAlgorithm):
                 "--overlap", self.parameterAsInt(parameters, self.OVERLAP, context),
                 "--batch", self.parameterAsInt(parameters, self.BATCH, context),
                 "--device", self.device_value(parameters, context),
-                "--overwrite"]
+                "--overwrite", *self.calibrated_args(parameters, context)]
         for name, option in ((self.MIN_AREA, "--min-area"), (self.SIMPLIFY, "--simplify")):
             if self.is_set(parameters, name):
                 args += [option, self.parameterAsDouble(parameters, name, context)]
@@ -137,13 +159,29 @@ class SegmentAlgorithm(CesAlgorithm):
         if preview:
             args += ["--preview", preview]
         result = self.run_command(args, feedback, [out, raster, confidence, preview])
-        classes = model_classes(model or embedded_model_path() or "")
-        self.style_on_load(context, out, classes)
+        model_path = model or embedded_model_path() or ""
+        classes = model_classes(model_path)
+        names = {kind: layer_name(scene, model_path or "model", classes, kind)
+                 for kind in ("polygons", "raster", "confidence")}
+        self.style_on_load(context, out, classes, names["polygons"])
         if raster and style_class_raster(raster, classes):
-            self.style_on_load(context, raster)
+            self.style_on_load(context, raster, name=names["raster"])
         if confidence and style_confidence_raster(confidence):
-            self.style_on_load(context, confidence)
+            self.style_on_load(context, confidence, name=names["confidence"])
         for key, value in result.outputs.items():
             feedback.pushInfo(f"{key}: {value}")
+        page = preview_page(preview, names["polygons"]) if preview else None
         return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
-                self.OUTPUT_PREVIEW: preview}
+                self.OUTPUT_PREVIEW: preview, self.PREVIEW_HTML: page}
+
+
+def preview_page(png: str, title: str) -> str:
+    """An HTML page beside the preview PNG (NAME.html) that shows it: Processing lists HTML
+    outputs in its Results Viewer, so the picture opens from there with one click."""
+    page = os.path.splitext(png)[0] + ".html"
+    uri = "file://" + urllib.parse.quote(os.path.abspath(png))
+    with open(page, "w", encoding="utf-8") as f:
+        f.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                f"</title></head><body><h3>{html.escape(title)}</h3>"
+                f"<img src=\"{html.escape(uri)}\" alt=\"preview\"></body></html>\n")
+    return page

@@ -104,3 +104,28 @@ def test_gradient_checkpointing_gives_the_same_gradients():
         grads.append(model.backbone.blocks[0].attn.qkv.weight.grad.clone())
     assert grads[0].abs().sum() > 0
     torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_one_iteration_trains_and_logs_the_rate_it_used(tmp_path, two_scenes):
+    """Issue 25: the shortest run (1 iteration) changes the weights, and its log shows the
+    learning rate the step ran with, not the 0 the schedule reaches after it."""
+    scenes, classes = two_scenes
+    model = tiny_model(classes=classes.to_config())
+    before = {k: v.clone() for k, v in model.head.state_dict().items()}
+    ds = data.CropDataset(scenes, 32, augment=None, seed=0)
+    lines = []
+    cfg = engine.TrainConfig(iters=1, batch=2, lr=1e-3, save_every=1000, seed=0)
+    engine.train(model, ds, tmp_path / "w", cfg, log=lines.append, device=torch.device("cpu"))
+    changed = sum(not torch.equal(before[k], v) for k, v in model.head.state_dict().items())
+    assert changed > 0
+    line = next(x for x in lines if x.startswith("iter 1/1"))
+    assert "lr 0.001 " in line, line
+
+
+def test_time_estimate_after_the_first_iterations():
+    ends = [10.0, 14.0, 18.0, 22.0]                       # 4 s per step after the first
+    text = engine.time_estimate(ends, it=4, iters=454)
+    assert text.startswith("measured 4.0 s per iteration on iterations 2-4")
+    assert "the remaining 450 take about 30 min" in text
+    assert engine.time_estimate(ends[:3], it=3, iters=454) is None
+    assert engine.time_estimate(ends, it=4, iters=4) is None

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core import checkpoints, sar_io
 from crossearth_sar.crossearth_cli.main import main
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
 from crossearth_sar.train.sources import load_data_file
@@ -141,7 +141,7 @@ def test_multi_source_training_mixes_single_and_dual_pol(tmp_path, tiny_base, ca
     assert code == 0, log
     assert "source dualpol: 2 image(s), weight 3, stretch source" in log
     cfg = checkpoints.read_config(out)
-    assert cfg["input"]["bands"] == ["VV", "VH"] and cfg["input"]["contract"] == 2
+    assert cfg["input"]["bands"] == ["VV", "VH"] and cfg["input"]["contract"] == sar_io.INPUT_CONTRACT == 3
     assert [c["name"] for c in cfg["classes"]] == ["background", "water"]
     assert cfg["provenance"]["data_file"] == "data.yaml" and cfg["provenance"]["iterations"] == 3
 
@@ -170,9 +170,11 @@ def test_crops_follow_the_source_weights(tmp_path):
     rng = np.random.default_rng
     picks = [ds.scene_for(i, rng([0, i])).image.suffix for i in range(2000)]
     assert abs(picks.count(".tif") / len(picks) - 0.75) < 0.04     # weight 3 : 1
-    # the dual-pol source is read with its pooled stretch, the same for both tiles
+    # the dual-pol source is read with its pooled calibration (contract 3), the same for both
+    # tiles: per band (gain, offset dB)
     a, b = [s for s in scenes if s.image.suffix == ".tif"]
-    np.testing.assert_array_equal(a.options["stats"], b.options["stats"])
+    assert a.options["calibration"].shape == (2, 2)
+    np.testing.assert_array_equal(a.options["calibration"], b.options["calibration"])
     assert ds[1]["x"].shape == (3, 32, 32)
 
 

@@ -93,13 +93,13 @@ def test_ces_segment_preview_matches_the_class_raster(tmp_path, capsys):
     by_name = {c["name"]: c["value"] for c in TINY_CLASSES}
     assert set(np.unique(classes)) <= {by_name["land"], by_name["water"]}
     r, g, b = (picture[..., i] for i in range(3))
-    # 0.4 grey + 0.6 colour: water (#1f78b4) is 0.6 * 149 bluer than red; land (#33a02c)
-    # 0.6 * 109 greener than red and 0.6 * 116 greener than blue
+    # 0.4 grey + 0.6 colour: water (#1f78b4) is 0.6 * 149 bluer than red; "land" is a
+    # background name (core/class_colors.py), so it is left grey: the scene shows through
     water = classes == by_name["water"]
     land = classes == by_name["land"]
     assert water.any() or land.any()   # a random tiny model may predict one class only
     assert ((b - r)[water] >= 88).all()
-    assert ((g - r)[land] >= 64).all() and ((g - b)[land] >= 68).all()
+    assert (r[land] == g[land]).all() and (g[land] == b[land]).all()
 
 
 def test_ces_segment_refuses_a_preview_that_is_not_png_before_any_work(tmp_path, capsys):

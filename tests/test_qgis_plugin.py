@@ -163,6 +163,40 @@ def test_missing_ces_executable_says_how_to_set_it(ces_provider, tmp_path, monke
     assert not (tmp_path / "d.tif").exists()
 
 
+def test_plugin_invites_engine_setup_when_there_is_none(ces_plugin, tmp_path, monkeypatch):
+    """Issue 25: right after installing (no engine anywhere), QGIS's message bar says the
+    engine is needed, with a button that starts the setup; with an engine, nothing is shown."""
+    from qgis.gui import QgsMessageBar
+    from qgis.PyQt.QtWidgets import QPushButton
+
+    from crossearth_sar.qgis_plugin.plugin import CrossEarthSARPlugin
+
+    class Desktop:            # the one part of QgisInterface this uses, backed by a real bar
+        def __init__(self):
+            self.bar = QgsMessageBar()
+
+        def messageBar(self):  # noqa: N802
+            return self.bar
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CES_ENGINE_HOME", str(tmp_path / "engines"))
+    monkeypatch.delenv("CES_EXECUTABLE", raising=False)
+    desktop = Desktop()
+    plugin = CrossEarthSARPlugin(desktop)
+    started = []
+    plugin.setup_engine = lambda: started.append(True)
+    with ces_setting(""):
+        assert plugin.invite_engine_setup() is True
+    assert desktop.bar.currentItem() is plugin.invitation
+    assert "needs its engine" in plugin.invitation.text()
+    buttons = plugin.invitation.findChildren(QPushButton)
+    assert [b.text() for b in buttons if "Set up" in b.text()] == ["Set up engine…"]
+    [b for b in buttons if "Set up" in b.text()][0].click()
+    assert started == [True]
+    with ces_setting(sys.executable):   # an engine (a Python with the package) is found
+        assert CrossEarthSARPlugin(Desktop()).invite_engine_setup() is False
+
+
 def test_ces_option_names_are_explained_as_parameters(ces_provider):
     from qgis.core import QgsApplication
 
@@ -177,6 +211,22 @@ def test_overlap_not_smaller_than_tile_is_refused(ces_provider, tmp_path):
     with pytest.raises(QgsProcessingException, match="overlap .* must be smaller"):
         _run("segment", {"INPUT": str(DEMO_SCENE), "TILE": 256, "OVERLAP": 256,
                          "OUTPUT": str(tmp_path / "o.gpkg")})
+
+
+def test_scene_without_georeferencing_is_refused_up_front(ces_provider, tmp_path):
+    """Issue 25: in QGIS a result in pixel coordinates is useless; say how to fix it."""
+    import numpy as np
+    import rasterio
+    from qgis.core import QgsProcessingException
+
+    path = tmp_path / "bare.tif"
+    with rasterio.open(path, "w", driver="GTiff", width=64, height=64, count=1,
+                       dtype="float32") as dst:
+        dst.write(np.full((1, 64, 64), -10.0, np.float32))
+    with pytest.raises(QgsProcessingException) as err:
+        _run("segment", {"INPUT": str(path), "OUTPUT": str(tmp_path / "o.gpkg")})
+    assert "no georeferencing" in str(err.value) and "Assign Projection" in str(err.value)
+    assert not (tmp_path / "o.gpkg").exists()
 
 
 # --- running the real ces ---------------------------------------------------------------------
@@ -309,7 +359,13 @@ def test_segment_writes_styled_geopackage_and_loads_it_styled(with_venv_ces, tin
     loaded = [lyr for lyr in QgsProject.instance().mapLayers().values()
               if lyr.source().startswith(str(out))]
     assert len(loaded) == 1 and loaded[0].renderer().type() == "categorizedSymbol"
-    del layer, scene, renderer, cats, loaded, class_layer
+    # issue 25: layer names say the scene, what the layer shows and the model ("land" is
+    # the background class of the tiny model, so the polygons are named after water)
+    assert loaded[0].name() == "Spain_7370579_S1Hand \u2013 water (tiny)"
+    class_loaded = [lyr for lyr in QgsProject.instance().mapLayers().values()
+                    if lyr.source() == str(classes)]
+    assert [lyr.name() for lyr in class_loaded] == ["Spain_7370579_S1Hand \u2013 class raster (tiny)"]
+    del layer, scene, renderer, cats, loaded, class_layer, class_loaded
     QgsProject.instance().removeAllMapLayers()
 
 
@@ -327,7 +383,8 @@ def test_cancel_segment_kills_ces_and_leaves_nothing(with_venv_ces, tiny_model, 
                                        "TILE": 64, "OVERLAP": 16, "DEVICE": 1,
                                        "OUTPUT": str(out), "OUTPUT_RASTER": str(raster)}, out)
     assert any("killing" in i for i in feedback.infos)
-    assert any("Removed partial output" in i and ".ces-" in i for i in feedback.infos)
+    removed = [i for i in feedback.infos if i.startswith("Removed ")]
+    assert len(removed) == 1 and "partial file(s)" in removed[0] and ".ces-" in removed[0]
     assert files_named_like(tmp_path, "cancel_classes") == []
     assert files_named_like(tmp_path, ".ces-") == []
 
@@ -349,6 +406,26 @@ def test_metadata_has_the_keys_plugins_qgis_org_requires():
     assert meta["hasProcessingProvider"] == "yes"
     assert (REPO / meta["icon"]).is_file() and (REPO / "LICENSE").is_file()
     assert re.match(r"https?://", meta["repository"])
+
+
+def test_plugin_manager_details_wrap_without_sideways_scroll(qgis_app):  # noqa: F811
+    """The Plugin Manager shows description, about, tags and changelog as HTML, verbatim
+    (QgsPluginManager::showPluginDetails): laid out at a 420-px pane, ours must wrap."""
+    from qgis.PyQt.QtGui import QTextDocument
+
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(REPO / "metadata.txt", encoding="utf-8")
+    meta = parser["general"]
+    html = (f"<h1>{meta['name']}</h1><h3>{meta['description']}</h3>{meta['about']}<br/>"
+            f"Category: {meta['category']}<br/>Tags: {meta['tags']}<br/>"
+            f"changelog:<br/>{meta['changelog']}")
+    doc = QTextDocument()
+    doc.setHtml(html)
+    doc.setTextWidth(420)
+    assert doc.idealWidth() <= 420, doc.idealWidth()
+    longest = max(re.split(r"\s+", " ".join(meta[k] for k in ("about", "tags", "changelog"))),
+                  key=len)
+    assert len(longest) <= 30, longest
 
 
 def test_provider_never_imports_torch():
@@ -412,4 +489,29 @@ def test_finetune_on_digitized_polygons_then_evaluate(with_venv_ces, tiny_model,
     assert result["OVERALL_ACCURACY"] == metrics["overall_accuracy"]
     text = report.read_text()
     assert "mIoU" in text and all(str(n) in text for n in metrics["classes"])
+    del polygons
+
+
+def test_cancelled_finetune_keeps_its_checkpoint_and_continues(with_venv_ces, tiny_model,
+                                                               tmp_path):
+    """Issue 25: Cancel keeps the checkpoint beside the output (NAME.ckpt), the message says
+    how to go on, and 'Continue a cancelled run' finishes it; a finished run leaves none."""
+    from qgis.core import QgsProcessingException
+
+    polygons = _digitized_polygons()
+    out = tmp_path / "local.safetensors"
+    params = {"INPUT": [str(DEMO_SCENE)], "LABELS": polygons, "CLASS_FIELD": "cover",
+              "BASE": str(tiny_model), "ITERATIONS": 60, "BATCH": 1, "TILE": 64, "DEVICE": 1,
+              "OUTPUT": str(out)}
+    feedback = recording_feedback(cancel_when_progress_above=30.0)
+    with pytest.raises(QgsProcessingException) as err:
+        _run("finetune", params, feedback)
+    ckpt = tmp_path / "local.ckpt"
+    assert (ckpt / "last.safetensors").is_file()
+    assert str(ckpt) in str(err.value) and "Continue a cancelled run" in str(err.value)
+    assert not out.exists()
+    result = _run("finetune", {**params, "RESUME": True})
+    assert result["OUTPUT"] == str(out) and out.is_file() and not ckpt.exists()
+    with pytest.raises(QgsProcessingException, match="no checkpoint"):
+        _run("finetune", {**params, "RESUME": True, "OUTPUT": str(tmp_path / "other.safetensors")})
     del polygons

@@ -132,6 +132,43 @@ def test_qgis_process_runs_segment(plugin_path, tiny_model, tmp_path):
     assert "OUTPUT:\t" + str(out) in done.stdout or str(out) in done.stdout
 
 
+def test_finetuned_model_outlives_qgis_and_segments_after_a_restart(plugin_path, tiny_model,
+                                                                      tmp_path):
+    """Issue 25: fine-tune with the output left as a temporary file, close QGIS (the process
+    ends and Processing's temporary folder goes), start it again, segment with the model.
+    The model is kept in the models folder beside the engines, named after the labels."""
+    import geopandas as gpd
+    from shapely.geometry import box
+
+    ces = venv_ces()
+    scene = write_synthetic_scene(tmp_path / "small_scene.tif", size=128)
+    polygons = tmp_path / "my_labels.gpkg"
+    x0, y0 = 500000, 4500000 - 1280
+    gpd.GeoDataFrame({"cover": ["water", "land"]},
+                     geometry=[box(x0, y0, x0 + 600, y0 + 600),
+                               box(x0 + 700, y0 + 700, x0 + 1200, y0 + 1200)],
+                     crs="EPSG:32630").to_file(polygons, driver="GPKG")
+    home = tmp_path / "CrossEarth-SAR" / "engines"
+    config = tmp_path / "qgis_config"
+    _enable(config, plugin_path)
+    env = dict(path_prefix=str(Path(ces).parent), QGIS_PLUGINPATH=str(plugin_path),
+               CES_EXECUTABLE="", CES_ENGINE_HOME=str(home))
+    done = _qgis_process(
+        ["run", "crossearth_sar:finetune", "--", f"INPUT={scene}", f"LABELS={polygons}",
+         "CLASS_FIELD=cover", f"BASE={tiny_model}", "ITERATIONS=1", "BATCH=1", "TILE=64",
+         "DEVICE=1", "OUTPUT=TEMPORARY_OUTPUT"], config, **env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    models = sorted((tmp_path / "CrossEarth-SAR" / "models").glob("*.safetensors"))
+    assert len(models) == 1 and models[0].name.startswith("my_labels_"), models
+    assert not list(models[0].parent.glob("*.ckpt"))        # a finished run keeps no checkpoint
+    out = tmp_path / "after_restart.gpkg"
+    done = _qgis_process(
+        ["run", "crossearth_sar:segment", "--", f"INPUT={scene}", f"MODEL={models[0]}",
+         "TILE=128", "OVERLAP=0", "DEVICE=1", f"OUTPUT={out}"], config, **env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert out.is_file()
+
+
 def test_build_script_refuses_a_version_mismatch(tmp_path):
     """metadata.txt's version must equal version.py's (the build checks before zipping)."""
     root = tmp_path / "tree"

@@ -338,6 +338,9 @@ def test_evaluate_on_the_demo_pair_with_defaults(with_venv_ces, tmp_path):
     assert 0.0 <= metrics["miou"] <= 1.0 and metrics["pixels"] > 0
     assert result["OUTPUT_HTML"] == str(report) and report.is_file()
     assert any("sen1floods11_classes.yaml" in i for i in feedback.infos)
+    # issue 25: the report says which classes file it used
+    assert metrics["classes_file"].endswith("sen1floods11_classes.yaml")
+    assert "Classes file:" in report.read_text() and "sen1floods11_classes.yaml" in report.read_text()
     from qgis.core import QgsApplication
 
     alg = QgsApplication.processingRegistry().algorithmById("crossearth_sar:evaluate")
@@ -360,6 +363,9 @@ def test_segment_loads_every_output_styled_and_writes_the_preview(with_venv_ces,
         "OUTPUT_PREVIEW": str(png)}, feedback=feedback)
     assert result["OUTPUT_PREVIEW"] == str(png)
     assert Image.open(png).size[0] == 512
+    # issue 25: the preview is shown in the Results Viewer through an HTML output
+    page = Path(result["PREVIEW_HTML"])
+    assert page == png.with_suffix(".html") and "lc.png" in page.read_text()
     loaded = {lyr.source().split("|")[0]: lyr for lyr in QgsProject.instance().mapLayers().values()}
     assert loaded[str(out)].renderer().type() == "categorizedSymbol"
     assert loaded[str(conf)].renderer().type() == "singlebandpseudocolor"

@@ -47,7 +47,17 @@ def speckle(h=64, w=80, looks=4):
 def test_uint8_quicklook(tmp_path):
     data = (RNG.random((50, 70)) * 255).astype(np.uint8)
     p = write(tmp_path / "q.tif", data)
-    with sar_io.open_scene(p) as s:
+    with sar_io.open_scene(p) as s:   # contract 3: an estimated calibration, fixed mapping
+        assert not s.calibrated and s.fixed_mapping
+        q_lo, q_hi = np.percentile(data.astype(np.float32), sar_io.REFERENCE_QUANTILES)
+        gain, offset = s.calibration[0]
+        np.testing.assert_allclose([gain * q_lo + offset, gain * q_hi + offset],
+                                   sar_io.REFERENCE_DB["co"], atol=1e-3)
+        wd = s.read_window(Window(0, 0, 70, 50))
+        lo, hi = sar_io.DB_MAPPING["co"]
+        np.testing.assert_allclose(wd.x[0], np.clip((gain * data + offset - lo) / (hi - lo), 0, 1),
+                                   atol=1e-5)
+    with sar_io.open_scene(p, contract=2) as s:
         assert s.domain == "quicklook" and s.composition == "single"
         # contract 2: quicklooks are stretched to their 1-99 % percentiles like every domain
         lo, hi = np.percentile(data.astype(np.float32), [1, 99])
@@ -78,7 +88,7 @@ def test_uint16_dn_is_linear(tmp_path):
 def test_float_linear_statistics_are_robust_percentiles(tmp_path):
     data = speckle()
     p = write(tmp_path / "lin.tif", data)
-    with sar_io.open_scene(p) as s:
+    with sar_io.open_scene(p, contract=2) as s:
         assert s.domain == "linear"
         db = 10 * np.log10(data)
         np.testing.assert_allclose(s.stats[0], np.percentile(db, [1, 99]), rtol=1e-4)
@@ -117,7 +127,7 @@ def test_complex_slc(tmp_path):
     phase = RNG.uniform(-np.pi, np.pi, amp.shape)
     z = (amp * np.exp(1j * phase)).astype(np.complex64)
     p = write(tmp_path / "slc.tif", z)
-    with sar_io.open_scene(p) as s:
+    with sar_io.open_scene(p, contract=2) as s:
         assert s.domain == "complex"
         wd = s.read_window(Window(0, 0, 80, 64))
         r = 20 * np.log10(np.abs(z))       # amplitude in dB, stretched 1-99 %
@@ -133,7 +143,7 @@ def test_dualpol_by_description_and_composition(tmp_path):
     vv, vh = 10 * np.log10(speckle()), 10 * np.log10(speckle()) - 7
     p = write(tmp_path / "vvvh.tif", np.stack([vh, vv]).astype(np.float32),
               descriptions=["VH", "VV"])
-    with sar_io.open_scene(p) as s:
+    with sar_io.open_scene(p, contract=2) as s:
         # picked by description: VV first even though it is band 2
         assert s.band_indexes == [2, 1] and s.composition == "dualpol"
         assert s.channel_names() == ["VV", "VH", "VV-VH"]
@@ -171,7 +181,7 @@ def test_no_crs_warns_and_geographic_pixel_size(tmp_path):
 def test_window_past_the_edge_is_reflect_padded_and_masked(tmp_path):
     data = (np.arange(30 * 40).reshape(30, 40) % 251).astype(np.uint8)
     p = write(tmp_path / "edge.tif", data)
-    with sar_io.open_scene(p) as s:
+    with sar_io.open_scene(p, contract=2) as s:
         wd = s.read_window(Window(32, 24, 16, 16))
         assert wd.x.shape == (3, 16, 16) and wd.valid.shape == (16, 16)
         assert wd.valid[:6, :8].all() and not wd.valid[6:].any() and not wd.valid[:, 8:].any()
@@ -229,7 +239,7 @@ def test_other_gdal_formats(tmp_path, name):
         gdal.Translate(str(p), str(tif), format="VRT")
     else:
         p = write(tmp_path / f"x.{name}", data, crs=None, driver=name.upper())
-    with sar_io.open_scene(p) as s:
+    with sar_io.open_scene(p, contract=2) as s:   # contract 2: the 1-99 % stretch
         assert s.domain == "quicklook"
         lo, hi = np.percentile(data.astype(np.float32), [1, 99])
         np.testing.assert_allclose(s.read_window(Window(0, 0, 40, 40)).x[0],

@@ -125,6 +125,14 @@ def test_domain_shift_warning(tmp_path):
     assert pipeline.domain_shift_warning(near, stats) is None
     message = pipeline.domain_shift_warning(near + [0, 5.0, 0], stats)
     assert message and "ENL" in message and "H_DE" not in message
+    # issue 25: in the raw units of ces descriptors (ENL: exp(scaled + 2) by default), not the
+    # router's standardized log value
+    from crossearth_sar.core.descriptors import unscale_descriptors
+    raw_enl = float(np.exp(6.1 + 2.0))
+    assert f"ENL {raw_enl:.3g}" in message
+    assert f"{np.exp(0.8 + 2.0):.3g}..{np.exp(1.2 + 2.0):.3g}" in message
+    np.testing.assert_allclose(unscale_descriptors([[0.5, 1.0, -1.0]]),
+                               [[0.5 * np.log(36.0), np.exp(3.0), np.exp(-4.8)]])
 
 
 def test_interrupt_leaves_nothing(tmp_path):

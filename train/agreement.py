@@ -80,7 +80,8 @@ def agreement(models: Sequence, names: Sequence[str], images: Sequence[os.PathLi
               classes: Optional[ClassSpec] = None, class_field: Optional[str] = None,
               pair_pattern: Optional[str] = None, tile: int = 512, overlap: int = 128,
               batch: int = 4, device: str = "auto", domain: Optional[str] = None,
-              bands: Optional[Sequence] = None, progress=None) -> dict:
+              bands: Optional[Sequence] = None, calibrated: Optional[bool] = None,
+              progress=None) -> dict:
     """The agreement report (module doc) of ``models`` (CrossEarthSAR, at least 2, named by
     ``names``) over ``images``, and against ``labels`` when given. JSON-able dict with
     ``models``, ``classes``, ``pairwise``, ``mean_agreement``, ``per_class``, ``reference``
@@ -91,7 +92,7 @@ def agreement(models: Sequence, names: Sequence[str], images: Sequence[os.PathLi
         raise InputError(f"--models: agreement needs at least 2 models (got {len(models)})")
     cls_names = check_class_names(names, [m.config for m in models])
     k = len(cls_names)
-    opts = dict(domain=domain, bands=bands)
+    opts = dict(domain=domain, bands=bands, calibrated=calibrated)
     first = models[0]
     if labels:
         if classes is None:

@@ -13,8 +13,16 @@ Random crops are chosen by :func:`train.data.choose_window`; here:
 
 Radiometric changes are made in dB: the model input x is a stretch of a dB-like log
 representation r (core/sar_io.py), so an intensity factor g adds 10·log10(g) / span to x,
-with span the scene's stretch range in dB (quicklooks: :data:`QUICKLOOK_SPAN_DB` over 255
-display values assumed). ``phys`` follows x's first channel.
+with span the scene's stretch range in dB (input contract 3: the fixed dB mapping's 30 dB;
+contract 2 quicklooks: :data:`QUICKLOOK_SPAN_DB` over 255 display values assumed).
+``phys`` follows x's first channel.
+
+The calibration jitter (the offset, ±2 dB, and the gain, 0.8-1.2 around the tile mean) stays
+within what calibrated Sentinel-1 varies by for the same ground: absolute calibration
+about ±0.3 dB; gamma0 against sigma0 +0.6..+1.6 dB over the IW swath (1/cos of 29-46°
+incidence); land backscatter across the swath about ±1.5 dB (0.1-0.2 dB per degree). It also
+covers part of the error of an estimated calibration (core/sar_io.py: about 1-2 dB from
+the water fraction of a scene).
 """
 from __future__ import annotations
 
@@ -44,7 +52,7 @@ def _spans(scene) -> np.ndarray:
     if scene is None:
         return np.full(3, QUICKLOOK_SPAN_DB, np.float32)
     span = np.maximum(scene.stats[:, 1] - scene.stats[:, 0], 1e-3).astype(np.float32)
-    if scene.domain == "quicklook":
+    if scene.domain == "quicklook" and not getattr(scene, "fixed_mapping", False):
         span = span * np.float32(QUICKLOOK_SPAN_DB / 255.0)
     return span
 
@@ -137,6 +145,7 @@ class _AsSingle:
 
     def __init__(self, scene):
         self.domain = scene.domain
+        self.fixed_mapping = getattr(scene, "fixed_mapping", False)
         self.composition = "single"
         self.stats = np.repeat(scene.stats[:1], 3, axis=0)
 

@@ -3,7 +3,7 @@
 YAML or JSON, e.g.::
 
     classes:
-      - {name: background, value: 0, color: "#000000"}
+      - {name: background, value: 0, color: "#d9d9d9"}
       - {name: water, values: [1, 2], color: "#1f78b4"}   # flood and permanent water
     ignore: [-1]
 
@@ -21,17 +21,14 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..core.class_colors import class_color
 from ..core.errors import InputError
 
 IGNORE_INDEX = 255
-
-# a qualitative palette (ColorBrewer Paired / Set1) for inferred classes
-PALETTE = ["#000000", "#1f78b4", "#33a02c", "#e31a1c", "#ff7f00", "#6a3d9a", "#b15928",
-           "#a6cee3", "#b2df8a", "#fb9a99", "#fdbf6f", "#cab2d6", "#ffff99", "#8dd3c7"]
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
@@ -98,7 +95,8 @@ class ClassSpec:
         for c in self.classes:
             vals = class_values(c)
             out.append(dict(name=c["name"], value=vals[0], color=c["color"],
-                            **({"values": vals} if len(vals) > 1 else {})))
+                            **({"values": vals} if len(vals) > 1 else {}),
+                            **({"background": c["background"]} if "background" in c else {})))
         return out
 
     def _described(self) -> str:
@@ -108,9 +106,9 @@ class ClassSpec:
         return f"{what} (classes: {vals}; ignore: {self.ignore or 'none'})"
 
 
-def _color(value: Any, i: int, where: str) -> str:
+def _color(value: Any, i: int, where: str, name: Any = None) -> str:
     if value is None:
-        return PALETTE[i % len(PALETTE)]
+        return class_color(name, i)
     if isinstance(value, (list, tuple)) and len(value) == 3:
         return "#" + "".join(f"{int(c):02x}" for c in value)
     if isinstance(value, str) and _HEX.match(value):
@@ -164,7 +162,8 @@ def parse_classes(doc: Any, path: os.PathLike | str) -> ClassSpec:
             owner[v] = name
         seen_names.add(name)
         classes.append({"name": name, "value": values[0], "values": values,
-                        "color": _color(c.get("color"), i, str(path))})
+                        "color": _color(c.get("color"), i, str(path), name),
+                        **({"background": bool(c["background"])} if "background" in c else {})})
     seen_values = set(owner)
     ignore = doc.get("ignore", []) or []
     if not isinstance(ignore, list):
@@ -176,6 +175,26 @@ def parse_classes(doc: Any, path: os.PathLike | str) -> ClassSpec:
     if set(ignore) & seen_values:
         raise InputError(f"{path}: values {sorted(set(ignore) & seen_values)} are both classes and ignored")
     return ClassSpec(classes, ignore, source=str(path))
+
+
+CLASSES_FILE_NAMES = ("classes", "*_classes", "*-classes")
+CLASSES_FILE_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def classes_file_beside(label_paths: Sequence[os.PathLike | str]) -> Optional[str]:
+    """The one classes file in the folder of the first label raster (``classes.yaml``, or
+    ``NAME_classes.yaml`` / ``NAME-classes.yaml``; .yml and .json too), None when there is
+    none or several. ``ces evaluate`` and the QGIS Evaluate dialog both use it when no
+    classes file is given (e.g. examples/sen1floods11_classes.yaml beside the demo labels)."""
+    import glob
+
+    if not label_paths:
+        return None
+    first = Path(label_paths[0])
+    folder = os.path.dirname(os.path.abspath(first if first.is_file() else first / "x"))
+    found = sorted({path for stem in CLASSES_FILE_NAMES for suffix in CLASSES_FILE_SUFFIXES
+                    for path in glob.glob(os.path.join(glob.escape(folder), stem + suffix))})
+    return found[0] if len(found) == 1 else None
 
 
 def class_values(c: dict[str, Any]) -> list[int]:
@@ -218,10 +237,10 @@ def infer_classes(values: Iterable[Any], ignore: Iterable[int] = ()) -> ClassSpe
     classes = []
     for i, v in enumerate(vals):
         if isinstance(v, str):
-            classes.append({"name": v, "value": i, "color": PALETTE[i % len(PALETTE)]})
+            classes.append({"name": v, "value": i, "color": class_color(v, i)})
         else:
             classes.append({"name": f"class_{int(v)}", "value": int(v),
-                            "color": PALETTE[i % len(PALETTE)]})
+                            "color": class_color(None, i)})
     return ClassSpec(classes, ignore, source="inferred")
 
 
@@ -231,6 +250,8 @@ def from_model_classes(classes: list[dict[str, Any]]) -> ClassSpec:
     for i, c in enumerate(classes):
         color = c.get("color")
         vals = class_values(c) if ("values" in c or "value" in c) else [i]
-        out.append({"name": str(c.get("name", f"class_{i}")), "value": vals[0], "values": vals,
-                    "color": _color(color, i, "model") if color is not None else PALETTE[i % len(PALETTE)]})
+        name = str(c.get("name", f"class_{i}"))
+        out.append({"name": name, "value": vals[0], "values": vals,
+                    "color": _color(color, i, "model", name),
+                    **({"background": bool(c["background"])} if "background" in c else {})})
     return ClassSpec(out, [], source="of the model")

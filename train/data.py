@@ -323,12 +323,18 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
                          prefer: Optional[ClassSpec] = None,
                          progress=None, prefer_bands: Optional[Sequence[str]] = None,
                          stats: Optional[np.ndarray] = None,
+                         calibration: Optional[np.ndarray] = None,
+                         calibrated: Optional[bool] = None, nodata_values: Sequence[float] = (),
+                         skip_empty: bool = False,
                          ) -> tuple[list[LabelledScene], ClassSpec]:
     """Pair and read images with their labels; classes from ``classes``, else ``prefer``
     (e.g. the base model's classes) when it covers every label value found, else inferred.
     ``prefer_bands``: the bands a model was trained on (core.sar_io.open_scene ``prefer``);
-    ``stats``: one stretch [3, 2] for all the images (sar_io.pooled_statistics), kept in each
-    scene's ``options`` so that crops are read with it.
+    ``stats``: one stretch [3, 2] for all the images (sar_io.pooled_statistics, contract 2),
+    ``calibration``: one estimated calibration [n_bands, 2] (sar_io.pooled_calibration,
+    contract 3); either is kept in each scene's ``options`` so that crops are read with it.
+    ``calibrated`` / ``nodata_values``: core.sar_io.open_scene's. ``skip_empty``: leave out
+    images without a valid pixel instead of refusing them (training sources).
 
     When inferring, negative label values (e.g. Sen1Floods11's -1) are ignored.
     InputError when there is not a single labelled pixel.
@@ -342,8 +348,11 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
     if vectors and len(label_files) > 1:
         raise InputError(f"{vectors[0]}: give either one vector file or label rasters, not both "
                          f"or several vector files")
-    opts = dict(domain=domain, bands=bands, complex_part=complex_part, prefer=prefer_bands)
+    opts = dict(domain=domain, bands=bands, complex_part=complex_part, prefer=prefer_bands,
+                calibrated=calibrated, nodata_values=tuple(nodata_values))
     scene_options = {} if stats is None else {"stats": np.asarray(stats, np.float32)}
+    if calibration is not None:
+        scene_options["calibration"] = np.asarray(calibration, np.float32)
 
     raws: list[tuple[Path, Path, np.ndarray, np.ndarray, tuple[int, int]]] = []
     if vectors:
@@ -363,7 +372,13 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
     else:
         pairs = pair_files(image_files, label_files, pair_pattern)
         for i, (img, lab_path) in enumerate(pairs):
-            with sar_io.open_scene(img, **opts) as scene:
+            try:
+                scene = sar_io.open_scene(img, **opts)
+            except sar_io.EmptyRasterError:
+                if not skip_empty:
+                    raise
+                continue
+            with scene:
                 raw, valid = read_label_raster(lab_path, scene)
                 valid &= _image_valid(scene)
             raws.append((img, lab_path, raw, valid, (scene.width, scene.height)))

@@ -26,6 +26,7 @@ optimizer state as an uninterrupted run.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import math
 import os
 import random
@@ -155,6 +156,32 @@ class ResumableDistributedSampler(Sampler):
 
     def __len__(self) -> int:  # endless; DataLoader only needs it for len(loader)
         return 2 ** 62
+
+
+# -- time estimate --------------------------------------------------------------------------
+ESTIMATE_AFTER = 4   # steps of this run measured before the expected time is logged
+
+
+def time_estimate(step_ends: list[float], it: int, iters: int) -> Optional[str]:
+    """The log line with the expected time, once ``ESTIMATE_AFTER`` steps of this run have
+    ended (``step_ends``: their perf_counter times; the first step, with its warm-up costs,
+    is left out of the rate); None before and after, and when fewer steps remain."""
+    if len(step_ends) != ESTIMATE_AFTER or it >= iters:
+        return None
+    per_step = (step_ends[-1] - step_ends[0]) / (ESTIMATE_AFTER - 1)
+    left = per_step * (iters - it)
+    end = (datetime.datetime.now() + datetime.timedelta(seconds=left)).strftime("%H:%M")
+    return (f"measured {per_step:.1f} s per iteration on iterations {it - ESTIMATE_AFTER + 2}-{it}: "
+            f"the remaining {iters - it} take about {_duration(left)} (ends about {end})")
+
+
+def _duration(seconds: float) -> str:
+    minutes = seconds / 60.0
+    if minutes < 1:
+        return f"{seconds:.0f} s"
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    return f"{minutes / 60:.1f} h"
 
 
 # -- schedule -------------------------------------------------------------------------------
@@ -485,6 +512,7 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: _Inte
 
     result = TrainResult(iterations=start, last_loss=float("nan"))
     t0 = time.perf_counter()
+    timing: list[float] = []           # end times of this run's steps, for the time estimate
     it, saved_it = start, start if resume else None
     # (iteration, [RNG state]) at the end of the last completed step (single process): what
     # a checkpoint written on interruption holds
@@ -545,6 +573,7 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: _Inte
                 if cfg.grad_clip > 0:
                     torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
                 optimizer.step()
+                lr_used = scheduler.get_last_lr()[0]   # the rate this step ran with
                 scheduler.step()
                 it += 1
                 if world == 1:
@@ -559,7 +588,11 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: _Inte
                 progress("train", it, cfg.iters)
                 if it % max(1, cfg.log_every) == 0 or it == cfg.iters:
                     log(f"iter {it}/{cfg.iters} loss {step_loss:.4f} "
-                        f"lr {scheduler.get_last_lr()[0]:.3g} ({time.perf_counter() - t0:.0f} s)")
+                        f"lr {lr_used:.3g} ({time.perf_counter() - t0:.0f} s)")
+                timing.append(time.perf_counter())
+                estimate = time_estimate(timing, it, cfg.iters)
+                if estimate:
+                    log(estimate)
             scheduled_val = (cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters
             if val_set is not None and scheduled_val:
                 validate_now()

@@ -38,13 +38,15 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
              classes: Optional[ClassSpec] = None, class_field: Optional[str] = None,
              pair_pattern: Optional[str] = None, tile: int = 512, overlap: int = 128,
              batch: int = 4, device: str = "auto", domain: Optional[str] = None,
-             bands: Optional[Sequence] = None, stretch: str = "scene", progress=None) -> dict:
+             bands: Optional[Sequence] = None, stretch: str = "scene",
+             calibrated: Optional[bool] = None, progress=None) -> dict:
     """The metrics report (see train.metrics.summarize) plus ``expert_activation``
     (train.expert_stats.expert_report), ``images`` and ``wall_s``.
 
     ``stretch`` as in a data file (train/sources.py): "scene", each image its own stretch;
     "source", one stretch pooled over all the images (tiles cut from one scene with one
-    fixed scaling). Models of input contract 1 read quicklooks as v / 255 either way."""
+    fixed scaling). Models of input contract 1 read quicklooks as v / 255 either way.
+    ``calibrated``: None detects each image's calibration; True / False overrides (contract 3)."""
     progress = ensure(progress)
     t0 = time.perf_counter()
     k = len(model.classes)
@@ -53,14 +55,19 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
     elif len(classes) != k:
         raise InputError(f"{classes.source}: {len(classes)} classes but the model has {k} "
                          f"({', '.join(c['name'] for c in model.classes)})")
-    opts = dict(domain=domain, bands=bands)
+    opts = dict(domain=domain, bands=bands, calibrated=calibrated)
     preferred = trained_bands(model.config)  # feed it the bands it was trained on, as segment does
-    stats = None
-    if stretch == "source" and input_contract(model.config) >= 2:
+    stats = calibration = None
+    contract = input_contract(model.config)
+    if stretch == "source" and contract == 2:
         stats = sar_io.pooled_statistics(expand_paths(images, "images", RASTER_EXTS),
-                                         prefer=preferred, **opts)
+                                         prefer=preferred, contract=2, **opts)
+    elif stretch == "source" and contract >= 3:
+        calibration = sar_io.pooled_calibration(expand_paths(images, "images", RASTER_EXTS),
+                                                prefer=preferred, **opts)
     scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
-                                           prefer_bands=preferred, stats=stats, **opts)
+                                           prefer_bands=preferred, stats=stats,
+                                           calibration=calibration, **opts)
     dev = resolve_device(device)
     model = model.to(dev).eval()
     if hasattr(model.backbone, "reset_expert_counts"):

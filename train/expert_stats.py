@@ -1,5 +1,6 @@
 """Expert-activation statistics (paper Fig. 5 and 7): the fraction of tokens each expert of
-each MoE layer received, as JSON and as a PNG plot (matplotlib, imported only here)."""
+each MoE layer received, as JSON and as a PNG heat map drawn with Pillow (a dependency of
+the engine, so every install writes it; matplotlib is not needed)."""
 from __future__ import annotations
 
 import os
@@ -27,34 +28,51 @@ def expert_report(counts: torch.Tensor | np.ndarray) -> dict:
     return {"experts": int(c.shape[1]), "layers": layers}
 
 
+CELL_W, CELL_H = 44, 20      # px per heat-map cell
+MARGIN_L, MARGIN_T, MARGIN_B = 70, 28, 34
+
+
+def _viridis(v: float) -> tuple[int, int, int]:
+    """A viridis-like colour of v in 0..1 (5 anchor colours, linear between them)."""
+    anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98],
+                        [253, 231, 37]], np.float64)
+    x = float(np.clip(v, 0.0, 1.0)) * (len(anchors) - 1)
+    i = min(int(x), len(anchors) - 2)
+    c = anchors[i] + (x - i) * (anchors[i + 1] - anchors[i])
+    return tuple(int(round(t)) for t in c)   # type: ignore[return-value]
+
+
 def plot_expert_report(report: dict, path: os.PathLike | str, title: Optional[str] = None,
                        overwrite: bool = True) -> Path:
-    """A heat map (MoE layer x expert, fraction of tokens) written atomically as PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """A heat map (MoE layer x expert, fraction of tokens, each cell labelled with its value)
+    written atomically as PNG."""
+    from PIL import Image, ImageDraw, ImageFont
 
     layers = report.get("layers", [])
     if not layers:
         raise ValueError("no MoE layers to plot (a dense model)")
-    frac = np.array([l["fractions"] for l in layers])
-    fig, ax = plt.subplots(figsize=(1.2 + 0.6 * frac.shape[1], 1.0 + 0.35 * frac.shape[0]), dpi=120)
-    im = ax.imshow(frac, cmap="viridis", vmin=0.0, vmax=max(1e-6, float(frac.max())), aspect="auto")
+    frac = np.array([l["fractions"] for l in layers], np.float64)
+    rows, cols = frac.shape
+    top = max(1e-6, float(frac.max()))
+    width = max(MARGIN_L + cols * CELL_W + 10, 260)
+    height = MARGIN_T + rows * CELL_H + MARGIN_B
+    image = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+    font = ImageFont.load_default()
+    draw.text((6, 6), title or "fraction of tokens per expert", fill=(0, 0, 0), font=font)
     for (r, c), v in np.ndenumerate(frac):
-        ax.text(c, r, f"{v:.2f}", ha="center", va="center", fontsize=7,
-                color="white" if v < 0.6 * frac.max() else "black")
-    ax.set_xlabel("expert")
-    ax.set_ylabel("MoE layer")
-    ax.set_xticks(range(frac.shape[1]))
-    ax.set_yticks(range(frac.shape[0]))
-    ax.set_title(title or "fraction of tokens per expert", fontsize=9)
-    fig.colorbar(im, ax=ax, fraction=0.05)
-    fig.tight_layout()
+        x0, y0 = MARGIN_L + c * CELL_W, MARGIN_T + r * CELL_H
+        draw.rectangle([x0, y0, x0 + CELL_W - 1, y0 + CELL_H - 1], fill=_viridis(v / top))
+        draw.text((x0 + 8, y0 + 4), f"{v:.2f}", font=font,
+                  fill=(255, 255, 255) if v < 0.6 * top else (0, 0, 0))
+    for r in range(rows):
+        draw.text((6, MARGIN_T + r * CELL_H + 4), f"layer {r}", fill=(0, 0, 0), font=font)
+    for c in range(cols):
+        draw.text((MARGIN_L + c * CELL_W + 14, MARGIN_T + rows * CELL_H + 4), str(c),
+                  fill=(0, 0, 0), font=font)
+    draw.text((MARGIN_L, MARGIN_T + rows * CELL_H + 18), "expert (colour: share of tokens, "
+              f"max {top:.2f})", fill=(0, 0, 0), font=font)
     path = Path(path)
-    try:
-        with atomic_output(path, overwrite=overwrite) as tmp:
-            fig.savefig(tmp, format="png")
-    finally:
-        plt.close(fig)
+    with atomic_output(path, overwrite=overwrite) as tmp:
+        image.save(tmp, format="PNG")
     return path

@@ -183,7 +183,8 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
                  tile: int = 512, unfreeze: bool = False, augment: bool = True,
                  work_dir: Optional[os.PathLike | str] = None, resume: bool = False,
                  overwrite: bool = False, domain: Optional[str] = None,
-                 bands: Optional[Sequence] = None, variant: Optional[str] = None,
+                 bands: Optional[Sequence] = None, calibrated: Optional[bool] = None,
+                 variant: Optional[str] = None,
                  data_file: Optional[os.PathLike | str] = None, adapter: Optional[dict] = None,
                  progress=None, log=None) -> dict:
     """Fine-tune (``mode="finetune"``) or continue pre-training (``"pretrain"``); returns a
@@ -208,7 +209,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
     if resume and not (work / "last.safetensors").is_file():
         raise InputError(f"{work}: no checkpoint to resume from (last.safetensors)")
     rank, world, device = init_distributed(cfg.device)
-    open_opts = dict(domain=domain, bands=bands)
+    open_opts = dict(domain=domain, bands=bands, calibrated=calibrated)
     base_bands = trained_bands(checkpoints.read_config(base)) if base is not None else None
     if data_file is not None:
         base_bands = None   # each source's own bands (dual-pol stays dual-pol), not the base's

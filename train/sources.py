@@ -11,16 +11,19 @@ YAML or JSON; relative paths are relative to the data file::
         labels: ombria/train/MASK
         classes: {background: 0, water: 255}   # this source's label values per class name,
         weight: 1.0                            #   or the path of a classes file
-        stretch: scene            # scene (default): each image its own 1-99 % stretch;
-      - name: etci-bangladesh     # source: one stretch pooled over all the source's images
-        images: etci2021/bangladesh/images    #   (tiles cut from one scene with one scaling)
-        labels: etci2021/bangladesh/labels
+        stretch: scene            # scene (default): each image its own estimated calibration
+      - name: etci-bangladesh     # source: one estimated calibration pooled over the source's
+        images: etci2021/bangladesh/images    #   images (tiles cut from one scene with one
+        labels: etci2021/bangladesh/labels    #   fixed scaling)
         classes: {background: 0, water: [1, 2]}
         ignore: [255]
         weight: 1.0
+        calibrated: no            # auto (default: detected), yes or no (input contract 3)
+        nodata: [0, 255]          # image values that are nodata besides the raster's own
 
 Optional per source: ``ignore`` (label values), ``bands`` ("VV,VH" or a list), ``domain``,
-``class_field`` (vector labels), ``pair_pattern``. Each source's label values map onto the
+``class_field`` (vector labels), ``pair_pattern``, ``calibrated``, ``nodata``. Images with no
+valid pixel (e.g. tiles that hold only a fill value given as ``nodata``) are skipped. Each source's label values map onto the
 model's classes by name; a class a source does not label simply never occurs in it. Crops
 are drawn from source s with probability weight_s / sum(weights), uniformly over its images.
 Single-pol (VV) and dual-pol (VV + VH) sources mix freely: the model input of both is
@@ -33,11 +36,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+import numpy as np
+
 from ..core import sar_io
 from ..core.errors import InputError
 from .classes import ClassSpec, _label_values, load_classes, parse_classes, read_document
 
 STRETCHES = ("scene", "source")
+CALIBRATED = {"auto": None, "yes": True, "no": False}
 
 
 @dataclass
@@ -54,7 +60,19 @@ class Source:
     domain: Optional[str] = None
     class_field: Optional[str] = None
     pair_pattern: Optional[str] = None
+    calibrated: Optional[bool] = None          # None: detected per image
+    nodata: list = field(default_factory=list)  # image values that are nodata
     extra: dict = field(default_factory=dict)
+
+    @property
+    def open_options(self) -> dict:
+        """The core.sar_io.open_scene options this source sets."""
+        opts = {k: v for k, v in (("domain", self.domain), ("bands", self.bands)) if v}
+        if self.calibrated is not None:
+            opts["calibrated"] = self.calibrated
+        if self.nodata:
+            opts["nodata_values"] = tuple(self.nodata)
+        return opts
 
 
 @dataclass
@@ -127,7 +145,28 @@ def _source_classes(value: Any, ignore: Any, model: ClassSpec, base: Path, where
 
 
 SOURCE_KEYS = ("name", "images", "labels", "classes", "ignore", "weight", "stretch", "bands",
-               "domain", "class_field", "pair_pattern")
+               "domain", "class_field", "pair_pattern", "calibrated", "nodata")
+
+
+def parse_calibrated(value: Any, where: str) -> Optional[bool]:
+    """A data file's ``calibrated`` (auto / yes / no; YAML's booleans too) -> None / True / False."""
+    if isinstance(value, bool):
+        return value
+    key = str(value).strip().lower() if value is not None else "auto"
+    if key not in CALIBRATED:
+        raise InputError(f"{where}: calibrated {value!r} is not one of auto, yes, no")
+    return CALIBRATED[key]
+
+
+def _nodata_values(value: Any, where: str) -> list:
+    items = value if isinstance(value, list) else ([] if value is None else [value])
+    try:
+        out = [float(v) for v in items]
+    except (TypeError, ValueError):
+        raise InputError(f"{where}: nodata must be a number or a list of numbers") from None
+    if not all(np.isfinite(out)):
+        raise InputError(f"{where}: nodata values must be finite numbers")
+    return out
 
 
 def parse_source(s: Any, i: int, model: ClassSpec, path: Path, what: str = "source",
@@ -155,8 +194,9 @@ def parse_source(s: Any, i: int, model: ClassSpec, path: Path, what: str = "sour
     if stretch not in STRETCHES:
         raise InputError(f"{where}: stretch {stretch!r} is not one of {', '.join(STRETCHES)}")
     domain = s.get("domain")
-    if domain is not None and domain not in sar_io.DOMAINS:
-        raise InputError(f"{where}: domain {domain!r} is not one of {', '.join(sar_io.DOMAINS)}")
+    if domain is not None and domain not in sar_io.DOMAIN_CHOICES:
+        raise InputError(f"{where}: domain {domain!r} is not one of "
+                         f"{', '.join(sar_io.DOMAIN_CHOICES)}")
     bands = s.get("bands")
     bands = sar_io.parse_bands(",".join(map(str, bands)) if isinstance(bands, list) else bands)
     base = path.parent
@@ -166,6 +206,8 @@ def parse_source(s: Any, i: int, model: ClassSpec, path: Path, what: str = "sour
         classes=_source_classes(s["classes"], s.get("ignore"), model, base, where),
         weight=weight, stretch=stretch, bands=bands, domain=domain,
         class_field=s.get("class_field"), pair_pattern=s.get("pair_pattern"),
+        calibrated=parse_calibrated(s.get("calibrated"), where),
+        nodata=_nodata_values(s.get("nodata"), where),
         extra={k: s[k] for k in extra_keys if k in s})
 
 
@@ -196,9 +238,11 @@ def source_document(src: Source) -> dict:
     if src.classes.ignore:
         doc["ignore"] = [int(v) for v in src.classes.ignore]
     doc["weight"], doc["stretch"] = src.weight, src.stretch
-    for key in ("bands", "domain", "class_field", "pair_pattern"):
+    for key in ("bands", "domain", "class_field", "pair_pattern", "nodata"):
         if getattr(src, key):
             doc[key] = getattr(src, key)
+    if src.calibrated is not None:
+        doc["calibrated"] = "yes" if src.calibrated else "no"
     return doc
 
 
@@ -218,24 +262,25 @@ def load_source_scenes(data: DataFile, prefer_bands=None, complex_part: str = "a
 
     out = []
     for src in data.sources:
-        opts = {k: v for k, v in (("domain", src.domain), ("bands", src.bands)) if v}
-        stats = None
+        opts = src.open_options
+        calibration = None
         if src.stretch == "source":
             files = expand_paths(src.images, "images", RASTER_EXTS)
-            stats = sar_io.pooled_statistics(files, complex_part=complex_part,
-                                             prefer=prefer_bands, **opts)
+            calibration = sar_io.pooled_calibration(files, complex_part=complex_part,
+                                                    prefer=prefer_bands, **opts)
         scenes, _ = load_labelled_scenes(
             src.images, src.labels, src.classes, src.class_field, src.pair_pattern,
             complex_part=complex_part, prefer_bands=prefer_bands, progress=progress,
-            stats=stats, **opts)
+            calibration=calibration, skip_empty=True, **opts)
         for sc in scenes:
             sc.options.update(opts)
             sc.weight = src.weight / len(scenes)
         if log:
             log(f"source {src.name}: {len(scenes)} image(s), weight {src.weight:g}, "
                 f"stretch {src.stretch}"
-                + (f" {[[round(float(a), 2), round(float(b), 2)] for a, b in stats]}"
-                   if stats is not None else ""))
+                + (f", pooled calibration (gain, offset dB) "
+                   f"{[[round(float(a), 4), round(float(b), 2)] for a, b in calibration]}"
+                   if calibration is not None else ""))
         out.extend(scenes)
     return out
 

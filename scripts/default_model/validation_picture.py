@@ -1,6 +1,7 @@
 """The model card's picture: scene (VV), hand label and the model's water, side by side, for
-the Sen1Floods11 Spain chip and two ETCI nebraska tiles (the two whose labelled
-water fraction is nearest one half, a rule that does not look at the model). Predictions come from ``ces segment``'s own path
+the Sen1Floods11 Spain chip, the two calibrated c2smsfloods chips with the least labelled
+water and with the water fraction nearest one half, and the ETCI nebraska tile whose
+labelled water fraction is nearest one half (rules that do not look at the model). Predictions come from ``ces segment``'s own path
 (core.pipeline.segment_scene), so the picture shows what a user gets.
 
     .venv/bin/python scripts/default_model/validation_picture.py MODEL OUT.png [--data ../shared/data]
@@ -37,6 +38,18 @@ def nebraska_tiles(data: Path, n: int = 2) -> list[tuple[Path, Path]]:
             for b in best]
 
 
+def c2s_chips(data: Path) -> list[tuple[Path, Path]]:
+    """The c2smsfloods chips with the least labelled water and nearest one half."""
+    scored = []
+    for lab in sorted((data / "c2smsfloods" / "labels").glob("*.tif")):
+        with rasterio.open(lab) as src:
+            frac = float((src.read(1) == 1).mean())
+        scored.append((frac, lab))
+    least = min(scored)[1]
+    half = min(scored, key=lambda t: abs(t[0] - 0.5))[1]
+    return [(data / "c2smsfloods" / "images" / lab.name, lab) for lab in (least, half)]
+
+
 def colour(mask_water: np.ndarray, valid: np.ndarray) -> np.ndarray:
     rgb = np.empty(mask_water.shape + (3,), np.float32)
     rgb[:] = LAND
@@ -58,7 +71,8 @@ def main() -> None:
 
     spain = (args.data / "sen1floods11_spain" / "Spain_7370579_S1Hand.tif",
              args.data / "sen1floods11_spain" / "Spain_7370579_LabelHand.tif", "Spain chip (dB)")
-    rows = [spain] + [(i, l, f"ETCI nebraska {i.stem}") for i, l in nebraska_tiles(args.data)]
+    rows = ([spain] + [(i, l, f"c2smsfloods {i.stem} (dB)") for i, l in c2s_chips(args.data)]
+            + [(i, l, f"ETCI nebraska {i.stem}") for i, l in nebraska_tiles(args.data, 1)])
     config = checkpoints.read_config(args.model)
     bands, contract = trained_bands(config), input_contract(config)
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), dpi=72)

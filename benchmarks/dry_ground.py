@@ -1,0 +1,112 @@
+"""False water on dry ground: the share of pixels called water where the calibrated
+validation chips hold no labelled water (issue 23's dry-ground row).
+
+Dry ground of a chip: every pixel covered by at least one ``--crop`` x ``--crop`` window
+(default 128) whose pixels are all labelled and none of them water. On those pixels, the
+share predicted water by the model (as ``ces evaluate`` predicts: the model's bands and input
+contract, one window of the chip's size), by one fixed threshold (VV < −17 dB) and by the
+chip's own Otsu threshold (VV dB). Pooled over the chips, and per chip.
+
+    .venv/bin/python benchmarks/dry_ground.py --model models/ces-s1-water.safetensors \\
+        [--data ../shared/data] [--json dry.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from crossearth_sar.core import checkpoints, sar_io
+from crossearth_sar.core.model import input_contract, trained_bands
+from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
+from crossearth_sar.train.data import expand_paths, pair_files, read_label_raster, RASTER_EXTS
+from crossearth_sar.train.evaluate import predict_scene
+
+ROOT = Path(__file__).resolve().parents[1]
+CLASSES = ROOT / "scripts" / "default_model" / "s1f_classes.yaml"
+CHIPS = (("sen1floods11_spain/Spain_7370579_S1Hand.tif", "sen1floods11_spain/Spain_7370579_LabelHand.tif"),
+         ("c2smsfloods/images", "c2smsfloods/labels"))
+FIXED_DB = -17.0
+
+
+def dry_ground(truth: np.ndarray, crop: int) -> np.ndarray:
+    """bool [H, W]: pixels inside some crop x crop window that is all labelled dry (truth 0;
+    truth 1 water, 255 unlabelled or nodata)."""
+    h, w = truth.shape
+    if h < crop or w < crop:
+        return np.zeros_like(truth, bool)
+    ok = np.zeros((h, w), bool)
+    ok[: h - crop + 1, : w - crop + 1] = _window_sums(truth != 0, crop) == 0  # dry corners
+    # a pixel is covered when a dry window's top-left corner lies up to crop-1 above/left
+    padded = np.pad(ok, ((crop - 1, 0), (crop - 1, 0)))
+    return _window_sums(padded, crop) > 0
+
+
+def _window_sums(a: np.ndarray, k: int) -> np.ndarray:
+    """Sums of ``a`` over every k x k window [H-k+1, W-k+1] (top-left anchored)."""
+    integral = np.pad(a.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
+    return integral[k:, k:] - integral[:-k, k:] - integral[k:, :-k] + integral[:-k, :-k]
+
+
+def otsu(values: np.ndarray) -> float:
+    from threshold_baselines import otsu_threshold  # noqa: E402  (same folder)
+
+    return otsu_threshold(values)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", type=Path, required=True)
+    ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    model = checkpoints.load(args.model).eval()
+    classes = load_classes(CLASSES)
+    water_index = [c["name"] for c in model.classes].index("water")
+    pairs = pair_files(expand_paths([args.data / i for i, _ in CHIPS], "images", RASTER_EXTS),
+                       expand_paths([args.data / lab for _, lab in CHIPS], "labels"))
+    rows, totals = [], np.zeros(4, np.int64)   # dry pixels, model, fixed, otsu
+    for img, lab in pairs:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with sar_io.open_scene(img, prefer=trained_bands(model.config),
+                                   contract=input_contract(model.config)) as scene:
+                pred = np.full((scene.height, scene.width), 255, np.uint8)
+
+                def sink(row0, cls, conf, _pred=pred):
+                    _pred[row0:row0 + cls.shape[0]] = cls
+
+                predict_scene(model, scene, sink, tile=512, overlap=128, batch=2)
+                raw, valid = read_label_raster(lab, scene)
+            with sar_io.open_scene(img, bands=[1], contract=2) as vv:
+                rep, vvalid = vv.read_representation()
+        truth = classes.map_labels(raw, valid & vvalid)
+        dry = dry_ground(truth, args.crop)
+        db = rep[0]
+        scored = truth != IGNORE_INDEX
+        t_otsu = otsu(db[scored])
+        n = int(dry.sum())
+        counts = np.array([n, int((pred[dry] == water_index).sum()), int((db[dry] < FIXED_DB).sum()),
+                           int((db[dry] < t_otsu).sum())])
+        totals += counts
+        rows.append({"image": img.name, "dry_pixels": n,
+                     **{k: round(float(c) / max(n, 1), 4) for k, c in
+                        zip(("model", "fixed_-17dB", "otsu_per_image"), counts[1:])}})
+    pooled = {"dry_pixels": int(totals[0]),
+              **{k: round(float(c) / max(int(totals[0]), 1), 4) for k, c in
+                 zip(("model", "fixed_-17dB", "otsu_per_image"), totals[1:])}}
+    for r in rows + [{"image": "all chips", **pooled}]:
+        print(f"{r['image']:<36} dry px {r['dry_pixels']:>7}  water called: model "
+              f"{100 * r['model']:.2f} %, VV < -17 dB {100 * r['fixed_-17dB']:.2f} %, "
+              f"per-image Otsu {100 * r['otsu_per_image']:.2f} %")
+    if args.json:
+        args.json.write_text(json.dumps({"model": str(args.model), "crop": args.crop,
+                                         "chips": rows, "pooled": pooled}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Scene-reading options every command shares: ``--domain`` and ``--calibrated``.
+
+``--domain``: one of core.sar_io.DOMAIN_CHOICES (quicklook, linear, db, complex, and the
+linear kinds power / amplitude), or detected. ``--calibrated auto|yes|no`` (input contract 3,
+docs/interfaces.md): auto detects whether the scene holds calibrated backscatter; yes / no
+override it. :func:`calibrated_value` turns the choice into open_scene's None / True / False.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import click
+
+from ..core import sar_io
+
+DOMAIN_CHOICE = click.Choice(list(sar_io.DOMAIN_CHOICES))
+CALIBRATED_CHOICE = click.Choice(["auto", "yes", "no"])
+DOMAIN_HELP = ("Override the detected value domain (power / amplitude: linear data of that "
+               "kind).")
+CALIBRATED_HELP = ("Whether the scene holds calibrated backscatter (sigma0 / gamma0 in dB, "
+                   "power or amplitude): auto detects it (ces info says why); yes reads its "
+                   "values as calibrated; no estimates a calibration from the scene.")
+
+
+def calibrated_value(choice: Optional[str]) -> Optional[bool]:
+    """"auto" / None -> None (detect), "yes" -> True, "no" -> False."""
+    return {"yes": True, "no": False}.get((choice or "auto").lower())
+
+
+def domain_option(f):
+    """The ``--domain`` option (value: a domain name or None)."""
+    return click.option("--domain", type=DOMAIN_CHOICE, default=None, help=DOMAIN_HELP)(f)
+
+
+def calibrated_option(f):
+    """The ``--calibrated auto|yes|no`` option (value: None, True or False)."""
+    return click.option("--calibrated", type=CALIBRATED_CHOICE, default="auto",
+                        show_default=True, help=CALIBRATED_HELP,
+                        callback=lambda ctx, param, v: calibrated_value(v))(f)
