@@ -18,6 +18,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage
+from threshold_baselines import C2S, FIXED_DB, SPAIN, otsu_threshold  # benchmarks/ (a script)
 
 from crossearth_sar.core import checkpoints, sar_io
 from crossearth_sar.core.model import input_contract, trained_bands
@@ -27,34 +29,13 @@ from crossearth_sar.train.evaluate import predict_scene
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ROOT / "scripts" / "default_model" / "s1f_classes.yaml"
-CHIPS = (("sen1floods11_spain/Spain_7370579_S1Hand.tif", "sen1floods11_spain/Spain_7370579_LabelHand.tif"),
-         ("c2smsfloods/images", "c2smsfloods/labels"))
-FIXED_DB = -17.0
+CHIPS = (SPAIN, C2S)   # the calibrated validation chips: (images, labels) under --data
 
 
 def dry_ground(truth: np.ndarray, crop: int) -> np.ndarray:
     """bool [H, W]: pixels inside some crop x crop window that is all labelled dry (truth 0;
-    truth 1 water, 255 unlabelled or nodata)."""
-    h, w = truth.shape
-    if h < crop or w < crop:
-        return np.zeros_like(truth, bool)
-    ok = np.zeros((h, w), bool)
-    ok[: h - crop + 1, : w - crop + 1] = _window_sums(truth != 0, crop) == 0  # dry corners
-    # a pixel is covered when a dry window's top-left corner lies up to crop-1 above/left
-    padded = np.pad(ok, ((crop - 1, 0), (crop - 1, 0)))
-    return _window_sums(padded, crop) > 0
-
-
-def _window_sums(a: np.ndarray, k: int) -> np.ndarray:
-    """Sums of ``a`` over every k x k window [H-k+1, W-k+1] (top-left anchored)."""
-    integral = np.pad(a.astype(np.int64).cumsum(0).cumsum(1), ((1, 0), (1, 0)))
-    return integral[k:, k:] - integral[:-k, k:] - integral[k:, :-k] + integral[:-k, :-k]
-
-
-def otsu(values: np.ndarray) -> float:
-    from threshold_baselines import otsu_threshold  # noqa: E402  (same folder)
-
-    return otsu_threshold(values)
+    truth 1 water, 255 unlabelled or nodata): the morphological opening of the dry pixels."""
+    return ndimage.binary_opening(truth == 0, structure=np.ones((crop, crop), bool))
 
 
 def main() -> None:
@@ -88,7 +69,7 @@ def main() -> None:
         dry = dry_ground(truth, args.crop)
         db = rep[0]
         scored = truth != IGNORE_INDEX
-        t_otsu = otsu(db[scored])
+        t_otsu = otsu_threshold(db[scored])
         n = int(dry.sum())
         counts = np.array([n, int((pred[dry] == water_index).sum()), int((db[dry] < FIXED_DB).sum()),
                            int((db[dry] < t_otsu).sum())])

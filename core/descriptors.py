@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -161,8 +162,6 @@ def scale_descriptors(raw: torch.Tensor, scaling: Optional[dict] = None) -> torc
 def unscale_descriptors(scaled, scaling: Optional[dict] = None):
     """The raw values (``ces descriptors``' units) behind scaled router inputs [..., 3]
     (numpy or float): the inverse of :func:`scale_descriptors` inside its clamp."""
-    import numpy as np
-
     scaling = scaling or DEFAULT_SCALING
     scaled = np.asarray(scaled, np.float64)
     out = np.empty_like(scaled)

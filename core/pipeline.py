@@ -31,6 +31,7 @@ from rasterio.windows import Window
 from . import cpu_streams, sar_io, tiler, vectorize
 from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .atomic import atomic_output, check_writable
+from .descriptors import unscale_descriptors
 from .errors import InputError
 from .memory import release_free_memory
 from .model import input_contract, trained_bands
@@ -154,8 +155,6 @@ def domain_shift_warning(descriptors: np.ndarray, train_stats: Optional[dict],
         far &= (scene < lo) | (scene > hi)
     if not far.any():
         return None
-    from .descriptors import unscale_descriptors
-
     low = lo if lo is not None else mean - 2 * std
     high = hi if hi is not None else mean + 2 * std
     raw_scene, raw_lo, raw_hi = (unscale_descriptors(v, scaling) for v in (scene, low, high))

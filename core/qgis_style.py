@@ -13,14 +13,13 @@ import sqlite3
 from typing import Any, Sequence
 from xml.sax.saxutils import quoteattr
 
-from .class_colors import is_background  # noqa: F401 (also part of this module's API)
+from .class_colors import PALETTE, is_background  # noqa: F401 (is_background: also this module's API)
 
 STYLE_NAME = "CrossEarth-SAR classes"
 QGIS_VERSION = "3.22.0-Białowieża"
 NODATA_CLASS = 255   # nodata of the uint8 class raster (as core/tiler.NODATA_CLASS)
-FALLBACK_COLORS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40),
-                   (148, 103, 189), (140, 86, 75), (227, 119, 194), (127, 127, 127),
-                   (188, 189, 34), (23, 190, 207)]
+#: colours of classes without a usable colour: core/class_colors.py's palette, as (r, g, b)
+FALLBACK_COLORS = [tuple(int(c[i:i + 2], 16) for i in (1, 3, 5)) for c in PALETTE]
 
 
 def rgb(color: Any, index: int = 0) -> tuple[int, int, int]:

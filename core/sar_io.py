@@ -64,6 +64,8 @@ DOMAINS = ("quicklook", "linear", "db", "complex")
 #: ``domain`` values a user may give besides DOMAINS: linear data whose kind is known
 LINEAR_KINDS = ("power", "amplitude")
 DOMAIN_CHOICES = DOMAINS + LINEAR_KINDS
+#: the ``calibrated`` choices of every face (CLI, data files) -> open_scene's ``calibrated``
+CALIBRATED_CHOICES = {"auto": None, "yes": True, "no": False}
 COMPLEX_PARTS = ("amplitude", "real", "imag")
 POLARIZATIONS = ("VV", "VH", "HH", "HV")
 SUPPORTED_DTYPES = {
@@ -414,8 +416,9 @@ def _describe(src, path: Path, domain, bands, complex_part, contract: int = INPU
     n = len(band_indexes)
     composition = {1: "single", 2: "dualpol"}.get(n, "rgb")
 
+    sample = _decimated_read(src, band_indexes, nodata_values)   # the one decimated read
     if domain is None:
-        domain = _detect_domain(src, band_indexes)
+        domain = _detect_domain(src, band_indexes, sample)
     elif domain == "complex" and not np.issubdtype(np.dtype(_np_dtype(src.dtypes[0])),
                                                    np.complexfloating):
         raise InputError(f"{path}: --domain complex given but the data type is {src.dtypes[0]}")
@@ -429,16 +432,14 @@ def _describe(src, path: Path, domain, bands, complex_part, contract: int = INPU
     )
     scene.pixel_size_m = pixel_size_metres(crs, src.transform, src.width, src.height)
     scene.calibration = np.tile(np.float32([1.0, 0.0]), (len(band_indexes), 1))
-    sample, valid = _decimated_read(src, band_indexes, scene.nodata_values)
     scene.calibrated, scene.linear_kind, scene.calibration_reason = detect_calibration(
-        sample, valid, domain, scene.dtype, _band_kinds(band_names), linear_kind, calibrated)
+        *sample, domain, scene.dtype, scene.band_kinds(), linear_kind, calibrated)
     if scene.fixed_mapping and not scene.calibrated:
         if calibration is not None:
             scene.calibration = np.asarray(calibration, np.float32).reshape(-1, 2).copy()
         else:
-            reps, ok = scene._band_reps(sample, np.where(valid, 255, 0)[None].repeat(len(sample), 0))
-            scene.calibration = estimate_calibration(reps[:, ok], scene.band_kinds())
-    scene.stats, scene.nodata_fraction = _scene_statistics(scene)
+            scene.calibration = estimate_calibration(band_sample(scene, sample), scene.band_kinds())
+    scene.stats, scene.nodata_fraction = _scene_statistics(scene, sample)
     return scene
 
 
@@ -492,7 +493,9 @@ def numpy_dtype(name: str) -> np.dtype:
     return np.dtype(_np_dtype(name))
 
 
-def _detect_domain(src, band_indexes: list[int]) -> str:
+def _detect_domain(src, band_indexes: list[int], sample: tuple[np.ndarray, np.ndarray]) -> str:
+    """The value domain of the selected bands, from their dtype and (float data) the
+    decimated ``sample`` (bands, valid) of :func:`_decimated_read`."""
     dt = src.dtypes[band_indexes[0] - 1]
     if dt.startswith("complex"):
         return "complex"
@@ -500,8 +503,8 @@ def _detect_domain(src, band_indexes: list[int]) -> str:
         return "quicklook"
     if not dt.startswith("float"):
         return "linear"
-    sample, valid = _decimated_read(src, band_indexes)
-    vals = sample[0][valid & np.isfinite(sample[0])]
+    data, valid = sample
+    vals = data[0][valid & np.isfinite(data[0])]
     if vals.size == 0:
         return "linear"
     return "db" if np.mean(vals < 0) > 0.05 else "linear"
@@ -530,19 +533,25 @@ def _decimated_read(src, band_indexes: list[int],
     return data, valid
 
 
-def scene_sample(scene: SarScene) -> tuple[np.ndarray, float]:
-    """(log representation of the valid pixels of a decimated read [3, n], nodata fraction)."""
-    data, masks_valid = _decimated_read(scene.src, scene.band_indexes, scene.nodata_values)
-    masks = np.where(masks_valid, 255, 0)[None].repeat(len(scene.band_indexes), 0)
-    rep, valid = scene._represent(data, masks)
+def _sample_of(scene: SarScene, sample: Optional[tuple[np.ndarray, np.ndarray]]):
+    """``sample`` (bands, valid) of a decimated read, or a fresh one: (bands, GDAL-style masks)."""
+    data, valid = sample if sample is not None else _decimated_read(
+        scene.src, scene.band_indexes, scene.nodata_values)
+    return data, np.where(valid, 255, 0)[None].repeat(len(data), 0)
+
+
+def scene_sample(scene: SarScene, sample: Optional[tuple[np.ndarray, np.ndarray]] = None
+                 ) -> tuple[np.ndarray, float]:
+    """(the channels of the valid pixels of a decimated read [3, n], nodata fraction);
+    ``sample``: that read when it was already made (:func:`_decimated_read`)."""
+    rep, valid = scene._represent(*_sample_of(scene, sample))
     return rep[:, valid], 1.0 - float(valid.mean())
 
 
-def band_sample(scene: SarScene) -> np.ndarray:
+def band_sample(scene: SarScene, sample: Optional[tuple[np.ndarray, np.ndarray]] = None
+                ) -> np.ndarray:
     """The log representation of each band's valid pixels in a decimated read [n, m]."""
-    data, masks_valid = _decimated_read(scene.src, scene.band_indexes, scene.nodata_values)
-    masks = np.where(masks_valid, 255, 0)[None].repeat(len(scene.band_indexes), 0)
-    reps, valid = scene._band_reps(data, masks)
+    reps, valid = scene._band_reps(*_sample_of(scene, sample))
     return reps[:, valid]
 
 
@@ -675,10 +684,11 @@ def detect_calibration(sample: np.ndarray, valid: np.ndarray, domain: str, dtype
                          f"range ({lo:g}..{hi:g} dB)")
 
 
-def _scene_statistics(scene: SarScene) -> tuple[np.ndarray, float]:
+def _scene_statistics(scene: SarScene, sample: Optional[tuple[np.ndarray, np.ndarray]] = None
+                      ) -> tuple[np.ndarray, float]:
     """Robust low/high per channel from a decimated read (contract 3 with backscatter
     bands: the fixed DB_MAPPING); the nodata fraction."""
-    values, nodata_fraction = scene_sample(scene)
+    values, nodata_fraction = scene_sample(scene, sample)
     if values.shape[1] == 0 and not _any_valid_block(scene):
         raise EmptyRasterError(f"{scene.path}: contains no valid pixel (entirely nodata)")
     if scene.fixed_mapping:
@@ -789,5 +799,5 @@ def describe_info(info: dict) -> Iterable[str]:
 __all__ = ["open_scene", "EmptyRasterError", "SarScene", "WindowData", "parse_bands", "pixel_size_metres",
            "pooled_statistics", "scene_sample", "stretch_of", "pooled_calibration",
            "band_sample", "detect_calibration", "estimate_calibration", "DB_MAPPING",
-           "DOMAIN_CHOICES", "numpy_dtype",
+           "DOMAIN_CHOICES", "CALIBRATED_CHOICES", "numpy_dtype",
            "describe_info", "DOMAINS", "COMPLEX_PARTS"]

@@ -14,7 +14,7 @@ import click
 from ..core import sar_io
 
 DOMAIN_CHOICE = click.Choice(list(sar_io.DOMAIN_CHOICES))
-CALIBRATED_CHOICE = click.Choice(["auto", "yes", "no"])
+CALIBRATED_CHOICE = click.Choice(list(sar_io.CALIBRATED_CHOICES))
 DOMAIN_HELP = ("Override the detected value domain (power / amplitude: linear data of that "
                "kind).")
 CALIBRATED_HELP = ("Whether the scene holds calibrated backscatter (sigma0 / gamma0 in dB, "
@@ -24,7 +24,7 @@ CALIBRATED_HELP = ("Whether the scene holds calibrated backscatter (sigma0 / gam
 
 def calibrated_value(choice: Optional[str]) -> Optional[bool]:
     """"auto" / None -> None (detect), "yes" -> True, "no" -> False."""
-    return {"yes": True, "no": False}.get((choice or "auto").lower())
+    return sar_io.CALIBRATED_CHOICES[(choice or "auto").lower()]
 
 
 def domain_option(f):

@@ -8,7 +8,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from .algorithm_base import CesAlgorithm
+from .algorithm_base import CALIBRATED, CesAlgorithm
 from .class_style import style_descriptor_raster
 
 HELP = """<p>Measures three physical properties of a SAR image, tile by tile, and writes them
@@ -47,7 +47,7 @@ class DescriptorsAlgorithm(CesAlgorithm):
     COMMAND = "descriptors"
     INPUT, TILE, STRIDE, OUTPUT = "INPUT", "TILE", "STRIDE", "OUTPUT"
     RASTER_INPUTS = (INPUT,)
-    OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE, "--calibrated": "CALIBRATED"}
+    OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE, "--calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))

@@ -23,7 +23,7 @@ from qgis.core import (
 
 from ..core.errors import InputError
 from ..train.classes import ClassSpec, classes_file_beside, from_model_classes, load_classes
-from .algorithm_base import EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
+from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
 from .class_style import model_classes
 from .finetune_algorithm import SINGLE_LAYER_FORMATS
 
@@ -126,7 +126,7 @@ class EvaluateAlgorithm(CesAlgorithm):
     MODEL_INPUTS = (MODEL,)
     OPTION_PARAMETERS = {"--images": INPUT, "--labels": LABELS, "--class-field": CLASS_FIELD,
                          "--model": MODEL, "--tile": TILE, "--classes": CLASSES,
-                         "--device": DEVICE, "--json": OUTPUT, "--calibrated": "CALIBRATED"}
+                         "--device": DEVICE, "--json": OUTPUT, "--calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(

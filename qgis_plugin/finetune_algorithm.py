@@ -19,6 +19,7 @@ from qgis.core import (
 )
 
 from .algorithm_base import (
+    CALIBRATED,
     EMBEDDED_MODEL_HINT,
     EMBEDDED_MODEL_NAME,
     CesAlgorithm,
@@ -90,7 +91,8 @@ class FinetuneAlgorithm(CesAlgorithm):
     OPTION_PARAMETERS = {"--images": INPUT, "--labels": LABELS, "--class-field": CLASS_FIELD,
                          "--model": BASE, "--iters": ITERATIONS, "--batch": BATCH,
                          "--lr": LEARNING_RATE, "--tile": TILE, "--classes": CLASSES,
-                         "--device": DEVICE, "--calibrated": "CALIBRATED", "--peft": PEFT, "--adapter-rank": ADAPTER_RANK,
+                         "--device": DEVICE, "--calibrated": CALIBRATED, "--peft": PEFT,
+                         "--adapter-rank": ADAPTER_RANK,
                          "--adapter-cutoff": ADAPTER_CUTOFF}
 
     def initAlgorithm(self, config=None):  # noqa: N802

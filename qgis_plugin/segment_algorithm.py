@@ -17,6 +17,7 @@ from qgis.core import (
 )
 
 from .algorithm_base import (
+    CALIBRATED,
     EMBEDDED_MODEL_HINT,
     CesAlgorithm,
     embedded_model_path,
@@ -82,7 +83,7 @@ class SegmentAlgorithm(CesAlgorithm):
                          "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
                          "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
                          "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW,
-                         "--calibrated": "CALIBRATED"}
+                         "--calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))

@@ -95,8 +95,7 @@ class ClassSpec:
         for c in self.classes:
             vals = class_values(c)
             out.append(dict(name=c["name"], value=vals[0], color=c["color"],
-                            **({"values": vals} if len(vals) > 1 else {}),
-                            **({"background": c["background"]} if "background" in c else {})))
+                            **({"values": vals} if len(vals) > 1 else {}), **_background(c)))
         return out
 
     def _described(self) -> str:
@@ -104,6 +103,11 @@ class ClassSpec:
                          for c in self.classes)
         what = f"the classes file {self.source}" if self.source != "inferred" else "the classes"
         return f"{what} (classes: {vals}; ignore: {self.ignore or 'none'})"
+
+
+def _background(c: dict[str, Any]) -> dict[str, bool]:
+    """A class's own ``background`` key (core/class_colors.is_background), to carry along."""
+    return {"background": bool(c["background"])} if c.get("background") is not None else {}
 
 
 def _color(value: Any, i: int, where: str, name: Any = None) -> str:
@@ -162,8 +166,7 @@ def parse_classes(doc: Any, path: os.PathLike | str) -> ClassSpec:
             owner[v] = name
         seen_names.add(name)
         classes.append({"name": name, "value": values[0], "values": values,
-                        "color": _color(c.get("color"), i, str(path), name),
-                        **({"background": bool(c["background"])} if "background" in c else {})})
+                        "color": _color(c.get("color"), i, str(path), name), **_background(c)})
     seen_values = set(owner)
     ignore = doc.get("ignore", []) or []
     if not isinstance(ignore, list):
@@ -252,6 +255,5 @@ def from_model_classes(classes: list[dict[str, Any]]) -> ClassSpec:
         vals = class_values(c) if ("values" in c or "value" in c) else [i]
         name = str(c.get("name", f"class_{i}"))
         out.append({"name": name, "value": vals[0], "values": vals,
-                    "color": _color(color, i, "model", name),
-                    **({"background": bool(c["background"])} if "background" in c else {})})
+                    "color": _color(color, i, "model", name), **_background(c)})
     return ClassSpec(out, [], source="of the model")

@@ -36,10 +36,8 @@ def _viridis(v: float) -> tuple[int, int, int]:
     """A viridis-like colour of v in 0..1 (5 anchor colours, linear between them)."""
     anchors = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98],
                         [253, 231, 37]], np.float64)
-    x = float(np.clip(v, 0.0, 1.0)) * (len(anchors) - 1)
-    i = min(int(x), len(anchors) - 2)
-    c = anchors[i] + (x - i) * (anchors[i + 1] - anchors[i])
-    return tuple(int(round(t)) for t in c)   # type: ignore[return-value]
+    stops = np.linspace(0.0, 1.0, len(anchors))
+    return tuple(int(round(np.interp(v, stops, anchors[:, k]))) for k in range(3))  # type: ignore[return-value]
 
 
 def plot_expert_report(report: dict, path: os.PathLike | str, title: Optional[str] = None,

@@ -43,7 +43,6 @@ from ..core.errors import InputError
 from .classes import ClassSpec, _label_values, load_classes, parse_classes, read_document
 
 STRETCHES = ("scene", "source")
-CALIBRATED = {"auto": None, "yes": True, "no": False}
 
 
 @dataclass
@@ -153,9 +152,10 @@ def parse_calibrated(value: Any, where: str) -> Optional[bool]:
     if isinstance(value, bool):
         return value
     key = str(value).strip().lower() if value is not None else "auto"
-    if key not in CALIBRATED:
-        raise InputError(f"{where}: calibrated {value!r} is not one of auto, yes, no")
-    return CALIBRATED[key]
+    if key not in sar_io.CALIBRATED_CHOICES:
+        raise InputError(f"{where}: calibrated {value!r} is not one of "
+                         f"{', '.join(sar_io.CALIBRATED_CHOICES)}")
+    return sar_io.CALIBRATED_CHOICES[key]
 
 
 def _nodata_values(value: Any, where: str) -> list:
