@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .class_colors import class_color
+from .model_header import input_contract, trained_bands  # noqa: F401 (also this module's API)
 from . import cpu_streams, descriptors as descriptors_mod
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
@@ -196,16 +197,6 @@ class CrossEarthSAR(nn.Module):
                        for m in self.backbone.moe_layers())
         return {"total": backbone + head, "active": backbone + head - inactive,
                 "backbone": backbone, "head": head}
-
-
-def input_contract(config: dict) -> int:
-    """The input contract of core/sar_io.py a model was trained under (1 when not recorded)."""
-    return int((config.get("input") or {}).get("contract", 1))
-
-
-def trained_bands(config: dict) -> Optional[list]:
-    """The band descriptions a model was trained on (its ``input.bands``, e.g. ["VV"]), or None."""
-    return (config.get("input") or {}).get("bands")
 
 
 def model_config(variant: str = "ti", num_classes: int = 2, experts: int = 6, top_k: int = 1,

@@ -18,7 +18,7 @@ import json
 import os
 import struct
 from pathlib import Path
-from typing import Union
+from typing import Optional, Union
 
 from .errors import InputError
 
@@ -79,3 +79,13 @@ def read_config(path: PathLike) -> dict:
 
 
 __all__ = ["read_header", "read_config", "METADATA_KEY"]
+
+
+def input_contract(config: dict) -> int:
+    """The input contract of core/sar_io.py a model was trained under (1 when not recorded)."""
+    return int((config.get("input") or {}).get("contract", 1))
+
+
+def trained_bands(config: dict) -> Optional[list]:
+    """The band descriptions a model was trained on (its ``input.bands``, e.g. ["VV"]), or None."""
+    return (config.get("input") or {}).get("bands")

@@ -208,6 +208,48 @@ def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
     return need
 
 
+def prepare_model(model: Union[torch.nn.Module, PathLike], device: str
+                  ) -> tuple[torch.nn.Module, torch.device]:
+    """(the model in eval mode on its device, the device) from a CrossEarthSAR or a checkpoint
+    path; InputError for a backbone without a segmentation head."""
+    dev = tiler.resolve_device(device)
+    model_path = None if isinstance(model, torch.nn.Module) else model
+    if model_path is not None:
+        from . import checkpoints
+
+        model = checkpoints.load(model, map_location="cpu")
+    if getattr(model, "config", {}).get("kind", "model") != "model" or not hasattr(model, "classes"):
+        raise InputError("the model is a backbone without a segmentation head; fine-tune it "
+                         "first (ces finetune --model ...)",
+                         model_path)
+    return model.to(dev).eval(), dev
+
+
+def classify_scene(scene: sar_io.SarScene, model: torch.nn.Module, classes_path: PathLike,
+                   confidence_path: PathLike, *, tile: int, overlap: int, batch: int,
+                   device: torch.device, progress: Optional[ProgressCallback] = None,
+                   warn: Optional[Callable[[str], None]] = None) -> tiler.TilingStats:
+    """Run the model over an open scene on its own grid: the unsieved class raster (uint8,
+    raster_classes values, 255 nodata) and the confidence raster (float32 0..1, NaN nodata),
+    written as temporary GeoTIFFs at the two paths. A domain-shift warning goes to ``warn``."""
+    model_classes = raster_classes(model.classes)
+    descriptors: list[np.ndarray] = []
+    sink = _RasterSink(Path(classes_path), Path(confidence_path), scene)
+    try:
+        stats = tiler.run_tiled(
+            scene, make_predict(model, descriptors), len(model_classes), sink, tile=tile,
+            overlap=overlap, batch=batch, device=device,
+            class_values=[c["value"] for c in model_classes], progress=progress)
+    finally:
+        sink.close()
+    desc = np.concatenate(descriptors) if descriptors else np.zeros((0, 3))
+    dcfg = model.config.get("descriptors", {})
+    shift = domain_shift_warning(desc, dcfg.get("train_stats"), scaling=dcfg.get("scaling"))
+    if shift and warn is not None:
+        warn(f"{Path(scene.path).name}: {shift}")
+    return stats
+
+
 def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
                   out_vector: PathLike, *, raster: Optional[PathLike] = None,
                   confidence: Optional[PathLike] = None, tile: int = 512, overlap: int = 128,
@@ -266,17 +308,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
         raise InputError(f"{out_vector}: the vector, --raster, --confidence and --preview "
                          f"outputs must differ")
     tiler.check_tiling(tile, overlap, batch)
-    dev = tiler.resolve_device(device)
-    model_path = None if isinstance(model, torch.nn.Module) else model
-    if model_path is not None:
-        from . import checkpoints
-
-        model = checkpoints.load(model, map_location="cpu")
-    if getattr(model, "config", {}).get("kind", "model") != "model" or not hasattr(model, "classes"):
-        raise InputError("the model is a backbone without a segmentation head; fine-tune it "
-                         "first (ces finetune --model ...)",
-                         model_path)
-    model = model.to(dev).eval()
+    model, dev = prepare_model(model, device)
     classes = raster_classes(model.classes)
 
     t0 = time.perf_counter()
@@ -298,22 +330,10 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
         with tempfile.TemporaryDirectory(prefix=".ces-segment-", dir=folder) as tmp:
             tmp = Path(tmp)
             raw_path, conf_path, sieved_path = tmp / "raw.tif", tmp / "conf.tif", tmp / "classes.tif"
-            descriptors: list[np.ndarray] = []
-            sink = _RasterSink(raw_path, conf_path, scene)
-            try:
-                stats = tiler.run_tiled(
-                    scene, make_predict(model, descriptors), len(classes), sink, tile=tile,
-                    overlap=overlap, batch=batch, device=dev,
-                    class_values=[c["value"] for c in classes], progress=progress)
-            finally:
-                sink.close()
+            stats = classify_scene(scene, model, raw_path, conf_path, tile=tile,
+                                   overlap=overlap, batch=batch, device=dev,
+                                   progress=progress, warn=warning)
             t_tiles = time.perf_counter()
-            desc = np.concatenate(descriptors) if descriptors else np.zeros((0, 3))
-            dcfg = model.config.get("descriptors", {})
-            shift = domain_shift_warning(desc, dcfg.get("train_stats"),
-                                         scaling=dcfg.get("scaling"))
-            if shift:
-                warning(f"{Path(scene_path).name}: {shift}")
             vectorize.sieve_raster(raw_path, sieved_path, min_pixels, progress=progress)
             with contextlib.ExitStack() as outputs:
                 vec_tmp = outputs.enter_context(atomic_output(out_vector, overwrite))

@@ -55,9 +55,16 @@ def quicklook(scene: PathLike, shape: tuple[int, int]) -> tuple[np.ndarray, np.n
     """Band 1 of ``scene`` at ``shape`` (rows, cols) as uint8 grey, and its valid mask."""
     with rasterio.open(scene) as src:
         band = src.read(1, out_shape=shape, resampling=Resampling.average, masked=True)
-        values = np.abs(band.data.astype(np.float64)) if np.iscomplexobj(band.data) \
-            else band.data.astype(np.float64)
+    return grey_of(band)
+
+
+def grey_of(band: np.ma.MaskedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A masked band [H, W] (any real or complex values) as uint8 grey (module doc's
+    stretch), and its valid mask."""
+    values = np.abs(band.data.astype(np.complex128)) if np.iscomplexobj(band.data) \
+        else band.data.astype(np.float64)
     valid = ~np.ma.getmaskarray(band) & np.isfinite(values)
+    shape = values.shape
     grey = np.full(shape, NODATA_GREY, np.uint8)
     if not valid.any():
         return grey, valid

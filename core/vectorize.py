@@ -242,8 +242,18 @@ def simplify_coverage(geoms: np.ndarray, tolerance: float) -> np.ndarray:
     return geoms
 
 
-def polygon_areas_m2(geoms: np.ndarray, crs) -> np.ndarray:
-    """Areas in m²: geodesic (WGS84 or the CRS's ellipsoid) on geographic CRSs, else planar."""
+def polygon_areas_m2(geoms: np.ndarray, crs, geodesic: bool = False) -> np.ndarray:
+    """Areas in m²: geodesic (the CRS's ellipsoid) on geographic CRSs, else planar; with
+    ``geodesic``, geodesic in projected CRSs too (the polygons taken to the CRS's geodetic
+    CRS first)."""
+    if crs is not None and geodesic and not _is_geographic(crs):
+        import pyproj
+
+        projected = pyproj.CRS.from_user_input(crs.to_wkt())
+        to_geo = pyproj.Transformer.from_crs(projected, projected.geodetic_crs, always_xy=True)
+        geoms = shapely.transform(
+            geoms, lambda xy: np.column_stack(to_geo.transform(xy[:, 0], xy[:, 1])))
+        crs = projected.geodetic_crs
     if not _is_geographic(crs):
         return shapely.area(geoms) * _unit_factor(crs) ** 2
     geod = _geod(crs)
@@ -278,10 +288,12 @@ def write_vector(frame, path: str | os.PathLike, classes: Sequence[dict], driver
 
 def vectorize(class_raster: str | os.PathLike, out_path: str | os.PathLike,
               classes: Sequence[dict], *, confidence_raster: Optional[str | os.PathLike] = None,
-              simplify: float = 0.0, progress: Optional[ProgressCallback] = None) -> dict:
+              simplify: float = 0.0, progress: Optional[ProgressCallback] = None,
+              geodesic: bool = False) -> dict:
     """Polygonize an (already sieved) class raster into ``out_path`` (written directly).
 
-    ``simplify``: tolerance in CRS units (0 = exact pixel edges). Returns a summary:
+    ``simplify``: tolerance in CRS units (0 = exact pixel edges); ``geodesic``: areas geodesic
+    in projected CRSs too (:func:`polygon_areas_m2`). Returns a summary:
     {"polygons": N, "class_area_m2": {name: m²}, "crs": wkt or None}.
     """
     import geopandas as gpd
@@ -302,7 +314,7 @@ def vectorize(class_raster: str | os.PathLike, out_path: str | os.PathLike,
     geoms = simplify_coverage(geoms, simplify)
     keep = ~shapely.is_empty(geoms)
     geoms, values, mean_conf = geoms[keep], values[keep], mean_conf[keep]
-    areas = polygon_areas_m2(geoms, crs)
+    areas = polygon_areas_m2(geoms, crs, geodesic)
     progress("vectorize", 3, 4)
     names = [table.get(int(v), {"name": str(int(v))})["name"] for v in values]
     frame = gpd.GeoDataFrame(

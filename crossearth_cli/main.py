@@ -16,6 +16,7 @@ from ..version import __version__
 # command name -> "module:attribute" (modules relative to this package)
 COMMANDS: dict[str, str] = {
     "agreement": "agreement_cmd:agreement",
+    "change": "change_cmd:change",
     "info": "info_cmd:info",
     "finetune": "train_cmds:finetune",
     "pretrain": "train_cmds:pretrain",

@@ -6,7 +6,7 @@ Random crops are chosen by :func:`train.data.choose_window`; here:
 
 * flips and rot90 (the 8 symmetries of the square);
 * speckle: multiplicative Gamma noise of L looks (mean 1, variance 1/L) on the intensity;
-* dB gain (contrast around the tile mean) and offset jitter;
+* dB gain (contrast around the land level, or the tile mean) and offset jitter;
 * single-pol dropout: a dual-pol sample is shown as its VV band alone (x = (VV, VV, VV)),
   exactly what core/sar_io.py gives for a single-pol scene of the same ground, so one model
   learns both polarization set-ups.
@@ -17,12 +17,18 @@ with span the scene's stretch range in dB (input contract 3: the fixed dB mappin
 contract 2 quicklooks: :data:`QUICKLOOK_SPAN_DB` over 255 display values assumed).
 ``phys`` follows x's first channel.
 
-The calibration jitter (the offset, ±2 dB, and the gain, 0.8-1.2 around the tile mean) stays
-within what calibrated Sentinel-1 varies by for the same ground: absolute calibration
-about ±0.3 dB; gamma0 against sigma0 +0.6..+1.6 dB over the IW swath (1/cos of 29-46°
-incidence); land backscatter across the swath about ±1.5 dB (0.1-0.2 dB per degree). It also
-covers part of the error of an estimated calibration (core/sar_io.py: about 1-2 dB from
-the water fraction of a scene).
+The calibration jitter stays within what calibrated Sentinel-1 varies by for the same ground.
+The offset, ±2 dB: absolute calibration about ±0.3 dB; gamma0 against sigma0 +0.6..+1.6 dB
+over the IW swath (1/cos of 29-46° incidence); land backscatter across the swath about
+±1.5 dB (0.1-0.2 dB per degree); the error of an estimated calibration from the water
+fraction of a scene, about 1-2 dB (core/sar_io.py). The gain, log-uniform in
+:data:`GAIN_RANGE`: an estimated calibration maps every scene's 70-95 % quantile span onto
+the same 4 dB (core/sar_io.REFERENCE_DB), while calibrated scenes span 2.1-5.2 dB there (the
+four calibrated chips in ../shared/data: smooth farmland to textured towns and relief), so
+true over estimated contrast lies in about 0.53-1.3. Under input contract 3 the gain acts
+around the land level the estimate anchors (the middle of REFERENCE_DB), so that land
+stays where a calibrated scene has it and water moves, as it does between real scenes;
+under contract 2 around the tile mean.
 """
 from __future__ import annotations
 
@@ -31,7 +37,15 @@ from typing import Any, Optional
 
 import numpy as np
 
+from ..core.sar_io import REFERENCE_DB
+
 QUICKLOOK_SPAN_DB = 25.0   # an 8-bit quicklook is assumed to stretch about 25 dB over 0..255
+#: contrast factor range of the calibration jitter (module doc), drawn log-uniform
+GAIN_RANGE = (0.53, 1.3)
+#: the land level (dB) per channel kind that contract 3's gain acts around: the middle of
+#: REFERENCE_DB for co- and cross-pol, their difference for the ratio channel
+LAND_DB = {kind: (lo + hi) / 2 for kind, (lo, hi) in REFERENCE_DB.items()}
+LAND_DB["ratio"] = LAND_DB["co"] - LAND_DB["cross"]
 
 
 def flip_rotate(sample: dict[str, Any], k: int, flip: bool) -> dict[str, Any]:
@@ -94,13 +108,26 @@ def speckle(sample: dict[str, Any], rng: np.random.Generator, looks: float, scen
     return apply_db_shift(sample, _channel_db(*noise, comp), scene)
 
 
-def gain_offset(sample: dict[str, Any], gain: float, offset_db: float, scene) -> dict[str, Any]:
-    """Contrast ``gain`` around the tile's valid mean of x, then an ``offset_db`` shift."""
-    x = sample["x"].copy()
+def _gain_centre(sample: dict[str, Any], scene) -> Optional[np.ndarray]:
+    """x [3, 1, 1] that a contrast change keeps in place: the land level of each channel under
+    contract 3's fixed dB mapping, else the tile's valid mean; None for an empty tile."""
+    if getattr(scene, "fixed_mapping", False):
+        kinds = scene.band_kinds()
+        chans = [kinds[0]] * 3 if scene.composition == "single" else [kinds[0], kinds[1], "ratio"]
+        lo, hi = scene.stats[:, 0], scene.stats[:, 1]
+        land = np.float32([LAND_DB[k] for k in chans])
+        return ((land - lo) / np.maximum(hi - lo, 1e-6)).astype(np.float32)[:, None, None]
     valid = sample["valid"]
-    if valid.any():
-        m = x[:, valid].mean(axis=1)[:, None, None]
-        x = m + gain * (x - m)
+    return sample["x"][:, valid].mean(axis=1)[:, None, None] if valid.any() else None
+
+
+def gain_offset(sample: dict[str, Any], gain: float, offset_db: float, scene) -> dict[str, Any]:
+    """Contrast ``gain`` in dB around the land level (contract 3) or the tile's valid mean of
+    x (contract 2), then an ``offset_db`` shift."""
+    x = sample["x"].copy()
+    centre = _gain_centre(sample, scene)
+    if centre is not None:
+        x = centre + gain * (x - centre)
     comp = getattr(scene, "composition", "single")
     shift = _channel_db(offset_db, offset_db, offset_db, comp)
     return apply_db_shift({**sample, "x": x}, shift, scene)
@@ -111,7 +138,8 @@ class Augment:
     """The training augmentation: callable ``(sample, rng, scene) -> sample``.
 
     p_speckle: probability of speckle with looks drawn from [looks_min, looks_max];
-    gain_range / offset_db: contrast factor and dB shift ranges, applied with p_jitter;
+    gain_range / offset_db: contrast factor (log-uniform) and dB shift (uniform) ranges,
+    applied with p_jitter;
     p_single_pol: probability that a dual-pol sample is shown single-pol (first, before all).
     """
 
@@ -119,8 +147,8 @@ class Augment:
     p_speckle: float = 0.3
     looks_min: float = 1.0
     looks_max: float = 8.0
-    p_jitter: float = 0.5
-    gain_range: tuple[float, float] = (0.8, 1.2)
+    p_jitter: float = 0.8
+    gain_range: tuple[float, float] = GAIN_RANGE
     offset_db: float = 2.0
     p_single_pol: float = 0.3
 
@@ -135,7 +163,8 @@ class Augment:
         if self.p_speckle > 0 and rng.random() < self.p_speckle:
             sample = speckle(sample, rng, float(rng.uniform(self.looks_min, self.looks_max)), scene)
         if self.p_jitter > 0 and rng.random() < self.p_jitter:
-            sample = gain_offset(sample, float(rng.uniform(*self.gain_range)),
+            gain = float(np.exp(rng.uniform(*np.log(self.gain_range))))
+            sample = gain_offset(sample, gain,
                                  float(rng.uniform(-self.offset_db, self.offset_db)), scene)
         return sample
 
@@ -148,6 +177,10 @@ class _AsSingle:
         self.fixed_mapping = getattr(scene, "fixed_mapping", False)
         self.composition = "single"
         self.stats = np.repeat(scene.stats[:1], 3, axis=0)
+        self._kinds = scene.band_kinds()[:1] if self.fixed_mapping else ["co"]
+
+    def band_kinds(self) -> list[str]:
+        return self._kinds
 
 
 NO_AUGMENT: Optional[Augment] = None

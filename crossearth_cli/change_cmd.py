@@ -1,0 +1,134 @@
+"""``ces change AFTER --before REF [--before REF ...] -o OUT``: flood extent from a
+before/after pair (issue 26; core/change.py, docs/interfaces.md)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from . import validate
+from .reporting import Reporter, progress_option
+from .scene_options import calibrated_option, domain_option
+from .segment_cmd import DEFAULT_MODEL_NAME, _interrupt_on_sigterm, _resolve_model, _side_output
+
+
+def _precheck(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
+              outputs: dict, overwrite: bool, warn) -> None:
+    """Outputs and scenes checked before torch is imported (exit 2, nothing written)."""
+    from ..core import change_checks, model_header, preview, raster_check, vectorize
+    from ..core.atomic import check_writable
+
+    vectorize.vector_format(outputs["vector"])
+    check_writable(outputs["vector"], overwrite)
+    if outputs["preview"] is not None:
+        check_writable(preview.check_path(outputs["preview"]), overwrite)
+    for path in (after, *befores):
+        raster_check.check_file(path)
+    config = model_header.read_config(model_path)
+    options = {**open_options, "prefer": model_header.trained_bands(config),
+               "contract": model_header.input_contract(config)}
+    change_checks.check_scenes(after, befores, options, warn)
+
+
+def _summary_lines(result: dict) -> list[str]:
+    refs = ", ".join(Path(p).name for p in result["references"])
+    lines = [f"{Path(result['scene']).name} against {refs}: {result['polygons']} polygons "
+             f"(geodesic areas)"]
+    for cls, m2 in result["class_area_m2"].items():
+        lines.append(f"  {cls:<20} {m2 / 1e6:12.4f} km²")
+    return lines
+
+
+@click.command("change")
+@click.argument("after", type=click.Path(path_type=Path))
+@click.option("--before", "befores", multiple=True, required=True,
+              type=click.Path(path_type=Path), metavar="REFERENCE",
+              help="A reference scene from before the event (repeatable). With several, "
+                   "reference water is water in at least half of those that cover a pixel.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Vector output (.gpkg, .geojson, .fgb, .shp, .parquet).")
+@click.option("--model", type=click.Path(path_type=Path), default=None,
+              help=f"Model checkpoint (.safetensors). Default: the embedded "
+                   f"models/{DEFAULT_MODEL_NAME}.")
+@click.option("--tile", type=validate.TILE, default=512, show_default=True, help="Window size in pixels.")
+@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
+              help="Overlap of neighbouring windows in pixels. Default: 128, or a quarter of "
+                   "--tile when that is smaller.")
+@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True,
+              help="Windows per forward pass.")
+@click.option("--device", default="auto", show_default=True,
+              help="auto (CUDA when present), cpu, cuda or cuda:N.")
+@click.option("--raster", is_flag=False, flag_value="", default=None, metavar="[CLASSES.tif]",
+              help="Also write the change class raster (uint8, 255 nodata, COG). Without a "
+                   "value: <output>_classes.tif beside the vector.")
+@click.option("--confidence", is_flag=False, flag_value="", default=None, metavar="[CONF.tif]",
+              help="Also write the confidence raster: the lower of the after scene's and the "
+                   "references' mean confidence (float32 0..1, NaN nodata, COG).")
+@click.option("--preview", is_flag=False, flag_value="", default=None, metavar="[PICTURE.png]",
+              help="Also write a PNG picture: before | after | change, with a legend.")
+@click.option("--min-area", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M2",
+              help="Merge change regions smaller than this (m²) into their largest "
+                   "neighbour. Default: 4 pixels. 0: keep every pixel.")
+@click.option("--simplify", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M",
+              help="Simplification tolerance in metres. Default: 3/4 of a pixel.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
+@click.option("--summary", is_flag=True, help="Print the geodesic area of each class (km²).")
+@domain_option
+@calibrated_option
+@click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV.")
+@click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
+              default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
+@progress_option
+def change(after, befores, output, model, tile, overlap, batch, device, raster, confidence,
+           preview, min_area, simplify, overwrite, summary, domain, calibrated, bands,
+           complex_part, progress_mode) -> None:
+    """Map what a flood put under water: AFTER against reference scenes from before.
+
+    Each scene is segmented on its own grid; the references' classes are then warped onto
+    AFTER's grid (nearest). For a water model the classes are flood (water after, not
+    before), permanent water (both), receded (before, not after) and no water; other models
+    give from → to transitions. The output covers the common footprint only, in AFTER's CRS.
+
+    \b
+    Examples:
+      ces change after.tif --before before.tif -o flood.gpkg --summary --preview
+      ces change after.tif --before jan.tif --before feb.tif --before mar.tif -o flood.gpkg
+    """
+    reporter = Reporter(progress_mode)
+    try:
+        from ..core import sar_io
+
+        open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
+                            complex_part=complex_part, calibrated=calibrated)
+        if overlap is None:
+            overlap = min(128, tile // 4)
+        from ..core import windows
+
+        windows.check_tiling(tile, overlap, batch)
+        model_path = _resolve_model(model)
+        outputs = {"vector": output,
+                   "raster": _side_output(raster, output, "classes", False),
+                   "confidence": _side_output(confidence, output, "confidence", False),
+                   "preview": _side_output(preview, output, "preview", False, ".png")}
+        _precheck(after, befores, model_path, open_options, outputs, overwrite,
+                  warn=lambda message: None)   # the date warning is given once, below
+        from ..core import change as change_mod
+
+        with _interrupt_on_sigterm():
+            result = change_mod.change_scenes(
+                after, befores, model_path, output, raster=outputs["raster"],
+                confidence=outputs["confidence"], preview=outputs["preview"], tile=tile,
+                overlap=overlap, batch=batch, device=device, min_area=min_area,
+                simplify=simplify, overwrite=overwrite, progress=reporter,
+                warn=reporter.warning, **open_options)
+    except KeyboardInterrupt:
+        reporter.error("interrupted")
+        raise
+    except Exception as e:
+        reporter.error(" ".join(str(e).split()) or type(e).__name__)
+        raise
+    reporter.done(result["outputs"], class_area_m2=result["class_area_m2"],
+                  polygons=result["polygons"])
+    if summary and reporter.mode != "json":
+        for line in _summary_lines(result):
+            click.echo(line)
