@@ -249,18 +249,28 @@ def pretrain(model, variant, progress_mode, **kw) -> None:
               help="PNG plot of the expert activation (default: beside --json as NAME.experts.png).")
 @click.option("--source", default=None, help="Tag: the training (source) domain.")
 @click.option("--target", default=None, help="Tag: the evaluated (target) domain.")
+@click.option("--before", "befores", multiple=True,
+              help="Reference (before) images paired with --images by name: score the change "
+                   "product of ces change (flood, permanent water) against flood labels.")
+@click.option("--label-meaning", type=click.Choice(["new-water", "water-after"]), default=None,
+              help="With --before: what the labels' water class means (new water only, or all "
+                   "water after the event). Default: the classes file's 'meaning'.")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @progress_option
 def evaluate(model, images, labels, classes_file, class_field, pair_pattern, tile, domain,
              calibrated, bands, overlap, batch, device, json_path, experts_plot, source, target,
-             overwrite, progress_mode) -> None:
+             befores, label_meaning, overwrite, progress_mode) -> None:
     """Per-class IoU, mIoU, overall accuracy and the confusion matrix (Markdown on stdout,
     JSON with --json), and the fraction of tokens per expert in each MoE layer (JSON + PNG).
+    With --before: a change product scored as new water, as all water after, and the after
+    image alone, on the same pixels.
 
     \b
     Examples:
       ces evaluate --model water.safetensors --images test/AFTER --labels test/MASK \\
           --json results.json --source ombria --target sen1floods11
+      ces evaluate --images test/AFTER --before test/BEFORE --labels test/MASK \\
+          --classes ombria_classes.yaml --label-meaning water-after
     """
     from ..core.atomic import atomic_output, check_writable
     from ..core.errors import InputError
@@ -280,6 +290,8 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         overlap = min(128, tile // 4)
     check_tiling(tile, overlap, batch)
     reporter = Reporter(progress_mode)
+    if label_meaning and not befores:
+        raise InputError("--label-meaning: only with --before (scoring a change product)")
     if not images or not labels:
         raise InputError(f"--{'images' if not images else 'labels'}: required (the data to evaluate)")
     if model is None:
@@ -307,10 +319,16 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
                 click.echo(f"ces evaluate: classes from {classes_file} (found beside the "
                            f"labels; --classes chooses another)", err=True)
         classes = load_classes(classes_file) if classes_file else None
-        report = run_evaluate(net, images, labels, classes=classes, class_field=class_field,
-                              pair_pattern=pair_pattern, tile=tile, overlap=overlap, batch=batch,
-                              device=device, domain=domain, bands=parse_bands(bands),
-                              calibrated=calibrated, progress=reporter)
+        common = dict(classes=classes, class_field=class_field, pair_pattern=pair_pattern,
+                      tile=tile, overlap=overlap, batch=batch, device=device, domain=domain,
+                      bands=parse_bands(bands), calibrated=calibrated, progress=reporter)
+        if befores:
+            from ..train.evaluate_change import evaluate_change
+
+            report = evaluate_change(net, images, befores, labels, label_meaning=label_meaning,
+                                     **common)
+        else:
+            report = run_evaluate(net, images, labels, **common)
     except InputError as e:
         hint = ("" if classes_file or "classes" not in str(e) else
                 "; give a classes file with --classes (e.g. examples/sen1floods11_classes.yaml "
@@ -323,7 +341,7 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     report = {"model": str(model), "source": source, "target": target,
               "classes_file": str(classes_file) if classes_file else None, **report}
     outputs = {}
-    if experts_plot is not None and report["expert_activation"].get("layers"):
+    if experts_plot is not None and report.get("expert_activation", {}).get("layers"):
         title = f"experts: {Path(model).name}" + (f" on {target}" if target else "")
         plot_expert_report(report["expert_activation"], experts_plot, title, overwrite=True)
         outputs["experts_plot"] = str(experts_plot)
@@ -331,7 +349,9 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         with atomic_output(json_path, overwrite=overwrite) as tmp:
             Path(tmp).write_text(json.dumps(report, indent=2))
         outputs["json"] = str(json_path)
-    if reporter.mode == "json":
+    if befores:
+        _report_change(reporter, outputs, report, model)
+    elif reporter.mode == "json":
         reporter.done(outputs, miou=report["miou"], overall_accuracy=report["overall_accuracy"],
                       per_class_iou=report["per_class_iou"])
     else:
@@ -339,3 +359,17 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         click.echo(f"## {Path(model).name}" + (f" ({tags})" if tags else "")
                    + f": {report['images']} image(s), {report['pixels']} pixels\n")
         click.echo(markdown(report))
+
+
+def _report_change(reporter: Reporter, outputs: dict, report: dict, model) -> None:
+    """The done event (JSON) or the Markdown table of a change evaluation."""
+    if reporter.mode == "json":
+        reporter.done(outputs, declared=report["declared"],
+                      miou={d: report[d]["miou"] for d in ("single_date", "new-water",
+                                                           "water-after")})
+        return
+    from ..train.evaluate_change import markdown_table
+
+    click.echo(f"## {Path(model).name}: change on {report['images']} image pair(s), "
+               f"{report['pixels']} pixels; the labels mean {report['declared']}\n")
+    click.echo(markdown_table(report))

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsSettings,
     QgsVectorLayer,
 )
+from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .ces_process import SETTING_CES_EXECUTABLE, CesResult, resolve_ces, run_ces
@@ -119,6 +120,10 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     STAGE_WEIGHTS: dict[str, float] = {}       # ces progress stages sharing one bar, in order
 
     # --- identity ---------------------------------------------------------------------
+    def tr(self, text: str) -> str:
+        """``text`` translated in the plugin's context (as it is when no translation exists)."""
+        return QCoreApplication.translate("CrossEarthSAR", text)
+
     def add_advanced(self, *parameters) -> None:
         """Add parameters shown under the dialog's "Advanced Parameters"."""
         for parameter in parameters:

@@ -39,7 +39,7 @@ HOW_TO_SET = (
 # The progress text of each ces stage (QGIS's dialog also writes it into the log, so it is
 # set once per stage; the bar itself advances with every window).
 STAGE_TEXTS = {"segment": "Segmenting the scene, window by window",
-               "sieve": "Merging small patches", "vectorize": "Making polygons",
+               "compare": "Comparing the dates", "sieve": "Merging small patches", "vectorize": "Making polygons",
                "descriptors": "Measuring the descriptors, tile by tile",
                "read labels": "Reading the labels",
                "evaluate": "Comparing with the reference labels", "train": "Training"}

@@ -8,6 +8,7 @@ from qgis.PyQt.QtGui import QIcon
 
 from ..version import __version__
 from .ces_process import SETTING_CES_EXECUTABLE
+from .change_algorithm import ChangeAlgorithm
 from .descriptors_algorithm import DescriptorsAlgorithm
 from .engine_algorithm import EngineSetupAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
@@ -15,8 +16,8 @@ from .finetune_algorithm import FinetuneAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
-ALGORITHMS = (SegmentAlgorithm, DescriptorsAlgorithm, FinetuneAlgorithm, EvaluateAlgorithm,
-              EngineSetupAlgorithm)
+ALGORITHMS = (SegmentAlgorithm, ChangeAlgorithm, DescriptorsAlgorithm, FinetuneAlgorithm,
+              EvaluateAlgorithm, EngineSetupAlgorithm)
 PROVIDER_ID = "crossearth_sar"
 
 

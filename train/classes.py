@@ -12,6 +12,8 @@ class may also be given by its name) map to class indices 0..K-1 in the order of
 A class takes one ``value`` or a list of ``values`` (merged into the one class); a value
 claimed by two classes is an error naming both.
 Ignored values, nodata and unlabelled pixels map to :data:`IGNORE_INDEX` (255).
+A flood label set may say what its water class stands for (``meaning: new-water`` or
+``meaning: water-after``; ``ces evaluate --before`` scores a change product by it).
 Without a classes file the classes are inferred from the label values (sorted).
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..core.change_classes import LABEL_MEANINGS
 from ..core.class_colors import class_color
 from ..core.errors import InputError
 
@@ -36,11 +39,15 @@ _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 @dataclass
 class ClassSpec:
     """Classes in index order: ``classes[i] = {"name", "value", "values", "color"}`` (``value``
-    the first of ``values``, the label values merged into the class); ``ignore`` values."""
+    the first of ``values``, the label values merged into the class); ``ignore`` values;
+    ``meaning``: what the positive class of a water label set stands for when it labels a
+    flood (a key of core.change_classes.LABEL_MEANINGS: "new-water" or "water-after"), or
+    None when the file does not say."""
 
     classes: list[dict[str, Any]]
     ignore: list[int] = field(default_factory=list)
     source: str = "inferred"
+    meaning: Optional[str] = None
 
     @property
     def names(self) -> list[str]:
@@ -177,7 +184,10 @@ def parse_classes(doc: Any, path: os.PathLike | str) -> ClassSpec:
         raise InputError(f"{path}: 'ignore' must be a list of integers") from None
     if set(ignore) & seen_values:
         raise InputError(f"{path}: values {sorted(set(ignore) & seen_values)} are both classes and ignored")
-    return ClassSpec(classes, ignore, source=str(path))
+    meaning = doc.get("meaning")
+    if meaning is not None and meaning not in LABEL_MEANINGS:
+        raise InputError(f"{path}: meaning {meaning!r} is not one of {', '.join(LABEL_MEANINGS)}")
+    return ClassSpec(classes, ignore, source=str(path), meaning=meaning)
 
 
 CLASSES_FILE_NAMES = ("classes", "*_classes", "*-classes")

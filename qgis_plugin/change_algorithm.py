@@ -1,0 +1,177 @@
+"""Flood extent from a before/after pair (``ces change``; issue 26).
+
+:func:`change_arguments` builds the ``ces change`` arguments from plain values, so it is
+tested without an engine; :class:`ChangeAlgorithm` reads the dialog into those values, runs
+``ces``, and styles and names the layers it loads (core.change_classes: flood red, permanent
+water grey-blue, no water transparent).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+from qgis.core import (
+    QgsProcessing,
+    QgsProcessingException,
+    QgsProcessingOutputHtml,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterRasterLayer,
+    QgsProcessingParameterVectorDestination,
+)
+
+from ..core.change_classes import change_classes
+from ..core.qgis_style import layer_name, raster_classes
+from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
+from .class_style import model_classes, style_class_raster, style_confidence_raster
+from .segment_algorithm import preview_page
+
+HELP = """<p>Maps what a flood put under water: a SAR scene from during or after the event is
+compared with one or more scenes of the same place from before it.</p>
+<p><b>After scene</b>: the SAR image of the flood. <b>Before scenes</b>: one or more images
+of the same area from before the event (the same polarization, e.g. VV). With several, a
+pixel counts as water before when at least half of them show water there, so one noisy
+image does little harm.</p>
+<p>Each scene is segmented on its own grid; the before result is then brought onto the after
+scene's grid (nearest neighbour). Scenes in different coordinate systems or pixel sizes, or
+covering only part of each other, work: the result covers the area both dates have data for,
+in the after scene's CRS.</p>
+<p><b>Classes</b> (for a water model such as the one that comes with CrossEarth-SAR):
+<i>flood</i> (water after, not before; drawn red), <i>permanent water</i> (water on both
+dates: rivers, lakes; drawn grey-blue), <i>receded</i> (water before, not after) and
+<i>no water</i> (left transparent). A model of several land-cover classes gives
+from &rarr; to changes instead.</p>
+<p><b>Model</b>: %s. <b>Tile size</b>, <b>overlap</b>, <b>minimum area</b> and
+<b>simplify tolerance</b> work as in <i>Segment SAR scene into land cover</i>.</p>
+<p><b>Outputs</b>: polygons with <i>class_id</i>, <i>class_name</i>, <i>area_m2</i> (square
+metres, geodesic) and <i>mean_confidence</i>; optionally the class raster, the confidence
+raster (the lower of the two dates' confidence) and a preview picture: before | after |
+change, with a legend.</p>
+<p>Cancel stops within seconds and leaves no partial files.</p>
+""" % EMBEDDED_MODEL_HINT
+
+
+def change_arguments(after: str, befores: Sequence[str], output: str, *, tile: int,
+                     overlap: int, batch: int, device: str, calibrated: Sequence[str] = (),
+                     min_area: Optional[float] = None, simplify: Optional[float] = None,
+                     model: Optional[str] = None, raster: Optional[str] = None,
+                     confidence: Optional[str] = None, preview: Optional[str] = None) -> list[str]:
+    """The arguments of ``ces change`` (after the command name), as strings."""
+    args = [after]
+    for before in befores:
+        args += ["--before", before]
+    args += ["-o", output, "--tile", tile, "--overlap", overlap, "--batch", batch,
+             "--device", device, "--overwrite", *calibrated]
+    for option, value in (("--min-area", min_area), ("--simplify", simplify),
+                          ("--model", model), ("--raster", raster),
+                          ("--confidence", confidence), ("--preview", preview)):
+        if value is not None and value != "":
+            args += [option, value]
+    return [str(a) for a in args]
+
+
+class ChangeAlgorithm(CesAlgorithm):
+    """``ces change AFTER --before B [--before B ...] -o OUT ...``."""
+    NAME = "flood_extent"
+    DISPLAY_NAME = "Flood extent (before/after)"
+    GROUP = "Land cover"
+    GROUP_ID = "landcover"
+    HELP = HELP
+    TAGS = ("sar", "radar", "sentinel-1", "flood", "change detection", "before after",
+            "water", "inundation", "crossearth")
+
+    COMMAND = "change"
+    AFTER, BEFORE, MODEL, TILE, OVERLAP, DEVICE = ("AFTER", "BEFORE", "MODEL", "TILE", "OVERLAP",
+                                                   "DEVICE")
+    BATCH, MIN_AREA, SIMPLIFY = "BATCH", "MIN_AREA", "SIMPLIFY"
+    OUTPUT, OUTPUT_RASTER, OUTPUT_CONFIDENCE = "OUTPUT", "OUTPUT_RASTER", "OUTPUT_CONFIDENCE"
+    OUTPUT_PREVIEW, PREVIEW_HTML = "OUTPUT_PREVIEW", "PREVIEW_HTML"
+    RASTER_INPUTS = (AFTER,)
+    MULTI_RASTER_INPUTS = (BEFORE,)
+    MODEL_INPUTS = (MODEL,)
+    STAGE_WEIGHTS = {"segment": 85.0, "compare": 3.0, "sieve": 2.0, "vectorize": 10.0}
+    OPTION_PARAMETERS = {"--model": MODEL, "--tile": TILE, "--overlap": OVERLAP,
+                         "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
+                         "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
+                         "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW,
+                         "--before": BEFORE, "--calibrated": CALIBRATED}
+
+    def initAlgorithm(self, config=None):  # noqa: N802
+        self.addParameter(QgsProcessingParameterRasterLayer(self.AFTER, self.tr("After scene")))
+        self.addParameter(QgsProcessingParameterMultipleLayers(
+            self.BEFORE, self.tr("Before scenes (one or more)"), QgsProcessing.TypeRaster))
+        self.addParameter(self.model_file_parameter(self.MODEL, self.tr("Model")))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.TILE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer,
+            defaultValue=512, minValue=16, maxValue=8192))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.OVERLAP, self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer,
+            defaultValue=128, minValue=0, maxValue=4096))
+        self.addParameter(self.device_parameter(self.DEVICE))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.MIN_AREA, self.tr("Minimum area (m²)"), QgsProcessingParameterNumber.Double,
+            defaultValue=None, optional=True, minValue=0.0))
+        self.addParameter(QgsProcessingParameterNumber(
+            self.SIMPLIFY, self.tr("Simplify tolerance (m)"), QgsProcessingParameterNumber.Double,
+            defaultValue=None, optional=True, minValue=0.0))
+        self.add_advanced(QgsProcessingParameterNumber(
+            self.BATCH, self.tr("Tiles per batch"), QgsProcessingParameterNumber.Integer,
+            defaultValue=4, minValue=1, maxValue=256))
+        self.add_calibrated_parameter()
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, self.tr("Flood extent polygons"), QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_RASTER, self.tr("Class raster"), optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_CONFIDENCE, self.tr("Confidence raster"), optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PREVIEW, self.tr("Preview picture (PNG)"),
+            fileFilter="PNG pictures (*.png)", optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputHtml(self.PREVIEW_HTML,
+                                               self.tr("Preview (Results Viewer)")))
+
+    def check_extra(self, parameters, context) -> None:
+        tile = self.parameterAsInt(parameters, self.TILE, context)
+        overlap = self.parameterAsInt(parameters, self.OVERLAP, context)
+        if overlap >= tile:
+            raise QgsProcessingException(self.tr(
+                f"Tile overlap ({overlap} px) must be smaller than the tile size ({tile} px); "
+                "a quarter of the tile size is a good choice."))
+
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        after = self.raster_file(parameters, self.AFTER, context)
+        befores = self.raster_files(parameters, self.BEFORE, context)
+        model = self.model_file(parameters, self.MODEL, context)
+        self.check_extra(parameters, context)
+        out = self.output_path(parameters, self.OUTPUT, context)
+        raster = self.output_path(parameters, self.OUTPUT_RASTER, context, optional=True)
+        confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context, optional=True)
+        preview = self.output_path(parameters, self.OUTPUT_PREVIEW, context, optional=True)
+        numbers = {key: self.parameterAsDouble(parameters, name, context)
+                   for key, name in (("min_area", self.MIN_AREA), ("simplify", self.SIMPLIFY))
+                   if self.is_set(parameters, name)}
+        args = change_arguments(
+            after, befores, out, tile=self.parameterAsInt(parameters, self.TILE, context),
+            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            batch=self.parameterAsInt(parameters, self.BATCH, context),
+            device=self.device_value(parameters, context),
+            calibrated=self.calibrated_args(parameters, context), model=model, raster=raster,
+            confidence=confidence, preview=preview, **numbers)
+        result = self.run_command(args, feedback, [out, raster, confidence, preview])
+        model_path = model or embedded_model_path() or ""
+        classes = change_classes(raster_classes(model_classes(model_path))) \
+            if model_classes(model_path) else []
+        names = {kind: layer_name(after, model_path or "model", classes, kind)
+                 for kind in ("flood extent", "flood extent raster", "flood extent confidence")}
+        self.style_on_load(context, out, classes, names["flood extent"])
+        if raster and style_class_raster(raster, classes):
+            self.style_on_load(context, raster, name=names["flood extent raster"])
+        if confidence and style_confidence_raster(confidence):
+            self.style_on_load(context, confidence, name=names["flood extent confidence"])
+        for key, value in result.outputs.items():
+            feedback.pushInfo(f"{key}: {value}")
+        page = preview_page(preview, names["flood extent"]) if preview else None
+        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
+                self.OUTPUT_PREVIEW: preview, self.PREVIEW_HTML: page}
