@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -236,3 +237,24 @@ def processes_mentioning(marker: str) -> list[int]:
 def files_named_like(folder: Path, stem: str) -> list[Path]:
     """Files in ``folder`` whose name contains ``stem`` (outputs and their temporaries)."""
     return sorted(p for p in folder.iterdir() if stem in p.name)
+
+
+def render_layer(layer, width: int, height: int) -> np.ndarray:
+    """The layer drawn by QGIS's map renderer over a transparent background: [H, W, 4] RGBA."""
+    from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings
+    from qgis.PyQt.QtCore import QSize
+    from qgis.PyQt.QtGui import QColor, QImage
+
+    settings = QgsMapSettings()
+    settings.setLayers([layer])
+    settings.setDestinationCrs(layer.crs())
+    settings.setExtent(layer.extent())
+    settings.setOutputSize(QSize(width, height))
+    settings.setBackgroundColor(QColor(255, 255, 255, 0))
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    image = job.renderedImage().convertToFormat(QImage.Format_RGBA8888)
+    bits = image.constBits()
+    bits.setsize(image.byteCount())
+    return np.frombuffer(bits, np.uint8).reshape(height, image.bytesPerLine() // 4, 4)[:, :width].copy()

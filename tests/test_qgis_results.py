@@ -24,6 +24,7 @@ from _helpers_qgis import (  # noqa: E402
     ces_provider,  # noqa: F401 (fixture)
     qgis_app,  # noqa: F401 (fixture)
     recording_feedback,
+    render_layer as _render,
     tiny_model,  # noqa: F401 (fixture)
     with_venv_ces,  # noqa: F401 (fixture)
     write_synthetic_scene,
@@ -45,27 +46,6 @@ def _write_raster(path: Path, array: np.ndarray, nodata) -> Path:
                        transform=from_origin(500000, 4500000, 10, 10)) as dst:
         dst.write(array, 1)
     return path
-
-
-def _render(layer, width: int, height: int) -> np.ndarray:
-    """The layer drawn by QGIS's map renderer over a transparent background: [H, W, 4] RGBA."""
-    from qgis.core import QgsMapRendererSequentialJob, QgsMapSettings
-    from qgis.PyQt.QtCore import QSize
-    from qgis.PyQt.QtGui import QColor, QImage
-
-    settings = QgsMapSettings()
-    settings.setLayers([layer])
-    settings.setDestinationCrs(layer.crs())
-    settings.setExtent(layer.extent())
-    settings.setOutputSize(QSize(width, height))
-    settings.setBackgroundColor(QColor(255, 255, 255, 0))
-    job = QgsMapRendererSequentialJob(settings)
-    job.start()
-    job.waitForFinished()
-    image = job.renderedImage().convertToFormat(QImage.Format_RGBA8888)
-    bits = image.constBits()
-    bits.setsize(image.byteCount())
-    return np.frombuffer(bits, np.uint8).reshape(height, image.bytesPerLine() // 4, 4)[:, :width].copy()
 
 
 def _hex(color: str) -> tuple[int, int, int]:
