@@ -42,7 +42,6 @@ from rasterio.windows import Window
 from rasterio.windows import transform as window_transform
 
 from . import sar_io, vectorize
-from .atomic import atomic_output, check_writable
 from .change_checks import check_scenes
 from .change_classes import change_classes, change_lookup, vote_order
 from .errors import InputError
@@ -50,13 +49,13 @@ from .model import input_contract, trained_bands
 from .pipeline import (
     DEFAULT_SIMPLIFY_PIXELS,
     PathLike,
-    check_raster_path,
     classify_scene,
     gdal_cache_bytes,
+    output_paths,
     prepare_model,
     raster_classes,
     sieve_pixels,
-    write_cog,
+    write_outputs,
 )
 from .progress import ProgressCallback, ensure
 from .qgis_style import NODATA_CLASS
@@ -162,25 +161,6 @@ def change_scenes(after_path: PathLike, before_paths: Sequence[PathLike], model,
                               calibrated=calibrated)
 
 
-def check_outputs(out_vector: PathLike, raster, confidence, preview, overwrite: bool
-                  ) -> tuple[Path, Optional[Path], Optional[Path], Optional[Path]]:
-    """The output paths checked (formats, writable, all different), as in ``ces segment``."""
-    from .preview import check_path
-
-    out_vector = Path(out_vector)
-    vectorize.vector_format(out_vector)
-    check_writable(out_vector, overwrite)
-    raster_path = check_raster_path(raster, overwrite)
-    confidence_path = check_raster_path(confidence, overwrite)
-    preview_path = None if preview is None else check_writable(check_path(preview), overwrite)
-    finals = [p.resolve() for p in (out_vector, raster_path, confidence_path, preview_path)
-              if p is not None]
-    if len(set(finals)) != len(finals):
-        raise InputError(f"{out_vector}: the vector, --raster, --confidence and --preview "
-                         f"outputs must differ")
-    return out_vector, raster_path, confidence_path, preview_path
-
-
 def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confidence,
                    preview, tile, overlap, batch, device, min_area, simplify, overwrite,
                    progress, warn, domain, bands, complex_part, calibrated) -> dict:
@@ -194,7 +174,7 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
         if warn is not None:
             warn(msg)
 
-    out_vector, raster_path, confidence_path, preview_path = check_outputs(
+    out_vector, raster_path, confidence_path, preview_path = output_paths(
         out_vector, raster, confidence, preview, overwrite)
     tiler.check_tiling(tile, overlap, batch)
     model, dev = prepare_model(model, device)
@@ -242,21 +222,14 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
         tolerance = vectorize.metres_to_crs_units(simplify_m, crs, transform, width, height)
         sieved = tmp / "change.tif"
         vectorize.sieve_raster(raw, sieved, min_pixels, progress=progress)
-        with contextlib.ExitStack() as outputs:
-            vec_tmp = outputs.enter_context(atomic_output(out_vector, overwrite))
-            summary = vectorize.vectorize(sieved, vec_tmp, change, confidence_raster=conf,
-                                          simplify=tolerance, progress=progress, geodesic=True)
-            if raster_path is not None:
-                write_cog(sieved, outputs.enter_context(atomic_output(raster_path, overwrite)))
-            if confidence_path is not None:
-                write_cog(conf, outputs.enter_context(atomic_output(confidence_path, overwrite)),
-                          resampling="average")
-            if preview_path is not None:
-                from .change_preview import write_change_preview
+        def draw(path):
+            from .change_preview import write_change_preview
 
-                write_change_preview(before_paths[0], after_path, rasters[0][0],
-                                     rasters[-1][0], sieved, classes, change,
-                                     outputs.enter_context(atomic_output(preview_path, overwrite)))
+            write_change_preview(before_paths[0], after_path, rasters[0][0], rasters[-1][0],
+                                 sieved, classes, change, path)
+        summary = write_outputs(sieved, conf, change, out_vector, raster_path, confidence_path,
+                                preview_path, draw, tolerance=tolerance, overwrite=overwrite,
+                                progress=progress, geodesic=True)
         t_end = time.perf_counter()
     out = {"vector": str(out_vector.absolute())}
     for key, path in (("raster", raster_path), ("confidence", confidence_path),

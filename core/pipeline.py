@@ -208,6 +208,49 @@ def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
     return need
 
 
+def write_outputs(classes_path: Path, confidence_tmp: Path, classes: Sequence[dict],
+                  out_vector: Path, raster_path: Optional[Path], confidence_path: Optional[Path],
+                  preview_path: Optional[Path], draw: Optional[Callable[[Path], object]], *,
+                  tolerance: float, overwrite: bool, progress: ProgressCallback,
+                  geodesic: bool = False) -> dict:
+    """The outputs of a segmentation or change run, all or none (core.atomic): polygons of
+    the (sieved) class raster, its COG, the confidence COG, and the picture ``draw(path)``
+    makes. Returns core.vectorize.vectorize's summary."""
+    with contextlib.ExitStack() as outputs:
+        vec_tmp = outputs.enter_context(atomic_output(out_vector, overwrite))
+        summary = vectorize.vectorize(classes_path, vec_tmp, classes,
+                                      confidence_raster=confidence_tmp, simplify=tolerance,
+                                      progress=progress, geodesic=geodesic)
+        if raster_path is not None:
+            write_cog(classes_path, outputs.enter_context(atomic_output(raster_path, overwrite)))
+        if confidence_path is not None:
+            write_cog(confidence_tmp, outputs.enter_context(
+                atomic_output(confidence_path, overwrite)), resampling="average")
+        if preview_path is not None and draw is not None:
+            draw(outputs.enter_context(atomic_output(preview_path, overwrite)))
+    return summary
+
+
+def output_paths(out_vector: PathLike, raster, confidence, preview, overwrite: bool
+                 ) -> tuple[Path, Optional[Path], Optional[Path], Optional[Path]]:
+    """The output paths of a run checked (formats, writable, all different): vector, class
+    raster, confidence raster, preview; InputError naming the first that fails."""
+    from .preview import check_path
+
+    out_vector = Path(out_vector)
+    vectorize.vector_format(out_vector)
+    check_writable(out_vector, overwrite)
+    raster_path = check_raster_path(raster, overwrite)
+    confidence_path = check_raster_path(confidence, overwrite)
+    preview_path = None if preview is None else check_writable(check_path(preview), overwrite)
+    finals = [p.resolve() for p in (out_vector, raster_path, confidence_path, preview_path)
+              if p is not None]
+    if len(set(finals)) != len(finals):
+        raise InputError(f"{out_vector}: the vector, --raster, --confidence and --preview "
+                         f"outputs must differ")
+    return out_vector, raster_path, confidence_path, preview_path
+
+
 def prepare_model(model: Union[torch.nn.Module, PathLike], device: str
                   ) -> tuple[torch.nn.Module, torch.device]:
     """(the model in eval mode on its device, the device) from a CrossEarthSAR or a checkpoint
@@ -292,21 +335,8 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
         if warn is not None:
             warn(msg)
 
-    out_vector = Path(out_vector)
-    vectorize.vector_format(out_vector)
-    check_writable(out_vector, overwrite)
-    raster_path = check_raster_path(raster, overwrite)
-    confidence_path = check_raster_path(confidence, overwrite)
-    if preview is not None:
-        from .preview import check_path
-
-        preview = check_writable(check_path(preview), overwrite)
-    preview_path = preview
-    finals = [p.resolve() for p in (out_vector, raster_path, confidence_path, preview_path)
-              if p is not None]
-    if len(set(finals)) != len(finals):
-        raise InputError(f"{out_vector}: the vector, --raster, --confidence and --preview "
-                         f"outputs must differ")
+    out_vector, raster_path, confidence_path, preview_path = output_paths(
+        out_vector, raster, confidence, preview, overwrite)
     tiler.check_tiling(tile, overlap, batch)
     model, dev = prepare_model(model, device)
     classes = raster_classes(model.classes)
@@ -335,21 +365,15 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
                                    progress=progress, warn=warning)
             t_tiles = time.perf_counter()
             vectorize.sieve_raster(raw_path, sieved_path, min_pixels, progress=progress)
-            with contextlib.ExitStack() as outputs:
-                vec_tmp = outputs.enter_context(atomic_output(out_vector, overwrite))
-                summary = vectorize.vectorize(sieved_path, vec_tmp, classes,
-                                              confidence_raster=conf_path, simplify=tolerance,
-                                              progress=progress)
-                if raster_path is not None:
-                    write_cog(sieved_path, outputs.enter_context(atomic_output(raster_path, overwrite)))
-                if confidence_path is not None:
-                    write_cog(conf_path, outputs.enter_context(
-                        atomic_output(confidence_path, overwrite)), resampling="average")
-                if preview_path is not None:
-                    from .preview import write_preview
+            draw = None
+            if preview_path is not None:
+                from .preview import write_preview
 
-                    write_preview(scene_path, sieved_path, classes,
-                                  outputs.enter_context(atomic_output(preview_path, overwrite)))
+                def draw(path):
+                    write_preview(scene_path, sieved_path, classes, path)
+            summary = write_outputs(sieved_path, conf_path, classes, out_vector,
+                                    raster_path, confidence_path, preview_path, draw,
+                                    tolerance=tolerance, overwrite=overwrite, progress=progress)
             t_end = time.perf_counter()
     out = {"vector": str(out_vector.absolute())}
     if raster_path is not None:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from . import validate
 from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
-from .segment_cmd import DEFAULT_MODEL_NAME, _interrupt_on_sigterm, _resolve_model, _side_output
+from .map_options import map_options
+from .segment_cmd import _interrupt_on_sigterm, _resolve_model, _side_output
 
 
 def _precheck(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
@@ -47,30 +47,7 @@ def _summary_lines(result: dict) -> list[str]:
                    "reference water is water in at least half of those that cover a pixel.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Vector output (.gpkg, .geojson, .fgb, .shp, .parquet).")
-@click.option("--model", type=click.Path(path_type=Path), default=None,
-              help=f"Model checkpoint (.safetensors). Default: the embedded "
-                   f"models/{DEFAULT_MODEL_NAME}.")
-@click.option("--tile", type=validate.TILE, default=512, show_default=True, help="Window size in pixels.")
-@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
-              help="Overlap of neighbouring windows in pixels. Default: 128, or a quarter of "
-                   "--tile when that is smaller.")
-@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True,
-              help="Windows per forward pass.")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (CUDA when present), cpu, cuda or cuda:N.")
-@click.option("--raster", is_flag=False, flag_value="", default=None, metavar="[CLASSES.tif]",
-              help="Also write the change class raster (uint8, 255 nodata, COG). Without a "
-                   "value: <output>_classes.tif beside the vector.")
-@click.option("--confidence", is_flag=False, flag_value="", default=None, metavar="[CONF.tif]",
-              help="Also write the confidence raster: the lower of the after scene's and the "
-                   "references' mean confidence (float32 0..1, NaN nodata, COG).")
-@click.option("--preview", is_flag=False, flag_value="", default=None, metavar="[PICTURE.png]",
-              help="Also write a PNG picture: before | after | change, with a legend.")
-@click.option("--min-area", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M2",
-              help="Merge change regions smaller than this (m²) into their largest "
-                   "neighbour. Default: 4 pixels. 0: keep every pixel.")
-@click.option("--simplify", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M",
-              help="Simplification tolerance in metres. Default: 3/4 of a pixel.")
+@map_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--summary", is_flag=True, help="Print the geodesic area of each class (km²).")
 @domain_option

@@ -8,11 +8,10 @@ from typing import Optional
 import click
 
 from ..core.errors import InputError
-from . import validate
+from .map_options import DEFAULT_MODEL_NAME, map_options
 from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
 
-DEFAULT_MODEL_NAME = "ces-ti-water.safetensors"
 DEFAULT_EXTENSION = ".gpkg"
 
 
@@ -150,32 +149,7 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Vector output (.gpkg, .geojson, .fgb, .shp, .parquet); a folder with "
                    "several scenes (one <scene>.gpkg each).")
-@click.option("--model", type=click.Path(path_type=Path), default=None,
-              help=f"Model checkpoint (.safetensors). Default: the embedded "
-                   f"models/{DEFAULT_MODEL_NAME}.")
-@click.option("--tile", type=validate.TILE, default=512, show_default=True, help="Window size in pixels.")
-@click.option("--overlap", type=validate.NON_NEGATIVE_INT, default=None,
-              help="Overlap of neighbouring windows in pixels (blended). Default: 128, or a "
-                   "quarter of --tile when that is smaller.")
-@click.option("--batch", type=validate.POSITIVE_INT, default=4, show_default=True,
-              help="Windows per forward pass (on the CPU split over min(batch, threads) parallel streams).")
-@click.option("--device", default="auto", show_default=True,
-              help="auto (CUDA when present), cpu, cuda or cuda:N.")
-@click.option("--raster", is_flag=False, flag_value="", default=None, metavar="[CLASSES.tif]",
-              help="Also write the class raster (uint8 class values, 255 nodata, COG, after "
-                   "sieving). Without a value: <output>_classes.tif beside the vector.")
-@click.option("--confidence", is_flag=False, flag_value="", default=None, metavar="[CONF.tif]",
-              help="Also write the confidence raster (float32 0..1 max class probability, "
-                   "NaN nodata, COG). Without a value: <output>_confidence.tif.")
-@click.option("--preview", is_flag=False, flag_value="", default=None, metavar="[PICTURE.png]",
-              help="Also write a PNG picture: the scene in grey, the classes in their colours "
-                   "over it, a legend. Without a value: <output>_preview.png.")
-@click.option("--min-area", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M2",
-              help="Merge regions smaller than this (m²) into their largest neighbour. "
-                   "Default: 4 pixels. 0: keep every pixel.")
-@click.option("--simplify", type=validate.NON_NEGATIVE_FLOAT, default=None, metavar="M",
-              help="Coverage-preserving simplification tolerance in metres. Default: 3/4 "
-                   "of a pixel. 0: exact pixel edges.")
+@map_options
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs.")
 @click.option("--summary", is_flag=True, help="Print the area of each class (km²).")
 @domain_option

@@ -2,8 +2,10 @@
 ``ces`` setting, running the command, and styling the layers it writes."""
 from __future__ import annotations
 
+import html
 import os
 import re
+import urllib.parse
 from typing import Iterable, Optional
 
 from qgis.core import (
@@ -24,7 +26,12 @@ from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
 from .ces_process import SETTING_CES_EXECUTABLE, CesResult, resolve_ces, run_ces
-from .class_style import apply_class_style, model_config
+from .class_style import (
+    apply_class_style,
+    model_config,
+    style_class_raster,
+    style_confidence_raster,
+)
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 HOMEPAGE = "https://github.com/crossearth-sar/crossearth-sar"
@@ -369,3 +376,31 @@ class CesAlgorithm(QgsProcessingAlgorithm):
             if name:
                 details.name = name
             details.setPostProcessor(LoadDefaultStyle.create(classes, name))
+
+    def map_results(self, context, feedback, result, classes: list[dict], names: list[str],
+                    out: str, raster, confidence, preview) -> dict:
+        """Style and name the layers Processing loads (polygons, class raster, confidence
+        raster: ``names`` in that order), log the outputs, and the results dict with the
+        preview's HTML page, keyed by the map algorithm's OUTPUT... parameter names."""
+        self.style_on_load(context, out, classes, names[0])
+        if raster and style_class_raster(raster, classes):
+            self.style_on_load(context, raster, name=names[1])
+        if confidence and style_confidence_raster(confidence):
+            self.style_on_load(context, confidence, name=names[2])
+        for key, value in result.outputs.items():
+            feedback.pushInfo(f"{key}: {value}")
+        page = preview_page(preview, names[0]) if preview else None
+        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
+                self.OUTPUT_PREVIEW: preview, self.PREVIEW_HTML: page}
+
+
+def preview_page(png: str, title: str) -> str:
+    """An HTML page beside the preview PNG (NAME.html) that shows it: Processing lists HTML
+    outputs in its Results Viewer, so the picture opens from there with one click."""
+    page = os.path.splitext(png)[0] + ".html"
+    uri = "file://" + urllib.parse.quote(os.path.abspath(png))
+    with open(page, "w", encoding="utf-8") as f:
+        f.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+                f"</title></head><body><h3>{html.escape(title)}</h3>"
+                f"<img src=\"{html.escape(uri)}\" alt=\"preview\"></body></html>\n")
+    return page

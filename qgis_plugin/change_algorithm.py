@@ -24,8 +24,7 @@ from qgis.core import (
 from ..core.change_classes import change_classes
 from ..core.qgis_style import layer_name, raster_classes
 from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
-from .class_style import model_classes, style_class_raster, style_confidence_raster
-from .segment_algorithm import preview_page
+from .class_style import model_classes
 
 HELP = """<p>Maps what a flood put under water: a SAR scene from during or after the event is
 compared with one or more scenes of the same place from before it.</p>
@@ -165,13 +164,5 @@ class ChangeAlgorithm(CesAlgorithm):
             if model_classes(model_path) else []
         names = {kind: layer_name(after, model_path or "model", classes, kind)
                  for kind in ("flood extent", "flood extent raster", "flood extent confidence")}
-        self.style_on_load(context, out, classes, names["flood extent"])
-        if raster and style_class_raster(raster, classes):
-            self.style_on_load(context, raster, name=names["flood extent raster"])
-        if confidence and style_confidence_raster(confidence):
-            self.style_on_load(context, confidence, name=names["flood extent confidence"])
-        for key, value in result.outputs.items():
-            feedback.pushInfo(f"{key}: {value}")
-        page = preview_page(preview, names["flood extent"]) if preview else None
-        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
-                self.OUTPUT_PREVIEW: preview, self.PREVIEW_HTML: page}
+        return self.map_results(context, feedback, result, classes, list(names.values()), out,
+                                raster, confidence, preview)

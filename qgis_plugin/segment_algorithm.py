@@ -1,10 +1,6 @@
 """Segment a SAR scene into land-cover polygons (``ces segment``)."""
 from __future__ import annotations
 
-import html
-import os
-import urllib.parse
-
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
@@ -23,7 +19,7 @@ from .algorithm_base import (
     embedded_model_path,
 )
 from ..core.qgis_style import layer_name
-from .class_style import model_classes, style_class_raster, style_confidence_raster
+from .class_style import model_classes
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
 (for the model that comes with CrossEarth-SAR: water and not water), written to a GeoPackage
@@ -164,25 +160,6 @@ class SegmentAlgorithm(CesAlgorithm):
         classes = model_classes(model_path)
         names = {kind: layer_name(scene, model_path or "model", classes, kind)
                  for kind in ("polygons", "raster", "confidence")}
-        self.style_on_load(context, out, classes, names["polygons"])
-        if raster and style_class_raster(raster, classes):
-            self.style_on_load(context, raster, name=names["raster"])
-        if confidence and style_confidence_raster(confidence):
-            self.style_on_load(context, confidence, name=names["confidence"])
-        for key, value in result.outputs.items():
-            feedback.pushInfo(f"{key}: {value}")
-        page = preview_page(preview, names["polygons"]) if preview else None
-        return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
-                self.OUTPUT_PREVIEW: preview, self.PREVIEW_HTML: page}
-
-
-def preview_page(png: str, title: str) -> str:
-    """An HTML page beside the preview PNG (NAME.html) that shows it: Processing lists HTML
-    outputs in its Results Viewer, so the picture opens from there with one click."""
-    page = os.path.splitext(png)[0] + ".html"
-    uri = "file://" + urllib.parse.quote(os.path.abspath(png))
-    with open(page, "w", encoding="utf-8") as f:
-        f.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-                f"</title></head><body><h3>{html.escape(title)}</h3>"
-                f"<img src=\"{html.escape(uri)}\" alt=\"preview\"></body></html>\n")
-    return page
+        return self.map_results(context, feedback, result, classes,
+                                [names["polygons"], names["raster"], names["confidence"]],
+                                out, raster, confidence, preview)
