@@ -1,6 +1,6 @@
 """The classes of a change product (issue 26), from the classes of the model that made it.
 
-* A *water model* (one class that is not background, e.g. ces-ti-water's background / water)
+* A *water model* (one class that is not background, e.g. ces-s1-water's background / water)
   gives :data:`WATER_CHANGE`: ``no water`` 0 (water on neither date; drawn without fill),
   ``flood`` 1 (water after, not before: it stands out in red), ``permanent water`` 2 (water
   on both dates: a quiet grey-blue), ``receded`` 3 (water before, not after: pale tan).

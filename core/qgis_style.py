@@ -50,7 +50,7 @@ def raster_classes(classes: Sequence[dict]) -> list[dict]:
 
 def layer_name(scene: str, model: str, classes: Sequence[dict], kind: str = "polygons") -> str:
     """The QGIS layer name of a result: the scene, what it shows and the model, e.g.
-    "Spain_7370579_S1Hand – water (ces-ti-water)" for the polygons of a water model (its
+    "Spain_7370579_S1Hand – water (ces-s1-water)" for the polygons of a water model (its
     classes without the background ones), "... – class raster (...)", "... – confidence
     (...)". ``scene`` / ``model``: paths or names (the stem is used)."""
     stem = os.path.splitext(os.path.basename(str(scene)))[0] or str(scene)

@@ -28,7 +28,7 @@ def info(path: Path, as_json: bool, domain, calibrated, bands, complex_part) -> 
     Examples:
       ces info examples/Spain_7370579_S1Hand.tif
       ces info --json scene.tif
-      ces info models/ces-ti-water.safetensors
+      ces info models/ces-s1-water.safetensors
     """
     if path.suffix.lower() in MODEL_SUFFIXES:
         from ..core import checkpoints

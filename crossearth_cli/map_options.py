@@ -10,7 +10,7 @@ import click
 from . import validate
 
 #: the embedded default model, in models/ of the package (crossearth_cli.segment_cmd finds it)
-DEFAULT_MODEL_NAME = "ces-ti-water.safetensors"
+DEFAULT_MODEL_NAME = "ces-s1-water.safetensors"
 
 _OPTIONS = [
     click.option("--model", type=click.Path(path_type=Path), default=None,

@@ -16,7 +16,7 @@ DEFAULT_EXTENSION = ".gpkg"
 
 
 def default_model_path() -> Path:
-    """The embedded default model: models/ces-ti-water.safetensors in the package folder."""
+    """The embedded default model: models/ces-s1-water.safetensors in the package folder."""
     import crossearth_sar
 
     return Path(crossearth_sar.__file__).resolve().parent / "models" / DEFAULT_MODEL_NAME

@@ -42,7 +42,7 @@ CALIBRATED = "CALIBRATED"
 MODEL_FILTER = "CrossEarth-SAR models (*.safetensors);;All files (*.*)"
 EMBEDDED_MODEL_HINT = "leave it empty to use the model that comes with CrossEarth-SAR"
 PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMBEDDED_MODEL_NAME = "ces-ti-water.safetensors"   # as crossearth_cli/segment_cmd.py
+EMBEDDED_MODEL_NAME = "ces-s1-water.safetensors"   # as crossearth_cli/map_options.py
 
 
 def configured_ces() -> str:

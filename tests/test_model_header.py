@@ -11,7 +11,7 @@ import pytest
 from crossearth_sar.core import model_header
 from crossearth_sar.core.errors import InputError
 
-MODEL = "models/ces-ti-water.safetensors"
+MODEL = "models/ces-s1-water.safetensors"
 
 
 def test_header_of_the_shipped_model(repo_root):
