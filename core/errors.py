@@ -10,5 +10,14 @@ class InputError(ValueError):
     def __init__(self, message: str, path: object | None = None):
         if path is not None and str(path) not in message:
             message = f"{path}: {message}"
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(one_line(message))
         self.path = path
+
+
+def one_line(error: object) -> str:
+    """An error (or any text) as one line, runs of whitespace as one space; an exception with
+    no message gives its type's name."""
+    text = " ".join(str(error).split())
+    if not text and isinstance(error, BaseException):
+        return type(error).__name__
+    return text

@@ -28,7 +28,7 @@ import numpy as np
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from .errors import InputError
+from .errors import InputError, one_line
 
 SAMPLE_BLOCKS = 16          # blocks read at full resolution by check_readable
 MAX_LAYOUT_BLOCKS = 200_000  # blocks per band whose byte range is checked (beyond: strided)
@@ -42,12 +42,12 @@ def gdal_message(error: BaseException) -> str:
     e: Optional[BaseException] = error
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        text = " ".join(str(e).split())
+        text = one_line(str(e))
         if text and not any(g in text.lower() for g in _GENERIC):
             parts.append(text)
         e = e.__cause__ or e.__context__
     if not parts:
-        return " ".join(str(error).split()) or type(error).__name__
+        return one_line(error)
     return parts[-1] if len(parts) == 1 else parts[0]
 
 

@@ -13,7 +13,7 @@ from typing import Optional
 
 import click
 
-from ..core.errors import InputError
+from ..core.errors import InputError, one_line
 from . import validate
 from .reporting import Reporter, progress_option
 from .train_cmds import data_options, window_options
@@ -119,7 +119,7 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
     except BaseException as e:
         if not isinstance(e, (SystemExit, click.exceptions.Exit)):
             reporter.error("interrupted" if isinstance(e, KeyboardInterrupt)
-                           else " ".join(str(e).split()) or type(e).__name__)
+                           else one_line(e))
         raise
     from ..train.agreement import markdown
 

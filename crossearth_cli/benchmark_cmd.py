@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..core.errors import one_line
+
 from .reporting import Reporter, progress_option
 
 
@@ -54,7 +56,7 @@ def benchmark(suite: Path, output: Path, device: str, progress_mode: str) -> Non
             "an interrupted fine-tune resumes from its checkpoint)")
         raise
     except Exception as e:
-        reporter.error(" ".join(str(e).split()) or type(e).__name__)
+        reporter.error(one_line(e))
         raise
     if reporter.mode == "json":
         reporter.done(result["outputs"], computed=result["computed"], reused=result["reused"])

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from ..core.errors import one_line
+
 from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
 from .map_options import map_options
@@ -102,7 +104,7 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
         reporter.error("interrupted")
         raise
     except Exception as e:
-        reporter.error(" ".join(str(e).split()) or type(e).__name__)
+        reporter.error(one_line(e))
         raise
     reporter.done(result["outputs"], class_area_m2=result["class_area_m2"],
                   polygons=result["polygons"])

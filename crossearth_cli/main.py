@@ -11,6 +11,8 @@ import sys
 
 import click
 
+from ..core.errors import one_line
+
 from ..version import __version__
 
 # command name -> "module:attribute" (modules relative to this package)
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
             click.echo(f"ces: error: {message}", err=True)
             _report_error(message, json_mode)
             return 2
-        msg = " ".join(str(e).split()) or type(e).__name__
+        msg = one_line(e)
         click.echo(f"ces: failed: {type(e).__name__}: {msg}", err=True)
         _report_error(f"{type(e).__name__}: {msg}", json_mode)
         return 1

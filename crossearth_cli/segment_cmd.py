@@ -7,7 +7,7 @@ from typing import Optional
 
 import click
 
-from ..core.errors import InputError
+from ..core.errors import InputError, one_line
 from .map_options import DEFAULT_MODEL_NAME, map_options
 from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
@@ -227,7 +227,7 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         if isinstance(e, KeyboardInterrupt):
             reporter.error("interrupted")
         elif not isinstance(e, (SystemExit, click.exceptions.Exit)):
-            reporter.error(" ".join(str(e).split()) or type(e).__name__)
+            reporter.error(one_line(e))
         raise
     ranks.finish(ok=True)
     return results
@@ -296,7 +296,7 @@ class _RankedRun:
         if self.log is None:
             return
         if error is not None:
-            message = " ".join(str(error).split()) or type(error).__name__
+            message = one_line(error)
             done = {r["scene"] for r in self.records}
             left = [str(j["scene"]) for j in self.todo if str(j["scene"]) not in done]
             self.records += [{"scene": scene, "status": "failed" if i == 0 else "not run",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -141,12 +140,3 @@ def reference_forward(sd: dict[str, torch.Tensor], x: torch.Tensor, num_heads: i
     out = _layer_norm(t, sd, "norm")
     return {"cls": out[:, 0], "patch": out[:, 1 + registers:], "layers": taken}
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for a test module: on a shared 2-core machine a second spinning
-    thread only slows the small forwards of these tests down."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

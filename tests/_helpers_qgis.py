@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import numpy as np
-import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 QGIS_PYTHON_PLUGINS = "/usr/share/qgis/python/plugins"  # Debian: home of `processing`
@@ -57,57 +56,6 @@ def run_qgis_process(args: list[str], config_dir: Path, extra_path: Optional[str
                           capture_output=True, timeout=timeout)
 
 
-@pytest.fixture(scope="session")
-def qgis_app(tmp_path_factory):
-    """The headless QgsApplication with Processing initialized (created once, never exited:
-    exitQgis() segfaults when layers outlive it)."""
-    from qgis.core import QgsApplication
-
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    app = QgsApplication.instance()
-    if app is None:
-        # A throw-away profile, so that settings written by tests never reach a real one.
-        os.environ.setdefault("QGIS_CUSTOM_CONFIG_PATH", str(tmp_path_factory.mktemp("qgis_profile")))
-        # No engine set up by the plugin in the user's real data folder is used by tests.
-        os.environ.setdefault("CES_ENGINE_HOME", str(tmp_path_factory.mktemp("engines")))
-        app = QgsApplication([], False)
-        app.initQgis()
-    if QGIS_PYTHON_PLUGINS not in sys.path:
-        sys.path.append(QGIS_PYTHON_PLUGINS)
-    from processing.core.Processing import Processing
-
-    Processing.initialize()
-    return app
-
-
-_SESSION_PLUGIN: list = []
-
-
-@pytest.fixture(scope="session")
-def ces_plugin(qgis_app):
-    """The CrossEarth-SAR plugin object, its provider registered as QGIS does. One per
-    session even though each test module imports this fixture (pytest would otherwise make
-    one per module, and a second provider with the same id is never registered)."""
-    from crossearth_sar.qgis_plugin.plugin import CrossEarthSARPlugin
-
-    if not _SESSION_PLUGIN:
-        plugin = CrossEarthSARPlugin(None)
-        plugin.initProcessing()
-        _SESSION_PLUGIN.append(plugin)
-    return _SESSION_PLUGIN[0]
-
-
-@pytest.fixture
-def ces_provider(ces_plugin):
-    """The registered provider (registered again if a test unloaded it)."""
-    from qgis.core import QgsApplication
-
-    registry = QgsApplication.processingRegistry()
-    if registry.providerById(PROVIDER_ID) is None:
-        ces_plugin.initProcessing()
-    return registry.providerById(PROVIDER_ID)
-
-
 @contextlib.contextmanager
 def ces_setting(value: Optional[str]) -> Iterator[None]:
     """Temporarily set the provider's 'ces executable' setting (in memory only)."""
@@ -124,15 +72,6 @@ def ces_setting(value: Optional[str]) -> Iterator[None]:
         setting.value = old
 
 
-@pytest.fixture
-def with_venv_ces(ces_provider):
-    """The provider set to run this environment's ``ces``."""
-    ces = venv_ces()
-    assert ces is not None, "the ces program is not installed in this environment (make venv)"
-    with ces_setting(ces):
-        yield ces
-
-
 TINY_CLASSES = [{"name": "land", "value": 0, "color": "#33a02c"},
                 {"name": "water", "value": 1, "color": "#1f78b4"}]
 
@@ -146,12 +85,6 @@ def make_tiny_model(path: Path) -> Path:
                           img_size=224)
     checkpoints.save(net, path)
     return path
-
-
-@pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
-    """A tiny model file, made once per session."""
-    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.safetensors")
 
 
 def write_synthetic_scene(path: Path, size: int = 1024, seed: int = 0) -> Path:

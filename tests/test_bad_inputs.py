@@ -29,6 +29,8 @@ from crossearth_sar.crossearth_cli.main import main
 from _helpers_micro import micro_config, micro_model
 from _helpers_train import write_label, write_scene
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: one intra-op thread
+
 UTM = "EPSG:32630"
 
 
@@ -41,17 +43,6 @@ class Payload:
     def __reduce__(self):
         return (open, (self.marker, "w"))
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the models here are tiny, and two threads on a busy machine are
-    many times slower than one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _cut_cog(src_values: np.ndarray, path: Path, dtype: str) -> None:

@@ -16,10 +16,11 @@ from crossearth_sar.crossearth_cli.main import main
 
 from _helpers_backbone import random_official_state_dict, reference_forward, to_huggingface_layout
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: one intra-op thread
+
 TOL = 1e-4
 
 
-from _helpers_backbone import one_thread  # noqa: E402,F401  (autouse fixture)
 
 
 @pytest.fixture(scope="module")

@@ -38,19 +38,12 @@ from crossearth_sar.train import data, engine
 from _helpers_micro import micro_config
 from _helpers_train import write_label, write_scene
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: one intra-op thread
+
 CFG = engine.TrainConfig(iters=4, batch=1, lr=1e-3, warmup=1, save_every=2, seed=3)
 CROP = 56
 PHASES = ("state-written", "model-written", "committed", "pruned")
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: these steps are tiny, and two threads on a busy machine are ~20x
-    slower than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

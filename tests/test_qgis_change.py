@@ -13,15 +13,10 @@ pytest.importorskip("qgis.core")
 
 from _helpers_change import write_pair  # noqa: E402
 from _helpers_qgis import (  # noqa: E402
-    ces_plugin,  # noqa: F401 (fixture)
-    ces_provider,  # noqa: F401 (fixture)
     files_named_like,
     processes_mentioning,
-    qgis_app,  # noqa: F401 (fixture)
     recording_feedback,
     render_layer,
-    tiny_model,  # noqa: F401 (fixture)
-    with_venv_ces,  # noqa: F401 (fixture)
     write_synthetic_scene,
 )
 

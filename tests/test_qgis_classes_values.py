@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("qgis.core")
 
-from _helpers_qgis import DEMO_SCENE, ces_plugin, ces_provider, qgis_app  # noqa: E402,F401 (fixtures)
+from _helpers_qgis import DEMO_SCENE  # noqa: E402
 
 pytestmark = pytest.mark.qgis
 

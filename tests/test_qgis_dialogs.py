@@ -9,11 +9,6 @@ import pytest
 
 pytest.importorskip("qgis.core")
 
-from _helpers_qgis import (  # noqa: E402
-    ces_plugin,  # noqa: F401 (fixture)
-    ces_provider,  # noqa: F401 (fixture)
-    qgis_app,  # noqa: F401 (fixture)
-)
 
 pytestmark = pytest.mark.qgis
 

@@ -18,10 +18,7 @@ pytest.importorskip("qgis.core")
 
 from _helpers_qgis import (  # noqa: E402
     DEMO_SCENE,
-    ces_plugin,  # noqa: F401 (fixture)
-    ces_provider,  # noqa: F401 (fixture)
     ces_setting,
-    qgis_app,  # noqa: F401 (fixture)
     recording_feedback,
     venv_ces,
 )

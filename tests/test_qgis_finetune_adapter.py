@@ -8,12 +8,7 @@ import pytest
 pytest.importorskip("qgis.core")
 
 from _helpers_qgis import (  # noqa: E402
-    ces_plugin,  # noqa: F401 (fixture)
-    ces_provider,  # noqa: F401 (fixture)
-    qgis_app,  # noqa: F401 (fixture)
     recording_feedback,
-    tiny_model,  # noqa: F401 (fixture)
-    with_venv_ces,  # noqa: F401 (fixture)
     write_synthetic_scene,
 )
 

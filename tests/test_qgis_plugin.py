@@ -16,15 +16,10 @@ from _helpers_qgis import (  # noqa: E402
     DEMO_LABELS,
     DEMO_SCENE,
     REPO,
-    ces_plugin,  # noqa: F401 (fixture)
-    ces_provider,  # noqa: F401 (fixture)
     ces_setting,
     files_named_like,
     processes_mentioning,
-    qgis_app,  # noqa: F401 (fixture)
     recording_feedback,
-    tiny_model,  # noqa: F401 (fixture)
-    with_venv_ces,  # noqa: F401 (fixture)
     write_synthetic_scene,
 )
 

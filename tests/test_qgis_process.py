@@ -18,7 +18,6 @@ from _helpers_qgis import (  # noqa: E402
     DEMO_SCENE,
     REPO,
     run_qgis_process,
-    tiny_model,  # noqa: F401 (fixture)
     venv_ces,
     write_synthetic_scene,
 )

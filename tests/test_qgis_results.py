@@ -20,13 +20,8 @@ from _helpers_qgis import (  # noqa: E402
     DEMO_LABELS,
     DEMO_SCENE,
     REPO,
-    ces_plugin,  # noqa: F401 (fixture)
-    ces_provider,  # noqa: F401 (fixture)
-    qgis_app,  # noqa: F401 (fixture)
     recording_feedback,
     render_layer as _render,
-    tiny_model,  # noqa: F401 (fixture)
-    with_venv_ces,  # noqa: F401 (fixture)
     write_synthetic_scene,
 )
 

@@ -7,8 +7,9 @@ import torch
 from crossearth_sar.core.moe import BALANCE_WEIGHT, MoEFFN
 from crossearth_sar.core.vit import VARIANTS, build_backbone, build_backbone_from_config
 
+pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: one intra-op thread
 
-from _helpers_backbone import one_thread  # noqa: E402,F401  (autouse fixture)
+
 
 
 def distinct_experts(dim=16, hidden=32, experts=4, top_k=2, seed=0, **kw) -> MoEFFN:
