@@ -25,6 +25,7 @@ from . import model_header
 from .atomic import atomic_output
 from .descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
 from .errors import InputError
+from .parameter_counts import EXPERT_TENSOR, count_shapes
 from .vit import VARIANTS, DinoVisionTransformerMoE, backbone_config, build_backbone_from_config
 
 METADATA_KEY = model_header.METADATA_KEY
@@ -32,7 +33,6 @@ FORMAT = "crossearth-sar/1"
 DTYPES = {None: None, "fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 PathLike = Union[str, os.PathLike]
 
-_EXPERT = re.compile(r"^(?P<layer>.*\.mlp)\.experts\.(?P<expert>\d+)\.")
 
 
 # ---- saving ------------------------------------------------------------------------------------
@@ -233,37 +233,6 @@ def load(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> nn.M
 
 
 # ---- parameter counts and description ----------------------------------------------------------
-def parameter_counts(shapes: dict[str, tuple[int, ...]], top_k: int) -> tuple[int, int]:
-    """(total, active per token) from tensor names and shapes.
-
-    Active = everything except, in each MoE layer, the (experts - top_k) experts a token does
-    not use (router included).
-    """
-    total = 0
-    experts: dict[str, dict[int, int]] = {}
-    for name, shape in shapes.items():
-        n = math.prod(shape)
-        total += n
-        m = _EXPERT.match(name)
-        if m:
-            layer = experts.setdefault(m["layer"], {})
-            layer[int(m["expert"])] = layer.get(int(m["expert"]), 0) + n
-    inactive = 0
-    for layer in experts.values():
-        sizes = sorted(layer.values())
-        unused = max(len(sizes) - max(int(top_k), 1), 0)
-        inactive += sum(sizes[:unused])
-    return total, total - inactive
-
-
-def module_parameter_counts(module: nn.Module) -> tuple[int, int]:
-    """(total, active per token) of a module (works on the meta device)."""
-    shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
-    cfg = getattr(module, "config", {}) or {}
-    top_k = cfg.get("top_k") or (cfg.get("backbone") or {}).get("top_k") or 1
-    return parameter_counts(shapes, top_k)
-
-
 def _human(n: int) -> str:
     for unit, div in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
         if n >= div:
@@ -281,7 +250,7 @@ def describe(path: PathLike) -> dict:
     bb = config.get("backbone") or {}
     experts = int(config.get("experts", bb.get("experts", 0)) or 0)
     top_k = int(config.get("top_k", bb.get("top_k", 0)) or 0)
-    total, active = parameter_counts(shapes, top_k or 1)
+    total, active = count_shapes(shapes, top_k or 1)
     classes = config.get("classes") or None
     out = {
         "file": str(path), "kind": config["kind"], "format": config.get("format"),
@@ -464,7 +433,7 @@ def import_dinov2(path: PathLike, variant: str, experts: int = 6, top_k: int = 1
                            torch.nn.init.trunc_normal_(torch.empty(target.shape), std=0.02,
                                                        generator=generator))
             continue
-        source = _EXPERT.sub(lambda m: m["layer"] + ".", name)
+        source = EXPERT_TENSOR.sub(lambda m: m["layer"] + ".", name)
         if source not in sd:
             raise InputError(f"{path}: missing key {source} (layout: {layout})")
         value = sd[source]

@@ -19,6 +19,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
+#: a class colour as classes files and model configs write it: "#rrggbb"
+HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+
 #: qualitative colours for classes whose name says nothing (ColorBrewer Paired / Set3 hues,
 #: black and near-white left out)
 PALETTE = ["#1f78b4", "#33a02c", "#e31a1c", "#ff7f00", "#6a3d9a", "#b15928", "#a6cee3",

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import copy
 import inspect
-import re
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .class_colors import class_color
+from .class_colors import HEX_COLOR, class_color
+from .parameter_counts import count_module
 from .model_header import input_contract, trained_bands  # noqa: F401 (also this module's API)
 from . import cpu_streams, descriptors as descriptors_mod
 from .mask2former.criterion import SetCriterion
@@ -50,7 +50,6 @@ VARIANTS: dict[str, dict] = {
 
 
 _BACKBONE_OPTIONS = set(inspect.signature(backbone_config).parameters) - {"variant", "experts", "top_k"}
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 def default_classes(num_classes: int) -> list[dict]:
@@ -65,7 +64,7 @@ def check_classes(classes: list[dict]) -> list[dict]:
     for i, c in enumerate(classes):
         if not isinstance(c, dict) or not {"name", "value", "color"} <= set(c):
             raise ValueError(f"class {i} needs name, value and color, got {c!r}")
-        if not _COLOR.match(str(c["color"])):
+        if not HEX_COLOR.match(str(c["color"])):
             raise ValueError(f"class {c['name']!r}: color must be '#rrggbb', got {c['color']!r}")
         item = {"name": str(c["name"]), "value": int(c["value"]), "color": str(c["color"]).lower()}
         if c.get("values"):
@@ -191,12 +190,9 @@ class CrossEarthSAR(nn.Module):
     def parameter_counts(self) -> dict:
         """{"total", "active", "backbone", "head"} (head: pyramid + Mask2Former): active counts
         top_k of the experts per MoE layer."""
-        backbone = sum(p.numel() for p in self.backbone.parameters())
-        head = sum(p.numel() for p in self.parameters()) - backbone
-        inactive = sum(m.expert_parameters() * (m.num_experts - m.top_k)
-                       for m in self.backbone.moe_layers())
-        return {"total": backbone + head, "active": backbone + head - inactive,
-                "backbone": backbone, "head": head}
+        total, active = count_module(self)
+        backbone = count_module(self.backbone)[0]
+        return {"total": total, "active": active, "backbone": backbone, "head": total - backbone}
 
 
 def model_config(variant: str = "ti", num_classes: int = 2, experts: int = 6, top_k: int = 1,

@@ -7,11 +7,12 @@ from pathlib import Path
 import click
 
 from ..core.errors import one_line
+from ..core.interrupts import sigterm_as_interrupt
 
 from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
 from .map_options import map_options
-from .segment_cmd import _interrupt_on_sigterm, _resolve_model, _side_output
+from .segment_cmd import _resolve_model, _side_output
 
 
 def _precheck(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
@@ -93,7 +94,7 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
                   warn=lambda message: None)   # the date warning is given once, below
         from ..core import change as change_mod
 
-        with _interrupt_on_sigterm():
+        with sigterm_as_interrupt():
             result = change_mod.change_scenes(
                 after, befores, model_path, output, raster=outputs["raster"],
                 confidence=outputs["confidence"], preview=outputs["preview"], tile=tile,

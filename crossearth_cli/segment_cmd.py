@@ -1,13 +1,13 @@
 """``ces segment SCENE... -o OUT``: SAR scenes to land-cover polygons (DESIGN §5, §6)."""
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Optional
 
 import click
 
 from ..core.errors import InputError, one_line
+from ..core.interrupts import sigterm_as_interrupt
 from .map_options import DEFAULT_MODEL_NAME, map_options
 from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
@@ -117,25 +117,6 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
             pipeline.sieve_pixels(scene, min_area)
 
 
-@contextlib.contextmanager
-def _interrupt_on_sigterm():
-    """Treat SIGTERM (e.g. QGIS cancelling the process) like Ctrl-C: outputs are cleaned up."""
-    import signal
-    import threading
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _summary_lines(result: dict) -> list[str]:
     name = Path(result["scene"]).name
     lines = [f"{name}: {result['polygons']} polygons"]
@@ -177,7 +158,7 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
       srun --ntasks 16 --gpus-per-task 1 ces segment scenes.txt -o results/
     """
     reporter = Reporter(progress_mode)
-    with _interrupt_on_sigterm():
+    with sigterm_as_interrupt():
         results = _run(reporter, scenes, output, model, tile, overlap, batch, device, raster,
                        confidence, min_area, simplify, overwrite, domain, bands, complex_part,
                        preview, calibrated)

@@ -10,6 +10,7 @@ import torch
 from safetensors.torch import save_file
 
 from crossearth_sar.core import checkpoints
+from crossearth_sar.core.parameter_counts import count_module
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.vit import build_backbone
 from crossearth_sar.crossearth_cli.main import main
@@ -104,7 +105,7 @@ def test_cli_import_save_load_roundtrip_and_describe(tmp_path, official_ti):
     assert all(p.requires_grad for p in loaded.parameters())  # ready for continued pre-training
     assert_matches_reference(loaded, official_ti, torch.randn(1, 3, 182, 154))
     info = checkpoints.describe(out)
-    total, active = checkpoints.module_parameter_counts(loaded)
+    total, active = count_module(loaded)
     assert (info["params_total"], info["params_active"]) == (total, active)
     assert total == sum(p.numel() for p in loaded.parameters())
     expert = loaded.blocks[0].mlp.expert_parameters()
@@ -134,7 +135,7 @@ def test_paper_parameter_counts_on_meta_device():
     for variant, (paper_total, paper_active) in expected.items():
         with torch.device("meta"):
             backbone = build_backbone(variant, experts=6, top_k=1)
-        total, active = checkpoints.module_parameter_counts(backbone)
+        total, active = count_module(backbone)
         assert abs(total - paper_total) / paper_total < 0.10, (variant, total)
         # S: the paper labels every ViT-S "20M" (its dense ViT-S baselines too), a rounding of
         # ViT-S's 22.1M; ours is that exactly (+ routers), 10.4% above the label.
@@ -142,7 +143,7 @@ def test_paper_parameter_counts_on_meta_device():
         assert abs(active - paper_active) / paper_active < tolerance, (variant, active)
         with torch.device("meta"):
             dense = build_backbone(variant, experts=0)
-        dense_total, _ = checkpoints.module_parameter_counts(dense)
+        dense_total, _ = count_module(dense)
         # active = dense DINOv2 + routers
         assert 0 < active - dense_total < 24 * 6 * 1100
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
@@ -28,12 +27,11 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from ..core.change_classes import LABEL_MEANINGS
-from ..core.class_colors import class_color
+from ..core.class_colors import HEX_COLOR, class_color
 from ..core.errors import InputError
 
 IGNORE_INDEX = 255
 
-_HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
 @dataclass
@@ -122,7 +120,7 @@ def _color(value: Any, i: int, where: str, name: Any = None) -> str:
         return class_color(name, i)
     if isinstance(value, (list, tuple)) and len(value) == 3:
         return "#" + "".join(f"{int(c):02x}" for c in value)
-    if isinstance(value, str) and _HEX.match(value):
+    if isinstance(value, str) and HEX_COLOR.match(value):
         return value.lower()
     raise InputError(f"{where}: colour {value!r} is neither '#rrggbb' nor [r, g, b]")
 

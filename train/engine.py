@@ -30,8 +30,6 @@ import datetime
 import math
 import os
 import random
-import signal
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -44,6 +42,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..core import checkpoints
 from ..core.errors import InputError
+from ..core.interrupts import Interrupts
 from ..core.progress import ProgressCallback, ensure
 from .classes import IGNORE_INDEX
 from .data import collate
@@ -387,42 +386,6 @@ def _save_model(model: torch.nn.Module, path: Path, **provenance) -> None:
     checkpoints.save(model, path, **provenance)
 
 
-class _Interrupts:
-    """SIGINT/SIGTERM while training: raise KeyboardInterrupt at once, except inside
-    :meth:`deferred` (the optimizer update, a checkpoint write), where it is raised when the
-    block ends. Installed only in the main thread; the previous handlers come back on exit."""
-
-    def __init__(self) -> None:
-        self.depth, self.pending, self._previous = 0, False, {}
-
-    def __enter__(self) -> "_Interrupts":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-    def _handler(self, signum, frame) -> None:
-        if self.depth:
-            self.pending = True
-        else:
-            raise KeyboardInterrupt
-
-    @contextlib.contextmanager
-    def deferred(self) -> Iterator[None]:
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-        if not self.depth and self.pending:
-            self.pending = False
-            raise KeyboardInterrupt
-
-
 # -- the loop -----------------------------------------------------------------------------------
 def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *,
           val_set=None, resume: bool = False, provenance: Optional[dict] = None,
@@ -438,7 +401,7 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
     work_dir = Path(work_dir)
     made = not work_dir.exists()
     try:
-        with _Interrupts() as interrupts:
+        with Interrupts() as interrupts:
             return _train(model, train_set, work_dir, cfg, interrupts, val_set=val_set,
                           resume=resume, provenance=provenance, progress=progress, log=log,
                           device=device)
@@ -448,7 +411,7 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
         raise
 
 
-def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: _Interrupts, *,
+def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: Interrupts, *,
            val_set, resume, provenance, progress, log, device) -> TrainResult:
     progress, log = ensure(progress), (log or (lambda msg: None))
     rank = dist.get_rank() if dist.is_initialized() else 0
