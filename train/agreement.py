@@ -38,6 +38,7 @@ from ..core.tiler import NODATA_CLASS, resolve_device
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
 from .data import RASTER_EXTS, SceneCache, expand_paths, load_labelled_scenes
 from .evaluate import predict_scene
+from .markdown import pct, table
 from .metrics import confusion_matrix, iou_per_class, summarize
 
 
@@ -183,25 +184,19 @@ def markdown(report: dict) -> str:
     """The pairwise matrix, the mean agreement, per-class agreement and the reference
     comparison as Markdown tables (percentages)."""
     names = [Path(m).name for m in report["models"]]
-
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.2f}"
-
-    lines = ["Pixel agreement (%) of each pair of models", "",
-             "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for n, row in zip(names, report["pairwise"]):
-        lines.append(f"| {n} | " + " | ".join(pct(v) for v in row) + " |")
+    lines = ["Pixel agreement (%) of each pair of models", ""]
+    lines += table(["", *names], [[n, *map(pct, row)] for n, row in zip(names, report["pairwise"])])
     lines += ["", f"**Mean agreement: {pct(report['mean_agreement'])} %** over "
-              f"{len(names) * (len(names) - 1) // 2} pairs, {report['pixels']} pixels", "",
-              "| class | agreement IoU (%), mean over pairs |", "|---|---:|"]
-    lines += [f"| {c} | {pct(v['mean'])} |" for c, v in report["per_class"].items()]
+              f"{len(names) * (len(names) - 1) // 2} pairs, {report['pixels']} pixels", ""]
+    lines += table(["class", "agreement IoU (%), mean over pairs"],
+                   [[c, pct(v["mean"])] for c, v in report["per_class"].items()])
     if report.get("reference"):
         classes = report["classes"]
-        lines += ["", "Against the reference labels (%)", "",
-                  "| model | agreement | mIoU | " + " | ".join(f"{c} IoU" for c in classes) + " |",
-                  "|---|---:|---:|" + "---:|" * len(classes)]
+        lines += ["", "Against the reference labels (%)", ""]
+        rows = []
         for model, n in zip(report["models"], names):
             r = report["reference"][model]
-            lines.append(f"| {n} | {pct(r['agreement'])} | {pct(r['miou'])} | "
-                         + " | ".join(pct(r["per_class_iou"][c]) for c in classes) + " |")
+            rows.append([n, pct(r["agreement"]), pct(r["miou"]),
+                         *(pct(r["per_class_iou"][c]) for c in classes)])
+        lines += table(["model", "agreement", "mIoU", *(f"{c} IoU" for c in classes)], rows)
     return "\n".join(lines)

@@ -66,6 +66,7 @@ from ..core.atomic import atomic_output
 from ..core.errors import InputError
 from ..core.progress import ProgressCallback, ensure
 from .classes import ClassSpec, read_document
+from .markdown import pct, table
 from .sources import Source, model_classes, parse_sources, source_document
 
 METHODS = ("none", "decoder-only", "earth-adapter")
@@ -629,10 +630,6 @@ def table_document(suite: Suite, records: dict, reports: dict) -> dict:
             "tables": tables}
 
 
-def _pct(v: Optional[float]) -> str:
-    return "n/a" if v is None else f"{100 * v:.2f}"
-
-
 def _columns(names: Sequence[str]) -> list[tuple[str, Optional[str]]]:
     return [("per_class_iou", n) for n in names] + [("miou", None)]
 
@@ -657,8 +654,7 @@ def markdown_table(doc: dict) -> str:
         head = ["model", "method", "trainable params", "fine-tune s"]
         for target in t["targets"]:
             head += [f"{target} {n}" for n in names] + [f"{target} mIoU"]
-        lines += ["| " + " | ".join(head) + " |",
-                  "|" + "---|---|" + "---:|" * (len(head) - 2)]
+        rows = []
         for row in t["rows"]:
             method = row["method"] + (" (baseline)" if row["baseline"] else "")
             wall = row["finetune_wall_s"]
@@ -671,12 +667,13 @@ def markdown_table(doc: dict) -> str:
                     if cell is None:
                         cells.append("–")
                         continue
-                    text = _pct(_value(cell, col))
+                    text = pct(_value(cell, col))
                     d = _value(cell, col, delta=True)
                     if d is not None and not row["baseline"]:
                         text += f" ({100 * d:+.2f})"
                     cells.append(text)
-            lines.append("| " + " | ".join(cells) + " |")
+            rows.append(cells)
+        lines += table(head, rows, left=2)
         lines.append("")
     return "\n".join(lines)
 

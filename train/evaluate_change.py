@@ -35,6 +35,7 @@ from ..core.progress import ensure
 from ..core.tiler import resolve_device
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
 from .data import RASTER_EXTS, expand_paths, load_labelled_scenes, pair_files
+from .markdown import pct, table
 from .metrics import confusion_matrix, summarize
 
 DEFINITIONS = ("single_date", *LABEL_MEANINGS)
@@ -124,15 +125,12 @@ def evaluate_change(model, images: Sequence[str], befores: Sequence[str], labels
 
 def markdown_table(report: dict) -> str:
     """The three definitions side by side: water IoU, background IoU, mIoU (%)."""
-    rows = ["| scored as | water IoU | background IoU | mIoU |", "|---|---|---|---|"]
     labels = {"single_date": "water after (single date)",
               "new-water": "change: flood (new water)",
               "water-after": "change: flood + permanent water"}
+    rows = []
     for d in DEFINITIONS:
-        r = report[d]
-        iou = r["per_class_iou"]
-        mark = " (the labels' meaning)" if d == report["declared"] else ""
-        cells = [iou["water"], iou["background"], r["miou"]]
-        rows.append(f"| {labels[d]}{mark} | "
-                    + " | ".join("–" if v is None else f"{100 * v:.2f}" for v in cells) + " |")
-    return "\n".join(rows)
+        r, mark = report[d], " (the labels' meaning)" if d == report["declared"] else ""
+        rows.append([labels[d] + mark, pct(r["per_class_iou"]["water"]),
+                     pct(r["per_class_iou"]["background"]), pct(r["miou"])])
+    return "\n".join(table(["scored as", "water IoU", "background IoU", "mIoU"], rows))

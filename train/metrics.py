@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .classes import IGNORE_INDEX
+from .markdown import pct, table
 
 
 def confusion_matrix(pred: torch.Tensor, target: torch.Tensor, num_classes: int,
@@ -67,16 +68,10 @@ def _num(v: float):
 def markdown(report: dict) -> str:
     """Per-class IoU, mIoU, OA and the confusion matrix as Markdown tables."""
     names = report["classes"]
-
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.2f}"
-
-    lines = ["| class | IoU (%) |", "|---|---:|"]
-    lines += [f"| {n} | {pct(report['per_class_iou'][n])} |" for n in names]
-    lines += [f"| **mIoU** | **{pct(report['miou'])}** |",
-              f"| **OA** | **{pct(report['overall_accuracy'])}** |", "",
-              "Confusion matrix (rows: ground truth, columns: prediction, pixels)", "",
-              "| | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for n, row in zip(names, report["confusion_matrix"]):
-        lines.append(f"| {n} | " + " | ".join(str(v) for v in row) + " |")
+    lines = table(["class", "IoU (%)"],
+                  [[n, pct(report["per_class_iou"][n])] for n in names]
+                  + [["**mIoU**", f"**{pct(report['miou'])}**"],
+                     ["**OA**", f"**{pct(report['overall_accuracy'])}**"]])
+    lines += ["", "Confusion matrix (rows: ground truth, columns: prediction, pixels)", ""]
+    lines += table(["", *names], [[n, *row] for n, row in zip(names, report["confusion_matrix"])])
     return "\n".join(lines)
