@@ -24,8 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-KIND = "earth-adapter"
-DEFAULTS = {"kind": KIND, "rank": 64, "cutoff": 0.3}
+from .adapter_options import DEFAULTS, KIND  # noqa: F401 (also this module's API)
 
 
 def frequency_split(tokens: torch.Tensor, grid: tuple[int, int], cutoff: float) -> tuple[torch.Tensor, torch.Tensor]:

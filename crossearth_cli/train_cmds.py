@@ -60,49 +60,56 @@ def window_options(f):
     return f
 
 
-def training_options(lr: float, batch: int):
+def training_options(mode: str):
+    """The options of a training command, their defaults from the recipe of ``mode``
+    (train/hyperparameters.py: "finetune" or "pretrain")."""
+    from ..core.adapter_options import DEFAULTS as ADAPTER
+    from ..train.hyperparameters import recipe
+
+    r = recipe(mode)
+
     def deco(f):
         opts = [
             click.option("--data", "data_file", type=click.Path(dir_okay=False), default=None,
                          help="Data file (YAML/JSON) listing several labelled sources with their "
                               "images, labels, classes and sampling weight (instead of "
                               "--images/--labels/--classes); see the README."),
-            click.option("--iters", type=validate.POSITIVE_INT, default=40000, show_default=True,
+            click.option("--iters", type=validate.POSITIVE_INT, default=r.iters, show_default=True,
                          help="Optimizer steps."),
-            click.option("--batch", type=validate.POSITIVE_INT, default=batch, show_default=True,
+            click.option("--batch", type=validate.POSITIVE_INT, default=r.batch, show_default=True,
                          help="Crops per step (per process under torchrun)."),
-            click.option("--lr", type=validate.POSITIVE_FLOAT, default=lr, show_default=True, help="AdamW learning rate."),
-            click.option("--weight-decay", type=validate.NON_NEGATIVE_FLOAT, default=0.05, show_default=True),
-            click.option("--schedule", type=click.Choice(["poly", "cosine"]), default="poly",
+            click.option("--lr", type=validate.POSITIVE_FLOAT, default=r.lr, show_default=True, help="AdamW learning rate."),
+            click.option("--weight-decay", type=validate.NON_NEGATIVE_FLOAT, default=r.weight_decay, show_default=True),
+            click.option("--schedule", type=click.Choice(["poly", "cosine"]), default=r.schedule,
                          show_default=True, help="Decay after the warm-up."),
-            click.option("--warmup", type=validate.WARMUP, default=-1,
+            click.option("--warmup", type=validate.WARMUP, default=r.warmup,
                          help="Warm-up iterations (default: min(1500, iters/10))."),
-            click.option("--accum", type=validate.POSITIVE_INT, default=1, show_default=True,
+            click.option("--accum", type=validate.POSITIVE_INT, default=r.accum, show_default=True,
                          help="Gradient accumulation steps per optimizer step."),
-            click.option("--grad-clip", type=validate.NON_NEGATIVE_FLOAT, default=0.0, help="Max gradient norm (0: off)."),
+            click.option("--grad-clip", type=validate.NON_NEGATIVE_FLOAT, default=r.grad_clip, help="Max gradient norm (0: off)."),
             click.option("--peft", type=click.Choice(["none", "earth-adapter"]), default="none",
                          show_default=True,
                          help="earth-adapter: add Earth-Adapters after every backbone block and "
                               "train them with the decoder, the backbone frozen."),
-            click.option("--adapter-rank", type=validate.POSITIVE_INT, default=64, show_default=True,
+            click.option("--adapter-rank", type=validate.POSITIVE_INT, default=ADAPTER["rank"], show_default=True,
                          help="Earth-Adapter bottleneck width r."),
-            click.option("--adapter-cutoff", type=validate.POSITIVE_FLOAT, default=0.3, show_default=True,
+            click.option("--adapter-cutoff", type=validate.POSITIVE_FLOAT, default=ADAPTER["cutoff"], show_default=True,
                          help="Earth-Adapter low-pass side as a fraction of the token grid."),
             click.option("--grad-checkpointing", is_flag=True,
                          help="Recompute ViT blocks in the backward pass (less memory)."),
             click.option("--val-images", multiple=True, help="Validation images (repeatable)."),
             click.option("--val-labels", multiple=True, help="Validation labels (repeatable)."),
-            click.option("--val-every", type=validate.NON_NEGATIVE_INT, default=0,
+            click.option("--val-every", type=validate.NON_NEGATIVE_INT, default=r.val_every,
                          help="Validate every N iterations (0: at the end); the best model is kept."),
-            click.option("--save-every", type=validate.NON_NEGATIVE_INT, default=1000, show_default=True,
+            click.option("--save-every", type=validate.NON_NEGATIVE_INT, default=r.save_every, show_default=True,
                          help="Checkpoint every N iterations."),
             click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
                          help="Checkpoint folder (default: OUT.ckpt beside the output)."),
             click.option("--resume", is_flag=True,
                          help="Continue exactly from the last checkpoint in the work folder."),
             click.option("--no-augment", is_flag=True, help="No flips, speckle or dB jitter."),
-            click.option("--seed", type=int, default=0, show_default=True),
-            click.option("--workers", type=validate.NON_NEGATIVE_INT, default=0, show_default=True,
+            click.option("--seed", type=int, default=r.seed, show_default=True),
+            click.option("--workers", type=validate.NON_NEGATIVE_INT, default=r.workers, show_default=True,
                          help="Data-loading worker processes."),
             click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda."),
             click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
@@ -118,7 +125,7 @@ def training_options(lr: float, batch: int):
 def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mode: str,
          variant: Optional[str] = None) -> None:
     from ..core.sar_io import parse_bands
-    from ..train.engine import TrainConfig
+    from ..train.hyperparameters import TrainConfig
     from ..train.finetune import run_training
 
     from ..core.errors import InputError
@@ -200,7 +207,7 @@ def _shutdown_distributed() -> None:
 @click.option("--model", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Base model (.safetensors): a whole model, or an imported DINOv2 backbone.")
 @data_options
-@training_options(lr=1e-4, batch=2)
+@training_options("finetune")
 @click.option("--unfreeze", is_flag=True, help="Train the backbone too (default: decoder only).")
 @progress_option
 def finetune(model, unfreeze, progress_mode, **kw) -> None:
@@ -227,7 +234,7 @@ def finetune(model, unfreeze, progress_mode, **kw) -> None:
 @click.option("--variant", type=click.Choice(["ti", "s", "b", "l", "g"]), default="ti",
               show_default=True, help="Architecture when starting without --model.")
 @data_options
-@training_options(lr=3e-5, batch=4)
+@training_options("pretrain")
 @progress_option
 def pretrain(model, variant, progress_mode, **kw) -> None:
     """Continued pre-training: everything trainable, L = L_seg + L_BC (paper §5.1).

@@ -62,10 +62,12 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..core.adapter_options import DEFAULTS as ADAPTER
 from ..core.atomic import atomic_output
 from ..core.errors import InputError
 from ..core.progress import ProgressCallback, ensure
 from .classes import ClassSpec, read_document
+from .hyperparameters import FINETUNE
 from .markdown import pct, table
 from .sources import Source, model_classes, parse_sources, source_document
 
@@ -73,8 +75,12 @@ METHODS = ("none", "decoder-only", "earth-adapter")
 SUITE_KEYS = ("name", "classes", "datasets", "models", "evaluate", "baseline", "experiments")
 EXPERIMENT_KEYS = ("name", "base", "source", "targets", "method", "methods", "iters", "tile", "batch",
                    "lr", "warmup", "seed", "save_every", "adapter_rank", "adapter_cutoff")
-DEFAULTS = {"tile": 512, "batch": 2, "lr": 1e-4, "warmup": -1, "seed": 0, "save_every": 50,
-            "adapter_rank": 64, "adapter_cutoff": 0.3}
+#: an experiment's settings when the suite does not give them: the fine-tuning recipe
+#: (train/hyperparameters.py) and the Earth-Adapter's defaults (core/adapter.py), with the
+#: suite's own crop size and checkpoint interval
+DEFAULTS = {"tile": 512, "batch": FINETUNE.batch, "lr": FINETUNE.lr, "warmup": FINETUNE.warmup,
+            "seed": FINETUNE.seed, "save_every": 50, "adapter_rank": ADAPTER["rank"],
+            "adapter_cutoff": ADAPTER["cutoff"]}
 EVALUATE_DEFAULTS = {"tile": 512, "overlap": None, "batch": 4}
 DEFAULT_BASE = "default"
 
@@ -455,7 +461,7 @@ def finetune_command(ft: Finetune, data_file: Path, model: Path, device: str) ->
 
 def _run_finetune(suite: Suite, ft: Finetune, out: Path, device: str, progress, log: Log) -> dict:
     """The fine-tune's record (computed, or read back when finished before)."""
-    from .engine import TrainConfig
+    from .hyperparameters import TrainConfig
     from .finetune import run_training
 
     folder = out / "finetune"

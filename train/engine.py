@@ -43,6 +43,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler
 from ..core import checkpoints
 from ..core.errors import InputError
 from ..core.interrupts import Interrupts
+from .hyperparameters import TrainConfig  # noqa: F401 (also this module's API)
 from ..core.progress import ProgressCallback, ensure
 from .classes import IGNORE_INDEX
 from .data import collate
@@ -55,33 +56,6 @@ Log = Callable[[str], None]
 #: work folder at each step of a checkpoint write. Tests use it to freeze the folder as a kill
 #: at that instant would leave it; None in normal runs.
 CHECKPOINT_HOOK: Optional[Callable[[str, Path], None]] = None
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of a run (iterations count optimizer steps)."""
-
-    iters: int = 40000
-    batch: int = 2                 # per rank, per micro-step
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    warmup: int = -1               # iterations of linear warm-up; -1: min(1500, iters // 10)
-    schedule: str = "poly"         # "poly" or "cosine"
-    poly_power: float = 0.9
-    min_lr_ratio: float = 0.0
-    accum: int = 1                 # micro-steps per optimizer step
-    grad_clip: float = 0.0         # max gradient norm; 0 = off
-    seed: int = 0
-    save_every: int = 1000
-    val_every: int = 0             # 0: validate only at the end (if there is validation data)
-    workers: int = 0
-    grad_checkpointing: bool = False
-    device: str = "auto"
-    log_every: int = 20
-
-    @property
-    def warmup_iters(self) -> int:
-        return min(1500, self.iters // 10) if self.warmup < 0 else int(self.warmup)
 
 
 @dataclass

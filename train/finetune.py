@@ -1,6 +1,6 @@
 """Fine-tuning on local labels (paper §5.1): backbone frozen, decoder trained.
 
-:func:`run_training` is shared with continued pre-training (train/pretrain.py): it reads
+:func:`run_training` is shared with continued pre-training (its recipe: train/hyperparameters.py): it reads
 the labelled data, prepares the model from a base checkpoint (a whole model, or an imported
 DINOv2 backbone of kind "backbone"), trains (train/engine.py, DDP under torchrun), stores the
 training data's descriptor statistics in the output's config and writes the output
