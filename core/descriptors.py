@@ -201,12 +201,12 @@ def descriptor_map(scene_path, output, tile: int = 512, stride: Optional[int] = 
 
     from . import sar_io
     from .atomic import atomic_output, check_writable
-    from .errors import InputError
+    from .errors import ParameterError
     from .progress import ensure
 
     stride = int(stride or tile)
     if tile < 3:
-        raise InputError(f"--tile {tile} is too small (at least 3 pixels)")
+        raise ParameterError("tile", tile, "is too small (at least 3 pixels)")
     check_writable(output, overwrite)
     progress = ensure(progress)
     with sar_io.open_scene(scene_path, domain=domain, bands=bands, complex_part=complex_part,

@@ -32,7 +32,7 @@ from . import cpu_streams, sar_io, tiler, vectorize
 from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .atomic import atomic_output, check_writable
 from .descriptors import unscale_descriptors
-from .errors import InputError
+from .errors import InputError, ParameterError
 from .memory import release_free_memory
 from .model import input_contract, trained_bands
 from .progress import ProgressCallback, ensure
@@ -194,7 +194,7 @@ def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
 
     The default shrinks to fit a scene of a few pixels (a 1 x 1 scene is not sieved); an
     explicit ``min_area`` of the whole scene's area or more would merge every region into
-    one and is refused (InputError naming --min-area and the scene's area).
+    one and is refused (ParameterError naming ``min_area`` and the scene's area).
     """
     pixels = scene.width * scene.height
     if min_area is None:
@@ -202,9 +202,10 @@ def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
     px_area = vectorize.pixel_area_m2(scene.crs, scene.transform, scene.width, scene.height)
     need = int(math.ceil(float(min_area) / max(px_area, 1e-12)))
     if need > 1 and need >= pixels:
-        raise InputError(f"--min-area {min_area:g}: not smaller than the whole scene "
-                         f"({scene.width} x {scene.height} px, {pixels * px_area:.6g} m²); "
-                         f"give a smaller value, or 0 to keep every pixel", scene.path)
+        raise ParameterError("min_area", f"{min_area:g}",
+                             f"not smaller than the whole scene ({scene.width} x {scene.height} "
+                             f"px, {pixels * px_area:.6g} m²); give a smaller value, or 0 to "
+                             f"keep every pixel", scene.path)
     return need
 
 

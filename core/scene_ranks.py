@@ -122,15 +122,13 @@ def finished(outputs: Sequence[Optional[Path]]) -> bool:
 
 def rank_device(device: str, rank: Rank) -> str:
     """``device`` for this rank: with several processes, ``auto``/``cuda`` become
-    ``cuda:LOCAL_RANK`` (modulo the visible GPUs) where CUDA is present."""
-    name = (device or "auto").strip().lower()
-    if rank.world == 1 or name not in ("auto", "cuda"):
+    ``cuda:LOCAL_RANK`` (modulo the visible GPUs) where CUDA is present
+    (core.devices.resolve_device)."""
+    if rank.world == 1:
         return device
-    import torch
+    from .devices import resolve_device
 
-    if not torch.cuda.is_available():
-        return device
-    return f"cuda:{rank.local % torch.cuda.device_count()}"
+    return str(resolve_device(device, rank.local))
 
 
 class RankLog:

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
-from .errors import InputError
 from .progress import ProgressCallback, ensure
+from .devices import resolve_device  # noqa: F401 (the tiler's API)
 from .windows import check_tiling, tile_windows, window_starts  # noqa: F401 (the tiler's API)
 
 NODATA_CLASS = 255
@@ -53,25 +53,6 @@ def blend_weights(tile: int, floor: float = 1e-3) -> np.ndarray:
     t = (np.arange(tile, dtype=np.float64) + 0.5) / tile
     w = np.maximum(np.sin(np.pi * t) ** 2, floor)
     return np.outer(w, w).astype(np.float32)
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → CUDA when present, else CPU; ``cpu``; ``cuda`` / ``cuda:i`` (InputError if absent)."""
-    name = (device or "auto").strip().lower()
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        dev = torch.device(name)
-    except RuntimeError:
-        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise InputError(f"--device {device}: CUDA is not available on this machine")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise InputError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type != "cpu":
-        raise InputError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
-    return dev
 
 
 @dataclass

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from rasterio.windows import Window
 
-from .errors import InputError
+from .errors import ParameterError
+
+MIN_TILE = 16   # pixels: the smallest window or crop
 
 
 def window_starts(size: int, tile: int, overlap: int) -> list[int]:
@@ -32,10 +34,12 @@ def tile_windows(width: int, height: int, tile: int, overlap: int) -> list[Windo
 
 
 def check_tiling(tile: int, overlap: int, batch: int = 1) -> None:
-    """InputError on a tile / overlap / batch combination that cannot work."""
-    if tile < 16:
-        raise InputError(f"--tile {tile}: must be at least 16 pixels")
+    """ParameterError (an InputError naming ``tile``, ``overlap`` or ``batch``) on a
+    combination that cannot work."""
+    if tile < MIN_TILE:
+        raise ParameterError("tile", tile, f"must be at least {MIN_TILE} pixels")
     if not 0 <= overlap < tile:
-        raise InputError(f"--overlap {overlap}: must be >= 0 and smaller than --tile {tile}")
+        raise ParameterError("overlap", overlap, f"must be >= 0 and smaller than the tile "
+                                                 f"({tile} pixels)")
     if batch < 1:
-        raise InputError(f"--batch {batch}: must be at least 1")
+        raise ParameterError("batch", batch, "must be at least 1")

@@ -13,9 +13,9 @@ from typing import Optional
 
 import click
 
-from ..core.errors import InputError, one_line
+from ..core.errors import InputError
 from . import validate
-from .reporting import Reporter, progress_option
+from .reporting import Reporter, error_text, progress_option
 from .train_cmds import data_options, window_options
 
 MULTI_VALUE_OPTIONS = ("--models", "--images", "--labels")
@@ -119,7 +119,7 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
     except BaseException as e:
         if not isinstance(e, (SystemExit, click.exceptions.Exit)):
             reporter.error("interrupted" if isinstance(e, KeyboardInterrupt)
-                           else one_line(e))
+                           else error_text(e))
         raise
     from ..train.agreement import markdown
 

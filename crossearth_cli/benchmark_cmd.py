@@ -6,9 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..core.errors import one_line
 
-from .reporting import Reporter, progress_option
+from .reporting import Reporter, error_text, progress_option
 
 
 @click.command("benchmark")
@@ -56,7 +55,7 @@ def benchmark(suite: Path, output: Path, device: str, progress_mode: str) -> Non
             "an interrupted fine-tune resumes from its checkpoint)")
         raise
     except Exception as e:
-        reporter.error(one_line(e))
+        reporter.error(error_text(e))
         raise
     if reporter.mode == "json":
         reporter.done(result["outputs"], computed=result["computed"], reused=result["reused"])

@@ -6,10 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..core.errors import one_line
 from ..core.interrupts import sigterm_as_interrupt
 
-from .reporting import Reporter, progress_option
+from .reporting import Reporter, error_text, progress_option
 from .scene_options import calibrated_option, domain_option
 from .map_options import map_options
 from .segment_cmd import _resolve_model, _side_output
@@ -105,7 +104,7 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
         reporter.error("interrupted")
         raise
     except Exception as e:
-        reporter.error(one_line(e))
+        reporter.error(error_text(e))
         raise
     reporter.done(result["outputs"], class_area_m2=result["class_area_m2"],
                   polygons=result["polygons"])

@@ -6,9 +6,8 @@ from typing import Optional
 
 import click
 
-from ..core.errors import one_line
 
-from .reporting import Reporter, progress_option
+from .reporting import Reporter, error_text, progress_option
 from .scene_options import calibrated_option, domain_option
 
 
@@ -85,7 +84,7 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
                                calibrated=calibrated):
             pass
     except Exception as e:
-        reporter.error(one_line(e))
+        reporter.error(error_text(e))
         raise
     from ..core.descriptors import descriptor_map
 

@@ -134,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as e:
         return e.exit_code
     except InputError as e:
-        click.echo(f"ces: error: {e}", err=True)
-        _report_error(str(e), json_mode)
+        from .reporting import error_text
+
+        message = error_text(e)
+        click.echo(f"ces: error: {message}", err=True)
+        _report_error(message, json_mode)
         return 2
     except Exception as e:  # a failure of the work: one line, no traceback
         if "CES_DEBUG" in __import__("os").environ:

@@ -14,6 +14,8 @@ from typing import Any
 
 import click
 
+from ..core.errors import ParameterError, one_line
+
 PROGRESS_CHOICE = click.Choice(["auto", "json", "none"])
 
 
@@ -89,3 +91,11 @@ class Reporter:
     def _emit(obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj, default=str) + "\n")
         sys.stdout.flush()
+
+
+def error_text(error: BaseException) -> str:
+    """An error in the CLI's words, one line: a ParameterError names its flag (``tile`` ->
+    ``--tile``), anything else as it is."""
+    if isinstance(error, ParameterError):
+        return error.worded("--" + error.parameter.replace("_", "-"))
+    return one_line(error)

@@ -6,10 +6,10 @@ from typing import Optional
 
 import click
 
-from ..core.errors import InputError, one_line
+from ..core.errors import InputError
 from ..core.interrupts import sigterm_as_interrupt
 from .map_options import DEFAULT_MODEL_NAME, map_options
-from .reporting import Reporter, progress_option
+from .reporting import Reporter, error_text, progress_option
 from .scene_options import calibrated_option, domain_option
 
 DEFAULT_EXTENSION = ".gpkg"
@@ -208,7 +208,7 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         if isinstance(e, KeyboardInterrupt):
             reporter.error("interrupted")
         elif not isinstance(e, (SystemExit, click.exceptions.Exit)):
-            reporter.error(one_line(e))
+            reporter.error(error_text(e))
         raise
     ranks.finish(ok=True)
     return results
@@ -277,7 +277,7 @@ class _RankedRun:
         if self.log is None:
             return
         if error is not None:
-            message = one_line(error)
+            message = error_text(error)
             done = {r["scene"] for r in self.records}
             left = [str(j["scene"]) for j in self.todo if str(j["scene"]) not in done]
             self.records += [{"scene": scene, "status": "failed" if i == 0 else "not run",

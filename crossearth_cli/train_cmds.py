@@ -8,10 +8,9 @@ from typing import Optional
 
 import click
 
-from ..core.errors import one_line
 
 from . import validate
-from .reporting import Reporter, progress_option
+from .reporting import Reporter, error_text, progress_option
 from .scene_options import DOMAIN_CHOICE, calibrated_option
 
 
@@ -178,7 +177,7 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
                        f"resume (run the same command again)", err=True)
         raise
     except Exception as e:
-        reporter.error(one_line(e))
+        reporter.error(error_text(e))
         raise
     finally:
         _shutdown_distributed()
@@ -342,10 +341,10 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         hint = ("" if classes_file or "classes" not in str(e) else
                 "; give a classes file with --classes (e.g. examples/sen1floods11_classes.yaml "
                 "for Sen1Floods11 labels) or put one named classes.yaml beside the labels")
-        reporter.error(one_line(e) + hint)
-        raise InputError(str(e) + hint) from None
+        reporter.error(error_text(e) + hint)
+        raise InputError(error_text(e) + hint) from None
     except Exception as e:
-        reporter.error(one_line(e))
+        reporter.error(error_text(e))
         raise
     report = {"model": str(model), "source": source, "target": target,
               "classes_file": str(classes_file) if classes_file else None, **report}

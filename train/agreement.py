@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..core.errors import InputError
+from ..core.errors import InputError, ParameterError
 from ..core.model import input_contract, trained_bands
 from ..core.progress import ensure
 from ..core.tiler import NODATA_CLASS, resolve_device
@@ -90,7 +90,7 @@ def agreement(models: Sequence, names: Sequence[str], images: Sequence[os.PathLi
     progress = ensure(progress)
     t0 = time.perf_counter()
     if len(models) < 2:
-        raise InputError(f"--models: agreement needs at least 2 models (got {len(models)})")
+        raise ParameterError("models", None, f"agreement needs at least 2 models (got {len(models)})")
     cls_names = check_class_names(names, [m.config for m in models])
     k = len(cls_names)
     opts = dict(domain=domain, bands=bands, calibrated=calibrated)

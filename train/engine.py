@@ -41,6 +41,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
 from ..core import checkpoints
+from ..core.devices import resolve_device
 from ..core.errors import InputError
 from ..core.interrupts import Interrupts
 from .hyperparameters import TrainConfig  # noqa: F401 (also this module's API)
@@ -77,19 +78,11 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and not str(device).startswith("cpu")
+    dev = resolve_device(device, local if world > 1 else None)   # ParameterError when bad
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    if use_cuda:
-        if str(device).startswith("cuda:") and world == 1:
-            dev = torch.device(device)
-        else:
-            dev = torch.device("cuda", local if world > 1 else 0)
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda":
         torch.cuda.set_device(dev)
-    else:
-        if str(device).startswith("cuda"):
-            raise InputError(f"--device {device}: CUDA is not available on this machine")
-        dev = torch.device("cpu")
     return rank, world, dev
 
 

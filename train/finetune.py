@@ -21,7 +21,8 @@ import torch
 from ..core import checkpoints
 from ..core.atomic import check_writable
 from ..core.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
-from ..core.errors import InputError
+from ..core.errors import InputError, ParameterError
+from ..core.windows import MIN_TILE
 from ..core.model import build_from_config, model_config, trained_bands
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
@@ -196,15 +197,17 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
     if data_file is not None and (images or labels or classes_file):
         raise InputError("--data: give either a data file or --images/--labels/--classes, not both")
     if data_file is None and not (images and labels):
-        raise InputError(f"--{'images' if not images else 'labels'}: required (or --data)")
+        raise ParameterError("images" if not images else "labels", None,
+                             "required (or a data file listing the sources)")
     if out.suffix.lower() != ".safetensors":
         raise InputError(f"{out}: the output model must be a .safetensors file")
     if not resume or out.exists():
         check_writable(out, overwrite)
-    if cfg.iters < 1 or cfg.batch < 1 or cfg.accum < 1:
-        raise InputError("--iters, --batch and --accum must be at least 1")
-    if tile < 16:
-        raise InputError(f"--tile {tile}: must be at least 16 pixels")
+    for name in ("iters", "batch", "accum"):
+        if getattr(cfg, name) < 1:
+            raise ParameterError(name, getattr(cfg, name), "must be at least 1")
+    if tile < MIN_TILE:
+        raise ParameterError("tile", tile, f"must be at least {MIN_TILE} pixels")
     work = Path(work_dir) if work_dir else default_work_dir(out)
     if resume and not (work / "last.safetensors").is_file():
         raise InputError(f"{work}: no checkpoint to resume from (last.safetensors)")
