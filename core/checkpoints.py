@@ -26,7 +26,8 @@ from .atomic import atomic_output
 from .descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
 from .errors import InputError
 from .parameter_counts import EXPERT_TENSOR, count_shapes
-from .vit import VARIANTS, DinoVisionTransformerMoE, backbone_config, build_backbone_from_config
+from .variants import MOE_DEFAULTS, VARIANTS
+from .vit import DinoVisionTransformerMoE, backbone_config, build_backbone_from_config
 
 METADATA_KEY = model_header.METADATA_KEY
 FORMAT = "crossearth-sar/1"
@@ -398,7 +399,8 @@ def _variant_of(embed_dim: int, depth: int) -> Optional[str]:
     return None
 
 
-def import_dinov2(path: PathLike, variant: str, experts: int = 6, top_k: int = 1,
+def import_dinov2(path: PathLike, variant: str, experts: int = MOE_DEFAULTS["experts"],
+                  top_k: int = MOE_DEFAULTS["top_k"],
                   straight_through: bool = True, seed: int = 0) -> DinoVisionTransformerMoE:
     """A backbone whose every FFN is upcycled into ``experts`` copies of a DINOv2 FFN.
 

@@ -23,7 +23,8 @@ from .mask2former.feature_pyramid import FeaturePyramid
 from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
 from .mask2former.targets import semantic_targets
 from .sar_io import INPUT_CONTRACT
-from .vit import PATCH_SIZE, VARIANTS as BACKBONE_VARIANTS, backbone_config, build_backbone_from_config
+from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
+from .vit import PATCH_SIZE, backbone_config, build_backbone_from_config
 
 IGNORE_INDEX = 255
 
@@ -31,23 +32,6 @@ IGNORE_INDEX = 255
 #: ``contract``: the input contract of core/sar_io.py the model was trained under.
 DEFAULT_INPUT: dict = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bands": None,
                        "contract": INPUT_CONTRACT}
-
-#: variant -> head options overriding HEAD_DEFAULTS (backbone architecture: core.vit.VARIANTS).
-#: ti: a CPU-sized head (width 128, 2 deformable encoder layers, narrow FFNs) that keeps the
-#: 9 masked-attention decoder layers and 100 queries, with a learned (deconv) feature pyramid
-#: that recovers sub-patch detail; s/b/l/g: Mask2Former's semantic segmentation head (width
-#: 256, 6 encoder layers, FFN 1024 / 2048) on the interpolated pyramid of Rein/CrossEarth.
-#: Criterion defaults (all variants): class 2 / mask 5 / dice 5, no-object 0.1, 12544 points,
-#: oversample 3, importance 0.75, deep supervision (see mask2former.head.HEAD_DEFAULTS).
-VARIANTS: dict[str, dict] = {
-    "ti": {"head": {"hidden_dim": 128, "mask_dim": 128, "enc_layers": 2, "enc_ffn_dim": 512,
-                    "dec_ffn_dim": 512, "pyramid": "deconv"}},
-    "s": {"head": {"pyramid": "interpolate"}},
-    "b": {"head": {"pyramid": "interpolate"}},
-    "l": {"head": {"pyramid": "interpolate"}},
-    "g": {"head": {"pyramid": "interpolate"}},
-}
-
 
 _BACKBONE_OPTIONS = set(inspect.signature(backbone_config).parameters) - {"variant", "experts", "top_k"}
 
@@ -195,11 +179,11 @@ class CrossEarthSAR(nn.Module):
         return {"total": total, "active": active, "backbone": backbone, "head": total - backbone}
 
 
-def model_config(variant: str = "ti", num_classes: int = 2, experts: int = 6, top_k: int = 1,
+def model_config(variant: str = "ti", num_classes: int = 2, experts: int = MOE_DEFAULTS["experts"],
+                 top_k: int = MOE_DEFAULTS["top_k"],
                  classes: Optional[list[dict]] = None, **options) -> dict:
     """The JSON-able config of a model; see :func:`build` for the options."""
-    if variant not in VARIANTS or variant not in BACKBONE_VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
+    record = variant_record(variant)
     options = dict(options)
     backbone_opts = {k: options.pop(k) for k in list(options) if k in _BACKBONE_OPTIONS}
     head_opts = {k: options.pop(k) for k in list(options) if k in HEAD_DEFAULTS or k == "pyramid"}
@@ -218,7 +202,7 @@ def model_config(variant: str = "ti", num_classes: int = 2, experts: int = 6, to
         classes = default_classes(num_classes)
     classes = check_classes(classes)
     backbone = backbone_config(variant, experts=experts, top_k=top_k, **backbone_opts)
-    head = {**HEAD_DEFAULTS, "pyramid": "interpolate", **VARIANTS[variant]["head"], **head_opts}
+    head = {**HEAD_DEFAULTS, "pyramid": "interpolate", **record["head"], **head_opts}
     return {
         "kind": "model",
         "variant": variant,
@@ -233,7 +217,8 @@ def model_config(variant: str = "ti", num_classes: int = 2, experts: int = 6, to
     }
 
 
-def build(variant: str = "ti", num_classes: int = 2, experts: int = 6, top_k: int = 1,
+def build(variant: str = "ti", num_classes: int = 2, experts: int = MOE_DEFAULTS["experts"],
+          top_k: int = MOE_DEFAULTS["top_k"],
           classes: Optional[list[dict]] = None, **options) -> CrossEarthSAR:
     """A randomly initialized CrossEarthSAR.
 

@@ -17,19 +17,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .adapter import EarthAdapter
+from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
 from .moe import BALANCE_WEIGHT, MoEFFN, dense_ffn, descriptor_tensor, ffn_hidden
 
 PATCH_SIZE = 14
-
-# name -> architecture; feature_layers: the 4 blocks whose outputs feed the head (0-based).
-VARIANTS: dict[str, dict] = {
-    "ti": {"embed_dim": 192, "depth": 12, "num_heads": 3, "ffn": "mlp", "feature_layers": [2, 5, 8, 11]},
-    "s": {"embed_dim": 384, "depth": 12, "num_heads": 6, "ffn": "mlp", "feature_layers": [2, 5, 8, 11]},
-    "b": {"embed_dim": 768, "depth": 12, "num_heads": 12, "ffn": "mlp", "feature_layers": [2, 5, 8, 11]},
-    "l": {"embed_dim": 1024, "depth": 24, "num_heads": 16, "ffn": "mlp", "feature_layers": [7, 11, 15, 23]},
-    "g": {"embed_dim": 1536, "depth": 40, "num_heads": 24, "ffn": "swiglu", "feature_layers": [9, 19, 29, 39]},
-}
-
+EXPERTS, TOP_K = MOE_DEFAULTS["experts"], MOE_DEFAULTS["top_k"]
 
 class PatchEmbed(nn.Module):
     """Conv 14x14 stride 14: [B, 3, H, W] -> [B, (H/14)(W/14), C]."""
@@ -121,8 +113,8 @@ class DinoVisionTransformerMoE(nn.Module):
         if self.num_register_tokens:
             self.register_tokens = nn.Parameter(torch.zeros(1, self.num_register_tokens, dim))
         self.blocks = nn.ModuleList(
-            Block(dim, self.num_heads, hidden, c.get("ffn", "mlp"), int(c.get("experts", 6)),
-                  int(c.get("top_k", 1)), bool(c.get("straight_through", True)),
+            Block(dim, self.num_heads, hidden, c.get("ffn", "mlp"), int(c.get("experts", EXPERTS)),
+                  int(c.get("top_k", TOP_K)), bool(c.get("straight_through", True)),
                   float(c.get("balance_weight", BALANCE_WEIGHT)), float(c.get("layerscale", 1e-5)))
             for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
@@ -268,7 +260,7 @@ class DinoVisionTransformerMoE(nn.Module):
                     mine.mlp.upcycle_from(theirs.mlp)
 
 
-def backbone_config(variant: str = "ti", experts: int = 6, top_k: int = 1,
+def backbone_config(variant: str = "ti", experts: int = EXPERTS, top_k: int = TOP_K,
                     straight_through: bool = True, num_register_tokens: int = 0,
                     img_size: int = 518, interpolate_offset: Optional[float] = None,
                     interpolate_antialias: Optional[bool] = None,
@@ -278,9 +270,7 @@ def backbone_config(variant: str = "ti", experts: int = 6, top_k: int = 1,
     """The JSON-able config of a backbone. Interpolation defaults follow DINOv2: offset 0.1 and
     no antialias without registers; offset 0 and antialias with registers. ``ffn_hidden_dim``
     overrides the variant's FFN (and so each expert's) hidden width, e.g. for a small model."""
-    if variant not in VARIANTS:
-        raise ValueError(f"unknown variant {variant!r}; choose one of {', '.join(VARIANTS)}")
-    arch = VARIANTS[variant]
+    arch = variant_record(variant)
     if experts and not 1 <= top_k <= experts:
         raise ValueError(f"top_k must be between 1 and experts ({experts}), got {top_k}")
     if interpolate_offset is None:
@@ -302,7 +292,7 @@ def backbone_config(variant: str = "ti", experts: int = 6, top_k: int = 1,
     }
 
 
-def build_backbone(variant: str = "ti", experts: int = 6, top_k: int = 1,
+def build_backbone(variant: str = "ti", experts: int = EXPERTS, top_k: int = TOP_K,
                    straight_through: bool = True, num_register_tokens: int = 0,
                    **options) -> DinoVisionTransformerMoE:
     """A randomly initialized backbone; ``experts=0`` gives the dense DINOv2 ViT.
@@ -319,8 +309,8 @@ def build_backbone_from_config(cfg: dict) -> DinoVisionTransformerMoE:
     cfg = dict(cfg)
     variant = cfg.get("variant")
     if variant in VARIANTS:
-        full = backbone_config(variant, experts=int(cfg.get("experts", 6)),
-                               top_k=int(cfg.get("top_k", 1) or 1),
+        full = backbone_config(variant, experts=int(cfg.get("experts", EXPERTS)),
+                               top_k=int(cfg.get("top_k", TOP_K) or TOP_K),
                                num_register_tokens=int(cfg.get("num_register_tokens", 0)))
         full.update(cfg)
         cfg = full
