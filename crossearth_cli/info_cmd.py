@@ -31,9 +31,9 @@ def info(path: Path, as_json: bool, domain, calibrated, bands, complex_part) -> 
       ces info models/ces-s1-water.safetensors
     """
     if path.suffix.lower() in MODEL_SUFFIXES:
-        from ..core import checkpoints
+        from .model_description import describe
 
-        described = checkpoints.describe(path)
+        described = describe(path)
         if as_json:
             click.echo(json.dumps(described, default=str))
         else:

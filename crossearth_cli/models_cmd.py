@@ -41,19 +41,20 @@ def import_dinov2(checkpoint: Path, variant: str, experts: int, top_k: int, pape
     Example:
       ces models import-dinov2 dinov2_vitl14_pretrain.pth --variant l --experts 6 -o init-l.safetensors
     """
-    from ..core import checkpoints
+    from ..core import checkpoints, dinov2_import
     from ..core.atomic import check_writable
     from ..core.errors import InputError
+    from .model_description import describe
 
     if output.suffix.lower() != ".safetensors":
         raise InputError(f"{output}: the output must be a .safetensors file")
     if top_k > experts:
         raise InputError(f"--top-k {top_k} is larger than --experts {experts}")
     check_writable(output, overwrite)
-    backbone = checkpoints.import_dinov2(checkpoint, variant, experts=experts, top_k=top_k,
-                                        straight_through=not paper_gate, seed=seed)
+    backbone = dinov2_import.import_dinov2(checkpoint, variant, experts=experts, top_k=top_k,
+                                           straight_through=not paper_gate, seed=seed)
     checkpoints.save(backbone, output, imported_by="ces models import-dinov2")
-    info = checkpoints.describe(output)
+    info = describe(output)
     click.echo(f"{checkpoint.name}: DINOv2 {variant} ({info['embed_dim']}-d, {info['blocks']} "
                f"blocks, {info['register_tokens']} registers, "
                f"{backbone.provenance['source_layout']} layout)")

@@ -10,6 +10,8 @@ import torch
 from safetensors.torch import save_file
 
 from crossearth_sar.core import checkpoints
+from crossearth_sar.core import dinov2_import
+from crossearth_sar.crossearth_cli import model_description
 from crossearth_sar.core.parameter_counts import count_module
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.vit import build_backbone
@@ -72,7 +74,7 @@ def test_upcycled_import_reproduces_dense_dinov2(tmp_path, official_ti, official
                                                  layout, registers, size):
     sd = official_ti_reg if registers else official_ti
     src = write_checkpoint(sd, tmp_path / f"dino.{layout.split('-')[1]}", layout)
-    backbone = checkpoints.import_dinov2(src, "ti", experts=6, top_k=1)
+    backbone = dinov2_import.import_dinov2(src, "ti", experts=6, top_k=1)
     assert backbone.num_register_tokens == registers
     assert backbone.provenance["source_layout"] == ("official" if layout.startswith("official")
                                                     else "huggingface")
@@ -87,7 +89,7 @@ def test_upcycled_import_reproduces_dense_dinov2(tmp_path, official_ti, official
 
 def test_upcycled_top2_also_reproduces_dense(tmp_path, official_ti):
     src = write_checkpoint(official_ti, tmp_path / "dino.pth", "official-pth")
-    backbone = checkpoints.import_dinov2(src, "ti", experts=4, top_k=2)
+    backbone = dinov2_import.import_dinov2(src, "ti", experts=4, top_k=2)
     assert_matches_reference(backbone, official_ti, torch.randn(2, 3, 140, 168), layers=(3, 11))
 
 
@@ -104,7 +106,7 @@ def test_cli_import_save_load_roundtrip_and_describe(tmp_path, official_ti):
     loaded = checkpoints.load(out)
     assert all(p.requires_grad for p in loaded.parameters())  # ready for continued pre-training
     assert_matches_reference(loaded, official_ti, torch.randn(1, 3, 182, 154))
-    info = checkpoints.describe(out)
+    info = model_description.describe(out)
     total, active = count_module(loaded)
     assert (info["params_total"], info["params_active"]) == (total, active)
     assert total == sum(p.numel() for p in loaded.parameters())
@@ -253,14 +255,14 @@ def test_load_refuses_bad_checkpoints(tmp_path, saved_backbone):
     }
     for i, (message, edit) in enumerate(cases.items()):
         bad = _rewrite(saved_backbone, tmp_path / f"bad{i}.safetensors", edit)
-        for check in (checkpoints.load, checkpoints.describe):
+        for check in (checkpoints.load, model_description.describe):
             with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")):
                 check(bad)
     noconfig = _rewrite(saved_backbone, tmp_path / "noconfig.safetensors", lambda t: None, False)
     with pytest.raises(InputError, match="no 'crossearth_sar' config"):
         checkpoints.load(noconfig)
     with pytest.raises(InputError, match="noconfig"):
-        checkpoints.describe(noconfig)
+        model_description.describe(noconfig)
     data = saved_backbone.read_bytes()
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes(data[: len(data) // 3])
@@ -273,7 +275,7 @@ def test_load_refuses_bad_checkpoints(tmp_path, saved_backbone):
 
 
 def test_describe_is_self_explanatory(saved_backbone):
-    info = checkpoints.describe(saved_backbone)
+    info = model_description.describe(saved_backbone)
     for key in ("kind", "variant", "experts", "top_k", "gate", "params_total", "params_active",
                 "params_total_human", "params_active_human", "provenance"):
         assert key in info
@@ -294,7 +296,7 @@ def test_whole_model_roundtrip(tmp_path):
     x, d = torch.rand(1, 3, 56, 56), torch.randn(1, 3)
     with torch.no_grad():
         assert torch.equal(model.predict_proba(x, d), loaded.predict_proba(x, d))
-    info = checkpoints.describe(path)
+    info = model_description.describe(path)
     assert info["kind"] == "model" and info["classes"] == ["water", "land"]
     assert info["params_total"] == sum(p.numel() for p in model.parameters())
     assert loaded.provenance["trained_on"] == "nothing"
@@ -306,7 +308,7 @@ def test_huggingface_swiglu_names_map_to_official_giant_names():
           "dinov2.encoder.layer.3.mlp.weights_out.bias": torch.zeros(2),
           "dinov2.embeddings.cls_token": torch.zeros(1, 1, 2),
           "classifier.bias": torch.zeros(3)}
-    sd, layout = checkpoints.to_official_layout(hf)
+    sd, layout = dinov2_import.to_official_layout(hf)
     assert layout == "huggingface"
     assert set(sd) == {"blocks.3.mlp.w12.weight", "blocks.3.mlp.w3.bias", "cls_token"}
     with torch.device("meta"):

@@ -11,6 +11,7 @@ import numpy as np
 import rasterio
 
 from crossearth_sar.core import checkpoints
+from crossearth_sar.crossearth_cli import model_description
 
 REPO = Path(__file__).resolve().parents[1]
 MODEL = REPO / "models" / "ces-s1-water.safetensors"
@@ -29,7 +30,7 @@ def test_model_file_is_small_fp16_and_self_describing():
     assert [c["name"] for c in config["classes"]] == ["background", "water"]
     stats = config["descriptors"]["train_stats"]
     assert stats and all(k in stats for k in ("H_DE", "ENL", "R_LR"))
-    described = checkpoints.describe(MODEL)
+    described = model_description.describe(MODEL)
     assert described["stored_dtype"] in ("fp16", "float16", "F16")
 
 

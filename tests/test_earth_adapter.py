@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from crossearth_sar.core import checkpoints
+from crossearth_sar.crossearth_cli import model_description
 from crossearth_sar.core.adapter import EarthAdapterLayer, frequency_split
 from crossearth_sar.core.vit import build_backbone
 from crossearth_sar.crossearth_cli.main import main
@@ -86,7 +87,7 @@ def test_peft_training_freezes_the_backbone_and_trains_the_adapters(tmp_path, ca
     # a new adapter starts with zero up-projections and scales of 0.1: training moved them
     assert any(after[k].abs().sum() > 0 for k in adapter if ".up." in k)
     assert any(float(after[k]) != pytest.approx(0.1) for k in adapter if k.endswith(".scale"))
-    described = checkpoints.describe(out)
+    described = model_description.describe(out)
     assert described["adapter"] == {"kind": "earth-adapter", "rank": 8, "cutoff": 0.3}
     assert described["adapter_params"] == sum(after[k].numel() for k in adapter)
 

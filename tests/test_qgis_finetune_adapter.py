@@ -66,6 +66,7 @@ def test_finetune_with_earth_adapter_passes_its_options_to_ces(with_venv_ces, ti
     import processing
 
     from crossearth_sar.core import checkpoints
+    from crossearth_sar.crossearth_cli import model_description
 
     scene = write_synthetic_scene(tmp_path / "scene.tif", size=128)
     polygons = _polygons()
@@ -80,5 +81,5 @@ def test_finetune_with_earth_adapter_passes_its_options_to_ces(with_venv_ces, ti
     assert "--peft earth-adapter --adapter-rank 8 --adapter-cutoff 0.5" in command, command
     config = checkpoints.read_config(out)
     assert config["backbone"]["adapter"] == {"kind": "earth-adapter", "rank": 8, "cutoff": 0.5}
-    assert checkpoints.describe(out)["adapter_params"] > 0
+    assert model_description.describe(out)["adapter_params"] > 0
     del polygons
