@@ -33,7 +33,7 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from crossearth_sar.core import checkpoints
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.model import build_from_config
-from crossearth_sar.train import data, engine
+from crossearth_sar.train import checkpoint_commit, data, engine
 
 from _helpers_micro import micro_config
 from _helpers_train import write_label, write_scene
@@ -160,10 +160,10 @@ def test_sigint_during_a_checkpoint_write_finishes_it(phase, reference, dataset,
         if name == phase and not seen:
             seen.append(name)
             _sigint()
-    monkeypatch.setattr(engine, "CHECKPOINT_HOOK", hook)
+    monkeypatch.setattr(checkpoint_commit, "CHECKPOINT_HOOK", hook)
     with pytest.raises(KeyboardInterrupt):
         _train(dataset, work)
-    monkeypatch.setattr(engine, "CHECKPOINT_HOOK", None)
+    monkeypatch.setattr(checkpoint_commit, "CHECKPOINT_HOOK", None)
     assert seen == [phase]
     _assert_resumes_to(reference, dataset, work, 2)
 
@@ -179,11 +179,11 @@ def kill_snapshots(dataset, tmp_path_factory):
         dst = root / f"{it}-{name}"
         shutil.copytree(folder, dst)
         snaps[(it, name)] = dst
-    engine.CHECKPOINT_HOOK = hook
+    checkpoint_commit.CHECKPOINT_HOOK = hook
     try:
         _train(dataset, root / "run")
     finally:
-        engine.CHECKPOINT_HOOK = None
+        checkpoint_commit.CHECKPOINT_HOOK = None
     assert sorted(snaps) == sorted((it, p) for it in (2, 4) for p in PHASES)
     for it in (2, 4):   # killed while writing the state file, or the model file
         state = snaps[(it, "state-written")]

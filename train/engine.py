@@ -4,15 +4,9 @@ Under ``torchrun`` (WORLD_SIZE > 1) each rank trains on its shard of every globa
 (DistributedSampler; gloo on CPU, nccl on CUDA) and DDP averages the gradients, so all ranks
 hold identical parameters; only rank 0 writes files and reports progress.
 
-Checkpoints (rank 0, every ``save_every`` iterations and at the end) in ``work_dir`` are one
-unit of two files: ``last.state-NNNNNNNN.pt`` (optimizer, scheduler, the RNG states of every
-rank, iteration NNNNNNNN, best validation mIoU; a plain tensor/number dict read back with
-``torch.load(weights_only=True)``) is written first, then ``last.safetensors`` (the model,
-core.checkpoints, whose provenance names the iteration and so its state file) replaces the
-previous one by an atomic rename: that rename is the commit. Until it, the previous model
-and its state file are untouched; after it, the new pair is complete; the superseded state
-file is removed last. A kill at any instant therefore leaves the previous checkpoint or the
-new one (stray temporary files are ignored and cleaned by the next save).
+Checkpoints (rank 0, every ``save_every`` iterations and at the end) in ``work_dir``: one
+unit of two files committed by an atomic rename (train/checkpoint_commit.py). Distributed set-up
+and the data order: train/distributed.py.
 
 SIGINT and SIGTERM (Ctrl-C, QGIS's Cancel) during :func:`train` abandon the current step at
 once (the parameters are untouched until the optimizer runs; the optimizer update and a
@@ -28,35 +22,43 @@ from __future__ import annotations
 import contextlib
 import datetime
 import math
-import os
-import random
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Callable, Optional
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader
 
 from ..core import checkpoints
-from ..core.devices import resolve_device
 from ..core.errors import InputError
 from ..core.interrupts import Interrupts
-from .hyperparameters import TrainConfig  # noqa: F401 (also this module's API)
 from ..core.progress import ProgressCallback, ensure
+from .checkpoint_commit import (  # noqa: F401 (checkpoint_iteration: also this module's API)
+    all_rng_states,
+    checkpoint_iteration,
+    load_checkpoint_state,
+    prune_checkpoint_files,
+    rng_state,
+    save_model,
+    seed_everything,
+    set_rng_state,
+    state_path,
+    write_checkpoint,
+)
 from .classes import IGNORE_INDEX
 from .data import collate
+from .distributed import (  # noqa: F401 (is_main, barrier, init_distributed: also this module's API)
+    ResumableDistributedSampler,
+    barrier,
+    init_distributed,
+    is_main,
+)
+from .hyperparameters import TrainConfig  # noqa: F401 (also this module's API)
 from .metrics import confusion_matrix, mean_iou
 
-STATE_SUFFIX = ".state.pt"     # legacy (before checkpoints were one unit): last.state.pt
 Log = Callable[[str], None]
-
-#: Called with a phase name ("state-written", "model-written", "committed", "pruned") and the
-#: work folder at each step of a checkpoint write. Tests use it to freeze the folder as a kill
-#: at that instant would leave it; None in normal runs.
-CHECKPOINT_HOOK: Optional[Callable[[str, Path], None]] = None
 
 
 @dataclass
@@ -70,58 +72,6 @@ class TrainResult:
     wall_s: float = 0.0
     last_path: Optional[Path] = None
     best_path: Optional[Path] = None
-
-
-# -- distributed --------------------------------------------------------------------------
-def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
-    """(rank, world size, device); starts the process group under torchrun (WORLD_SIZE > 1)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local if world > 1 else None)   # ParameterError when bad
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
-    return rank, world, dev
-
-
-def is_main() -> bool:
-    return not dist.is_initialized() or dist.get_rank() == 0
-
-
-def barrier() -> None:
-    if dist.is_initialized():
-        dist.barrier()
-
-
-# -- data order -----------------------------------------------------------------------------
-class ResumableDistributedSampler(Sampler):
-    """An endless stream of DistributedSampler epochs (shuffled with ``seed`` + epoch) that
-    starts after ``start`` items; yields ``epoch * n + index`` (CropDataset reads the index
-    modulo n and seeds its crop and augmentation with the whole number)."""
-
-    def __init__(self, n: int, num_replicas: int = 1, rank: int = 0, seed: int = 0, start: int = 0):
-        self.n, self.num_replicas, self.rank = int(n), int(num_replicas), int(rank)
-        self.seed, self.start = int(seed), int(start)
-
-    def __iter__(self) -> Iterator[int]:
-        skip, epoch = self.start, 0
-        while True:
-            ds = DistributedSampler(range(self.n), num_replicas=self.num_replicas, rank=self.rank,
-                                    shuffle=True, seed=self.seed, drop_last=False)
-            ds.set_epoch(epoch)
-            idx = list(ds)
-            if skip >= len(idx):
-                skip -= len(idx)
-            else:
-                for i in idx[skip:]:
-                    yield epoch * self.n + i
-                skip = 0
-            epoch += 1
-
-    def __len__(self) -> int:  # endless; DataLoader only needs it for len(loader)
-        return 2 ** 62
 
 
 # -- time estimate --------------------------------------------------------------------------
@@ -199,158 +149,6 @@ def enable_gradient_checkpointing(backbone: torch.nn.Module) -> None:
 
         blk.forward = forward
         blk._ces_checkpointed = True
-
-
-# -- RNG state --------------------------------------------------------------------------------
-def rng_state() -> dict[str, Any]:
-    np_state = np.random.get_state()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
-                  "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
-        "python": _py_state_to_tensor(random.getstate()),
-    }
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state()
-    return state
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                         n["cached"]))
-    random.setstate(_py_state_from_tensor(state["python"]))
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
-
-
-def _py_state_to_tensor(s) -> dict:
-    return {"version": int(s[0]), "state": torch.tensor(s[1], dtype=torch.int64),
-            "gauss": -1.0 if s[2] is None else float(s[2])}
-
-
-def _py_state_from_tensor(d) -> tuple:
-    return (d["version"], tuple(int(v) for v in d["state"].tolist()),
-            None if d["gauss"] == -1.0 else d["gauss"])
-
-
-def seed_everything(seed: int, rank: int = 0) -> None:
-    random.seed(seed + rank)
-    np.random.seed((seed + rank) % 2 ** 32)
-    torch.manual_seed(seed + rank)
-
-
-# -- checkpoint files ----------------------------------------------------------------------
-def state_path(model_path: Path, iteration: Optional[int] = None) -> Path:
-    """The training-state file of the checkpoint ``model_path`` at ``iteration``
-    (``last.state-00000004.pt``); without an iteration, the legacy ``last.state.pt``."""
-    stem = model_path.name.replace(".safetensors", "")
-    if iteration is None:
-        return model_path.with_name(stem + STATE_SUFFIX)
-    return model_path.with_name(f"{stem}.state-{int(iteration):08d}.pt")
-
-
-def _phase(name: str, folder: Path) -> None:
-    if CHECKPOINT_HOOK is not None:
-        CHECKPOINT_HOOK(name, folder)
-
-
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary sibling, flush it to disk, then rename (atomic)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save(state, tmp)
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-
-
-def load_training_state(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise InputError(f"{path}: no training state to resume from")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise InputError(f"{path}: unreadable training state ({type(e).__name__}: {e})") from None
-
-
-def checkpoint_iteration(model_path: Path) -> Optional[int]:
-    """The iteration of the committed checkpoint ``model_path`` (None: there is none)."""
-    if not model_path.is_file():
-        return None
-    prov = checkpoints.read_config(model_path).get("provenance", {}) or {}
-    it = prov.get("iteration")
-    return None if it is None else int(it)
-
-
-def load_checkpoint_state(model_path: Path) -> dict[str, Any]:
-    """The training state that belongs to the committed model ``model_path``."""
-    it = checkpoint_iteration(model_path)
-    if it is None:
-        raise InputError(f"{model_path}: no checkpoint to resume from")
-    path = state_path(model_path, it)
-    if not path.is_file() and state_path(model_path).is_file():
-        path = state_path(model_path)  # a run written before checkpoints were one unit
-    return load_training_state(path)
-
-
-def write_checkpoint(model: torch.nn.Module, model_path: Path, state: dict[str, Any],
-                     **provenance: Any) -> None:
-    """Write the model and its training state as one unit (see the module doc): the state
-    file of ``state["iteration"]``, then the model to a temporary name, then the commit
-    rename of the model, then the removal of superseded state and temporary files."""
-    from ..core.atomic import remove_path, temporary_sibling
-
-    folder = model_path.parent
-    it = int(state["iteration"])
-    save_training_state(state_path(model_path, it), state)
-    _phase("state-written", folder)
-    tmp = temporary_sibling(model_path)
-    try:
-        checkpoints.save(model, tmp, **provenance, iteration=it)
-        _fsync(tmp)
-        _phase("model-written", folder)
-        os.replace(tmp, model_path)
-    except BaseException:
-        remove_path(tmp)
-        raise
-    _fsync(folder)
-    _phase("committed", folder)
-    prune_checkpoint_files(model_path, it)
-    _phase("pruned", folder)
-
-
-def prune_checkpoint_files(model_path: Path, iteration: int) -> None:
-    """Remove the state files of other iterations than the committed ``iteration`` and the
-    temporary files of interrupted writes."""
-    from ..core.atomic import remove_path
-
-    folder, keep = model_path.parent, state_path(model_path, iteration).name
-    stem = model_path.name.replace(".safetensors", "")
-    for old in folder.glob(f"{stem}.state*.pt"):
-        if old.name != keep:
-            with contextlib.suppress(OSError):
-                old.unlink()
-    for pattern in (f".{stem}.*tmp*", f"..{stem}.*tmp*"):
-        for stray in folder.glob(pattern):
-            remove_path(stray)
-
-
-def _save_model(model: torch.nn.Module, path: Path, **provenance) -> None:
-    checkpoints.save(model, path, **provenance)
 
 
 # -- the loop -----------------------------------------------------------------------------------
@@ -469,7 +267,7 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: Inter
             if best_miou is None or (math.isfinite(miou) and miou > best_miou):
                 best_miou, best_it = miou, it
                 if rank == 0:
-                    _save_model(model, best_path, **provenance, iteration=it, val_miou=miou)
+                    save_model(model, best_path, **provenance, iteration=it, val_miou=miou)
             val_pending = False
         if world == 1:
             snapshot[0] = (it, [rng_state()])
@@ -527,7 +325,7 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: Inter
             if val_set is not None and scheduled_val:
                 validate_now()
             if (cfg.save_every and it % cfg.save_every == 0) or it == cfg.iters:
-                save(it, snapshot[0][1] if world == 1 else _all_rng_states(world), False)
+                save(it, snapshot[0][1] if world == 1 else all_rng_states(world), False)
     except KeyboardInterrupt:
         if world == 1 and snapshot[0] is not None and snapshot[0][0] != saved_it:
             done, rng = snapshot[0]
@@ -541,15 +339,6 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: Inter
     result.last_path = last_path
     result.best_path = best_path if best_it is not None else None
     return result
-
-
-def _all_rng_states(world: int) -> list:
-    """The RNG states of every rank (gathered to all under torchrun)."""
-    if world > 1:
-        states = [None] * world
-        dist.all_gather_object(states, rng_state())
-        return states
-    return [rng_state()]
 
 
 def _check_resumable(state: dict, last_path: Path, world: int, cfg: TrainConfig) -> None:
