@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench_segment import peak_rss_mb   # this folder: the same VmHWM reading
+from bench_segment import peak_rss_mb  # this folder: the same VmHWM reading
 
 
 def write_scenes(folder: Path, size: int, rows: int = 512) -> tuple[Path, Path]:

@@ -168,8 +168,7 @@ def efficiency(scene: Path, workdir: Path, tile: int, overlap: int, batch: int) 
     """forward-alone time / end-to-end time on the same tiles with a random ``ti`` model."""
     import torch
 
-    from crossearth_sar.core import model as model_mod
-    from crossearth_sar.core import pipeline, sar_io, tiler
+    from crossearth_sar.core import model as model_mod, pipeline, sar_io, tiler
 
     torch.manual_seed(0)
     net = model_mod.build("ti", num_classes=2).eval()

@@ -24,7 +24,7 @@ from threshold_baselines import C2S, FIXED_DB, SPAIN, otsu_threshold  # benchmar
 from crossearth_sar.core import checkpoints, sar_io
 from crossearth_sar.core.model import input_contract, trained_bands
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
-from crossearth_sar.train.data import expand_paths, pair_files, read_label_raster, RASTER_EXTS
+from crossearth_sar.train.data import RASTER_EXTS, expand_paths, pair_files, read_label_raster
 from crossearth_sar.train.evaluate import predict_scene
 
 ROOT = Path(__file__).resolve().parents[1]

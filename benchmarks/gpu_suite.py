@@ -163,9 +163,9 @@ def ddp(args, sizes, dev) -> dict:
     """finetune under torchrun: 2 processes (nccl on one GPU where it allows two ranks on the
     same device), else 1 process."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from _helpers_train import tiny_model, write_label, write_scene
-
     from crossearth_sar.core import checkpoints, scene_ranks
+
+    from _helpers_train import tiny_model, write_label, write_scene
 
     work = args.work / "ddp"
     work.mkdir(parents=True, exist_ok=True)
@@ -299,8 +299,7 @@ def segment(args, sizes, dev) -> dict:
     windows' time is kept)."""
     import torch
 
-    from crossearth_sar.core import checkpoints
-    from crossearth_sar.core import model as model_mod
+    from crossearth_sar.core import checkpoints, model as model_mod
 
     start = time.perf_counter()
     w, h = sizes["scene"]

@@ -26,7 +26,7 @@ import torch
 from crossearth_sar.core import sar_io
 from crossearth_sar.train import metrics
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
-from crossearth_sar.train.data import expand_paths, pair_files, read_label_raster, RASTER_EXTS
+from crossearth_sar.train.data import RASTER_EXTS, expand_paths, pair_files, read_label_raster
 
 HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_model"
 SPAIN = ("sen1floods11_spain/Spain_7370579_S1Hand.tif", "sen1floods11_spain/Spain_7370579_LabelHand.tif")

@@ -38,8 +38,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import rasterio
 from rasterio.warp import Resampling, reproject
-from rasterio.windows import Window
-from rasterio.windows import transform as window_transform
+from rasterio.windows import Window, transform as window_transform
 
 from . import sar_io, vectorize
 from .change_checks import check_scenes

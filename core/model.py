@@ -14,14 +14,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .class_colors import HEX_COLOR, class_color
-from .parameter_counts import count_module
-from .model_header import input_contract, trained_bands  # noqa: F401 (also this module's API)
 from . import cpu_streams, descriptors as descriptors_mod
+from .class_colors import HEX_COLOR, class_color
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
 from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
 from .mask2former.targets import semantic_targets
+from .model_header import input_contract, trained_bands  # noqa: F401 (also this module's API)
+from .parameter_counts import count_module
 from .sar_io import INPUT_CONTRACT
 from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
 from .vit import PATCH_SIZE, backbone_config, build_backbone_from_config

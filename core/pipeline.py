@@ -29,13 +29,13 @@ import torch
 from rasterio.windows import Window
 
 from . import cpu_streams, sar_io, tiler, vectorize
-from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .atomic import atomic_output, check_writable
 from .descriptors import unscale_descriptors
 from .errors import InputError, ParameterError
 from .memory import release_free_memory
 from .model import input_contract, trained_bands
 from .progress import ProgressCallback, ensure
+from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_MIN_PIXELS = 4          # --min-area default: regions under 4 pixels are sieved away
@@ -66,6 +66,7 @@ def gdal_cache_bytes(scene_path: PathLike) -> int:
 
 
 def check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
+    """``path`` checked as a raster output (a .tif / .tiff GeoTIFF, writable); None stays None."""
     if path is None:
         return None
     path = Path(path)

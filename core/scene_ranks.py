@@ -149,6 +149,7 @@ class RankLog:
 
 
 def status_path(folder: Path, run: str, rank: int) -> Path:
+    """The status file of ``rank`` in ``run`` (JSON, in the output folder's status folder)."""
     return Path(folder) / STATUS_FOLDER / f"{run}.rank{rank}.json"
 
 

@@ -17,8 +17,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .adapter import EarthAdapter
-from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
 from .moe import BALANCE_WEIGHT, MoEFFN, dense_ffn, descriptor_tensor, ffn_hidden
+from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
 
 PATCH_SIZE = 14
 EXPERTS, TOP_K = MOE_DEFAULTS["experts"], MOE_DEFAULTS["top_k"]
@@ -51,6 +51,8 @@ class Attention(nn.Module):
 
 
 class LayerScale(nn.Module):
+    """DINOv2's LayerScale: x [..., dim] times a learned per-channel gamma [dim]."""
+
     def __init__(self, dim: int, init_values: float = 1e-5):
         super().__init__()
         self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-
 from .reporting import Reporter, error_text, progress_option
 
 

@@ -7,10 +7,9 @@ from pathlib import Path
 import click
 
 from ..core.interrupts import sigterm_as_interrupt
-
+from .map_options import map_options
 from .reporting import Reporter, error_text, progress_option
 from .scene_options import calibrated_option, domain_option
-from .map_options import map_options
 from .segment_cmd import _resolve_model, _side_output
 
 

@@ -6,10 +6,8 @@ from typing import Optional
 
 import click
 
-
 from .reporting import Reporter, error_text, progress_option
 from .scene_options import calibrated_option, domain_option
-
 
 MIN_DEFAULT_TILE, MAX_DEFAULT_TILE, TILES_ACROSS = 32, 512, 16
 

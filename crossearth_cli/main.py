@@ -12,7 +12,6 @@ import sys
 import click
 
 from ..core.errors import one_line
-
 from ..version import __version__
 
 # command name -> "module:attribute" (modules relative to this package)
@@ -111,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
     import warnings
 
     from ..core.errors import InputError
-
     from .reporting import Reporter
 
     warnings.showwarning = show_warning

@@ -108,7 +108,7 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
         with sar_io.open_scene(job["scene"], **open_options):
             pass
-    from ..core import pipeline   # imports torch
+    from ..core import pipeline  # imports torch
 
     for job in plan:
         for key in ("raster", "confidence"):

@@ -8,7 +8,6 @@ from typing import Optional
 
 import click
 
-
 from . import validate
 from .reporting import Reporter, error_text, progress_option
 from .scene_options import DOMAIN_CHOICE, calibrated_option
@@ -123,11 +122,10 @@ def training_options(mode: str):
 
 def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mode: str,
          variant: Optional[str] = None) -> None:
-    from ..core.sar_io import parse_bands
-    from ..train.hyperparameters import TrainConfig
-    from ..train.finetune import run_training
-
     from ..core.errors import InputError
+    from ..core.sar_io import parse_bands
+    from ..train.finetune import run_training
+    from ..train.hyperparameters import TrainConfig
 
     reporter = Reporter(progress_mode)
     peft, rank, cutoff = kw.pop("peft"), kw.pop("adapter_rank"), kw.pop("adapter_cutoff")
@@ -280,19 +278,18 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
       ces evaluate --images test/AFTER --before test/BEFORE --labels test/MASK \\
           --classes ombria_classes.yaml --label-meaning water-after
     """
+    from ..core import model_header
     from ..core.atomic import atomic_output, check_writable
     from ..core.errors import InputError
     from ..core.sar_io import parse_bands
-    from ..core import model_header
 
     if model is not None:
         model_header.read_config(model)   # a corrupt model is refused before torch loads
+    from ..core.windows import check_tiling
     from ..train.classes import classes_file_beside, load_classes
     from ..train.evaluate import evaluate as run_evaluate, load_model
     from ..train.expert_stats import plot_expert_report
     from ..train.metrics import markdown
-
-    from ..core.windows import check_tiling
 
     if overlap is None:
         overlap = min(128, tile // 4)

@@ -12,13 +12,13 @@ from qgis.core import (
     QgsProcessingParameterVectorDestination,
 )
 
+from ..core.qgis_style import layer_name
 from .algorithm_base import (
     CALIBRATED,
     EMBEDDED_MODEL_HINT,
     CesAlgorithm,
     embedded_model_path,
 )
-from ..core.qgis_style import layer_name
 from .class_style import model_classes
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows

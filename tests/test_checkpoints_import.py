@@ -9,12 +9,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from crossearth_sar.core import checkpoints
-from crossearth_sar.core import dinov2_import
-from crossearth_sar.crossearth_cli import model_description
-from crossearth_sar.core.parameter_counts import count_module
+from crossearth_sar.core import checkpoints, dinov2_import
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.parameter_counts import count_module
 from crossearth_sar.core.vit import build_backbone
+from crossearth_sar.crossearth_cli import model_description
 from crossearth_sar.crossearth_cli.main import main
 
 from _helpers_backbone import random_official_state_dict, reference_forward, to_huggingface_layout

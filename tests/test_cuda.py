@@ -34,8 +34,9 @@ def _class_maps(scene_path, predict, device, classes=3, tile=128, overlap=32, ba
 
 
 def test_gpu_blending_equals_cpu_blending(tmp_path):
-    from bench_segment import write_synthetic_scene
     from gpu_suite import fixed_predict
+
+    from bench_segment import write_synthetic_scene
 
     scene = write_synthetic_scene(tmp_path / "s.tif", 700, seed=1, db=True)
     c0, f0 = _class_maps(scene, fixed_predict(), "cpu")
@@ -85,10 +86,10 @@ def test_training_step_under_bf16_autocast():
 
 
 def test_segment_scene_on_cuda_matches_cpu(tmp_path):
+    import rasterio
+
     from crossearth_sar.core import pipeline
     from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
-
-    import rasterio
 
     runs = {}
     for dev in ("cpu", "cuda"):

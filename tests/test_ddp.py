@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 
-
 from crossearth_sar.core import checkpoints, scene_ranks
 from crossearth_sar.train.finetune import parameter_digest
 

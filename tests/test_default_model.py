@@ -80,9 +80,10 @@ def test_the_default_model_reads_calibrated_scenes_as_calibrated(tmp_path):
     """ces-s1-water is a model of input contract 3 trained on VV: it reads the VV band of a
     VV + VH scene and the only band of a VV-only one, and a calibrated dB scene reaches it
     through the fixed dB mapping (x = (VV + 28) / 30, clipped), with no per-scene statistics."""
+    from rasterio.windows import Window
+
     from crossearth_sar.core import sar_io
     from crossearth_sar.core.model import input_contract, trained_bands
-    from rasterio.windows import Window
 
     config = checkpoints.read_config(MODEL)
     assert input_contract(config) == 3 and trained_bands(config) == ["VV"]

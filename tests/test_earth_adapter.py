@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from crossearth_sar.core import checkpoints
-from crossearth_sar.crossearth_cli import model_description
 from crossearth_sar.core.adapter import EarthAdapterLayer, frequency_split
 from crossearth_sar.core.vit import build_backbone
+from crossearth_sar.crossearth_cli import model_description
 from crossearth_sar.crossearth_cli.main import main
 
 from _helpers_train import tiny_model, write_png

@@ -99,9 +99,9 @@ def test_folded_projections_give_the_plain_probabilities(pyramid):
     """The inference path folds the stride-4 lateral projection into the pyramid and the mask
     projection into the mask embeddings; with random (non-zero) biases it still gives the
     plain path's probabilities, for both pyramids."""
-    from _helpers_micro import micro_config
-
     from crossearth_sar.core.model import build_from_config
+
+    from _helpers_micro import micro_config
 
     cfg = micro_config()
     cfg["head"]["pyramid"] = pyramid

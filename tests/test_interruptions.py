@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from crossearth_sar.core import checkpoints

@@ -12,8 +12,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from crossearth_sar.core import checkpoints
-from crossearth_sar.core import model as model_mod
+from crossearth_sar.core import checkpoints, model as model_mod
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.crossearth_cli.main import main as ces_main
 

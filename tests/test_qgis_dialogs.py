@@ -18,8 +18,8 @@ ALGORITHMS = ("segment", "descriptors", "finetune", "evaluate", "setup_engine")
 @pytest.fixture
 def dialog(ces_provider):
     """Opens the dialog of an algorithm non-modally at its default size; closes it after."""
-    from qgis.core import QgsApplication
     from processing.gui.AlgorithmDialog import AlgorithmDialog
+    from qgis.core import QgsApplication
 
     opened = []
 

@@ -16,15 +16,15 @@ import pytest
 
 pytest.importorskip("qgis.core")
 
+from crossearth_sar.qgis_plugin import engine_setup as es  # noqa: E402
+from crossearth_sar.version import __version__  # noqa: E402
+
 from _helpers_qgis import (  # noqa: E402
     DEMO_SCENE,
     ces_setting,
     recording_feedback,
     venv_ces,
 )
-
-from crossearth_sar.qgis_plugin import engine_setup as es  # noqa: E402
-from crossearth_sar.version import __version__  # noqa: E402
 
 pytestmark = pytest.mark.qgis
 

@@ -36,8 +36,7 @@ def _run(alg: str, params: dict, feedback=None):
 
 def _vector_file(path: Path) -> Path:
     """A small GeoPackage of points: a real file that is not a raster."""
-    from qgis.core import QgsCoordinateTransformContext, QgsFeature, QgsGeometry, \
-        QgsPointXY, QgsVectorFileWriter, QgsVectorLayer
+    from qgis.core import QgsCoordinateTransformContext, QgsFeature, QgsGeometry, QgsPointXY, QgsVectorFileWriter, QgsVectorLayer
 
     layer = QgsVectorLayer("Point?crs=EPSG:4326&field=name:string", "points", "memory")
     feature = QgsFeature(layer.fields())
@@ -55,8 +54,8 @@ def _vector_file(path: Path) -> Path:
 
 # --- registration ---------------------------------------------------------------------------
 def test_provider_registers_with_id_and_algorithms(ces_provider):
-    from qgis.core import QgsApplication
     from processing.core.ProcessingConfig import ProcessingConfig
+    from qgis.core import QgsApplication
 
     from crossearth_sar.qgis_plugin.ces_process import SETTING_CES_EXECUTABLE
     from crossearth_sar.version import __version__

@@ -11,13 +11,11 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-
 from ..core.atomic import atomic_output
 from ..core.progress import ProgressCallback, ensure
-from .sources import source_document
-
 from .benchmark_suite import Finetune, Log, Row, Suite, digest, slug
 from .benchmark_tables import csv_table, markdown_table, table_document
+from .sources import source_document
 
 
 # -- running the cells ---------------------------------------------------------------------------
@@ -48,8 +46,8 @@ def finetune_command(ft: Finetune, data_file: Path, model: Path, device: str) ->
 
 def _run_finetune(suite: Suite, ft: Finetune, out: Path, device: str, progress, log: Log) -> dict:
     """The fine-tune's record (computed, or read back when finished before)."""
-    from .hyperparameters import TrainConfig
     from .finetune import run_training
+    from .hyperparameters import TrainConfig
 
     folder = out / "finetune"
     record_path, model = folder / f"{ft.id}.json", folder / f"{ft.id}.safetensors"

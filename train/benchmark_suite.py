@@ -92,6 +92,8 @@ class Dataset:
 
 @dataclass
 class Base:
+    """A base model of the suite: its name, file, the file's digest and its config."""
+
     name: str
     path: Path
     digest: str
@@ -125,6 +127,8 @@ class Row:
 
 @dataclass
 class Table:
+    """One table of the run: a source, its targets and rows."""
+
     source: str
     targets: list[str] = field(default_factory=list)
     rows: list[Row] = field(default_factory=list)
@@ -132,6 +136,9 @@ class Table:
 
 @dataclass
 class Suite:
+    """A checked suite file: classes, datasets, models, evaluation settings, baseline,
+    fine-tuning cells and the tables they fill."""
+
     path: Path
     name: str
     classes: ClassSpec
@@ -163,10 +170,12 @@ class Suite:
 
 # -- reading and checking a suite --------------------------------------------------------------
 def slug(text: str) -> str:
+    """``text`` made safe for a file name (runs of other characters become "-")."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "x"
 
 
 def digest(obj: Any) -> str:
+    """SHA-256 (hex) of a JSON-able object, keys sorted: the identity of a cell."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
 
 

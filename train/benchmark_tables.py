@@ -8,10 +8,8 @@ import csv
 import io
 from typing import Optional, Sequence
 
-
-from .markdown import pct, table
-
 from .benchmark_suite import Suite
+from .markdown import pct, table
 
 
 # -- the table -------------------------------------------------------------------------------------

@@ -39,6 +39,7 @@ CHECKPOINT_HOOK: Optional[Callable[[str, Path], None]] = None
 
 # -- RNG state --------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
+    """This process's RNG states (torch CPU and CUDA, numpy, Python) as tensors and numbers."""
     np_state = np.random.get_state()
     state = {
         "torch": torch.get_rng_state(),
@@ -52,6 +53,7 @@ def rng_state() -> dict[str, Any]:
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore the RNG states of :func:`rng_state`."""
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
     np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
@@ -72,6 +74,7 @@ def _py_state_from_tensor(d) -> tuple:
 
 
 def seed_everything(seed: int, rank: int = 0) -> None:
+    """Seed Python, numpy and torch with ``seed + rank``."""
     random.seed(seed + rank)
     np.random.seed((seed + rank) % 2 ** 32)
     torch.manual_seed(seed + rank)
@@ -115,6 +118,8 @@ def save_training_state(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_training_state(path: Path) -> dict[str, Any]:
+    """A training state file read back (``torch.load(weights_only=True)``); InputError when
+    it is missing or unreadable."""
     if not path.is_file():
         raise InputError(f"{path}: no training state to resume from")
     try:
@@ -186,6 +191,7 @@ def prune_checkpoint_files(model_path: Path, iteration: int) -> None:
 
 
 def save_model(model: torch.nn.Module, path: Path, **provenance) -> None:
+    """Write the model file of a checkpoint (core.checkpoints.save)."""
     checkpoints.save(model, path, **provenance)
 
 

@@ -101,6 +101,7 @@ def pairing_key(stem: str, pair_pattern: Optional[str] = None) -> Optional[str]:
 
 
 def is_vector(path: os.PathLike | str) -> bool:
+    """Whether ``path`` names a vector file (labelled polygons) by its extension."""
     return Path(path).suffix.lower() in VECTOR_EXTS
 
 
@@ -207,8 +208,8 @@ def resample_to_grid(src, path: Path, scene: sar_io.SarScene) -> tuple[np.ndarra
     neighbour by GDAL's warper (as ``gdalwarp -r near``): (raw values [H, W], valid [H, W]);
     valid is the warped mask of ``src`` (nodata value, mask band, alpha), False outside the
     label raster. InputError naming both files when they do not overlap at all."""
-    from rasterio.warp import Resampling, reproject, transform_bounds
     from rasterio.transform import array_bounds
+    from rasterio.warp import Resampling, reproject, transform_bounds
 
     left, bottom, right, top = array_bounds(scene.height, scene.width, scene.transform)
     lb = transform_bounds(src.crs, scene.crs, *src.bounds, densify_pts=21)

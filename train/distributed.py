@@ -31,10 +31,12 @@ def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:
 
 
 def is_main() -> bool:
+    """Whether this process is rank 0 (or the only one)."""
     return not dist.is_initialized() or dist.get_rank() == 0
 
 
 def barrier() -> None:
+    """Wait for every rank (a no-op without a process group)."""
     if dist.is_initialized():
         dist.barrier()
 

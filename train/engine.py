@@ -63,6 +63,9 @@ Log = Callable[[str], None]
 
 @dataclass
 class TrainResult:
+    """What a run did: iterations, the last and all losses, the best validation mIoU and its
+    iteration, the validation history and the wall time."""
+
     iterations: int
     last_loss: float
     losses: list[float] = field(default_factory=list)
@@ -406,4 +409,5 @@ def predict_confusion(model, dataset, batch: int, device: torch.device, rank: in
 
 
 def config_dict(cfg: TrainConfig) -> dict:
+    """The hyper-parameters of a run as a JSON-able dict (for provenance)."""
     return asdict(cfg)

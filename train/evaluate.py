@@ -112,4 +112,5 @@ def predict_scene(model, scene, sink, *, tile: int = 512, overlap: int = 128, ba
 
 
 def classes_for(model, classes_file: Optional[str]) -> Optional[ClassSpec]:
+    """The classes file's ClassSpec, or None (the model's own classes)."""
     return load_classes(classes_file) if classes_file else None

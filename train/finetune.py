@@ -22,13 +22,13 @@ from ..core import checkpoints
 from ..core.atomic import check_writable
 from ..core.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from ..core.errors import InputError, ParameterError
-from ..core.windows import MIN_TILE
 from ..core.model import build_from_config, model_config, trained_bands
+from ..core.windows import MIN_TILE
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
 from .data import CropDataset, TileDataset, collate, load_labelled_scenes
-from .sources import load_data_file, load_source_scenes
 from .engine import TrainConfig, barrier, init_distributed, is_main, train
+from .sources import load_data_file, load_source_scenes
 
 
 def freeze_backbone(model) -> None:

@@ -41,6 +41,7 @@ def mean_iou(cm) -> float:
 
 
 def overall_accuracy(cm) -> float:
+    """Correct pixels over all pixels of a confusion matrix [K, K]; NaN when empty."""
     cm = np.asarray(cm.cpu() if isinstance(cm, torch.Tensor) else cm, dtype=np.float64)
     total = cm.sum()
     return float(np.trace(cm) / total) if total > 0 else float("nan")
