@@ -4,19 +4,20 @@
 and refuses NaN and ±inf (for floats) and values below ``minimum`` (or equal to it when
 ``open_min``), as a click usage error that ``main`` prints as one line naming the flag::
 
-    ces: error: --lr: -0.001 must be > 0
+    ces: error: --lr: -0.001 must be a number > 0
     ces: error: --min-area: nan is not a finite number
+
+The checks themselves are core/numbers.py's, shared with benchmark suites.
 
 The ready-made instances below cover the options of every command.
 """
 from __future__ import annotations
 
-import math
-from typing import Optional, Union
+from typing import Optional
 
 import click
 
-Num = Union[int, float]
+from ..core.numbers import Num, check_number
 
 
 class Number(click.ParamType):
@@ -27,22 +28,18 @@ class Number(click.ParamType):
         self.name = "integer" if kind is int else "number"
 
     def convert(self, value, param, ctx) -> Num:
-        if isinstance(value, self.kind) and not isinstance(value, bool):
-            number = value
-        else:
+        number = value
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
             text = str(value).strip()
             try:
                 number = int(text) if self.kind is int else float(text)
             except ValueError:
                 self.fail(f"{text!r} is not {'an integer' if self.kind is int else 'a number'}",
                           param, ctx)
-        if self.kind is float and not math.isfinite(number):
-            self.fail(f"{value} is not a finite number", param, ctx)
-        if self.minimum is not None:
-            if number < self.minimum or (self.open_min and number == self.minimum):
-                self.fail(f"{value} must be {'>' if self.open_min else '>='} {self.minimum}",
-                          param, ctx)
-        return number
+        try:
+            return check_number(number, self.kind, self.minimum, self.open_min)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
 
     def __repr__(self) -> str:
         bound = "" if self.minimum is None else f" {'>' if self.open_min else '>='} {self.minimum}"

@@ -61,6 +61,7 @@ import numpy as np
 
 from ..core.adapter_options import DEFAULTS as ADAPTER
 from ..core.errors import InputError
+from ..core.numbers import check_number
 from ..core.progress import ProgressCallback, ensure
 from .classes import ClassSpec, read_document
 from .hyperparameters import FINETUNE
@@ -188,15 +189,10 @@ def _file_digest(path: Path) -> str:
 
 
 def _number(value: Any, where: str, kind: type, minimum: float, open_min: bool = False) -> Any:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok and kind is int:
-        ok = float(value).is_integer()
-    if ok:
-        ok = bool(np.isfinite(value)) and (value > minimum if open_min else value >= minimum)
-    if not ok:
-        what = "an integer" if kind is int else "a number"
-        raise InputError(f"{where}: {value!r} must be {what} {'>' if open_min else '>='} {minimum:g}")
-    return kind(value)
+    try:
+        return check_number(value, kind, minimum, open_min)
+    except ValueError as e:
+        raise InputError(f"{where}: {e}") from None
 
 
 def _names(value: Any, where: str) -> list[str]:
