@@ -1,13 +1,11 @@
 """Flood extent from a before/after pair (``ces change``; issue 26).
 
-:func:`change_arguments` builds the ``ces change`` arguments from plain values, so it is
-tested without an engine; :class:`ChangeAlgorithm` reads the dialog into those values, runs
-``ces``, and styles and names the layers it loads (core.change_classes: flood red, permanent
+:class:`ChangeAlgorithm` reads the dialog into the values of
+``ces_arguments.change_arguments`` (tested without an engine), runs ``ces``, and styles and
+names the layers it loads (core.change_classes: flood red, permanent
 water grey-blue, no water transparent).
 """
 from __future__ import annotations
-
-from typing import Optional, Sequence
 
 from qgis.core import (
     QgsProcessing,
@@ -24,6 +22,7 @@ from qgis.core import (
 from ..core.change_classes import change_classes
 from ..core.qgis_style import layer_name, raster_classes
 from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
+from .ces_arguments import change_arguments
 from .class_style import model_classes
 
 HELP = """<p>Maps what a flood put under water: a SAR scene from during or after the event is
@@ -49,25 +48,6 @@ raster (the lower of the two dates' confidence) and a preview picture: before | 
 change, with a legend.</p>
 <p>Cancel stops within seconds and leaves no partial files.</p>
 """ % EMBEDDED_MODEL_HINT
-
-
-def change_arguments(after: str, befores: Sequence[str], output: str, *, tile: int,
-                     overlap: int, batch: int, device: str, calibrated: Sequence[str] = (),
-                     min_area: Optional[float] = None, simplify: Optional[float] = None,
-                     model: Optional[str] = None, raster: Optional[str] = None,
-                     confidence: Optional[str] = None, preview: Optional[str] = None) -> list[str]:
-    """The arguments of ``ces change`` (after the command name), as strings."""
-    args = [after]
-    for before in befores:
-        args += ["--before", before]
-    args += ["-o", output, "--tile", tile, "--overlap", overlap, "--batch", batch,
-             "--device", device, "--overwrite", *calibrated]
-    for option, value in (("--min-area", min_area), ("--simplify", simplify),
-                          ("--model", model), ("--raster", raster),
-                          ("--confidence", confidence), ("--preview", preview)):
-        if value is not None and value != "":
-            args += [option, value]
-    return [str(a) for a in args]
 
 
 class ChangeAlgorithm(CesAlgorithm):

@@ -9,6 +9,7 @@ from qgis.core import (
 )
 
 from .algorithm_base import CALIBRATED, CesAlgorithm
+from .ces_arguments import descriptors_arguments
 from .class_style import style_descriptor_raster
 
 HELP = """<p>Measures three physical properties of a SAR image, tile by tile, and writes them
@@ -63,13 +64,10 @@ class DescriptorsAlgorithm(CesAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         scene = self.raster_file(parameters, self.INPUT, context)
         out = self.output_path(parameters, self.OUTPUT, context)
-        args = [scene, "-o", out, "--overwrite", *self.calibrated_args(parameters, context)]
-        tile = self.parameterAsInt(parameters, self.TILE, context)
-        if tile > 0:
-            args += ["--tile", tile]
-        stride = self.parameterAsInt(parameters, self.STRIDE, context)
-        if stride > 0:
-            args += ["--stride", stride]
+        args = descriptors_arguments(
+            scene, out, tile=self.parameterAsInt(parameters, self.TILE, context),
+            stride=self.parameterAsInt(parameters, self.STRIDE, context),
+            calibrated=self.calibrated_args(parameters, context))
         self.run_command(args, feedback, [out])
         if style_descriptor_raster(out):
             self.style_on_load(context, out)

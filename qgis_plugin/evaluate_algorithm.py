@@ -24,6 +24,7 @@ from qgis.core import (
 from ..core.errors import InputError
 from ..train.classes import ClassSpec, classes_file_beside, from_model_classes, load_classes
 from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
+from .ces_arguments import evaluate_arguments
 from .class_style import model_classes
 from .finetune_algorithm import SINGLE_LAYER_FORMATS
 
@@ -214,25 +215,15 @@ class EvaluateAlgorithm(CesAlgorithm):
         report = self.output_path(parameters, self.OUTPUT_HTML, context, optional=True)
         plot = os.path.splitext(out)[0] + ".experts.png"
 
-        args = []
-        for image in images:
-            args += ["--images", image]
-        for label in labels:
-            args += ["--labels", label]
-        args += ["--json", out, "--experts-plot", plot,
-                 "--tile", self.parameterAsInt(parameters, self.TILE, context),
-                 "--device", self.device_value(parameters, context),
-                 "--overwrite", *self.calibrated_args(parameters, context)]
         class_field = (self.parameterAsString(parameters, self.CLASS_FIELD, context) or "").strip()
-        if class_field:
-            args += ["--class-field", class_field]
-        if model:
-            args += ["--model", model]
         classes = self.classes_file(parameters, context, labels)
-        if classes:
-            if not self.is_set(parameters, self.CLASSES):
-                feedback.pushInfo(f"Classes file: {classes} (found beside the labels)")
-            args += ["--classes", classes]
+        if classes and not self.is_set(parameters, self.CLASSES):
+            feedback.pushInfo(f"Classes file: {classes} (found beside the labels)")
+        args = evaluate_arguments(
+            images, labels, out, plot, tile=self.parameterAsInt(parameters, self.TILE, context),
+            device=self.device_value(parameters, context),
+            calibrated=self.calibrated_args(parameters, context), class_field=class_field,
+            model=model, classes=classes)
         result = self.run_command(args, feedback, [out, plot])
         plot = result.outputs.get("experts_plot")
 

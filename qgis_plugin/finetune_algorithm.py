@@ -25,6 +25,7 @@ from .algorithm_base import (
     CesAlgorithm,
     embedded_model_path,
 )
+from .ces_arguments import finetune_arguments
 
 HELP = """<p>Teaches a CrossEarth-SAR model your own classes, or improves it on your area, from
 polygons you digitized over one or more SAR scenes. The result is a new model file to use
@@ -171,24 +172,16 @@ class FinetuneAlgorithm(CesAlgorithm):
                 f"Continue a cancelled run: there is no checkpoint of {out} to continue "
                 f"({work_dir} holds none). Untick it to start training afresh.")
 
-        args = []
-        for image in images:
-            args += ["--images", image]
-        args += ["--labels", labels, "-o", out,
-                 "--iters", self.parameterAsInt(parameters, self.ITERATIONS, context),
-                 "--batch", self.parameterAsInt(parameters, self.BATCH, context),
-                 "--lr", repr(self.parameterAsDouble(parameters, self.LEARNING_RATE, context)),
-                 "--tile", self.parameterAsInt(parameters, self.TILE, context),
-                 "--device", self.device_value(parameters, context),
-                 "--model", base, "--overwrite", "--work-dir", work_dir,
-                 *(["--resume"] if resume else []),
-                 *self.calibrated_args(parameters, context)]
-        if class_field:
-            args += ["--class-field", class_field]
         classes = (self.parameterAsFile(parameters, self.CLASSES, context) or "").strip()
-        if classes:
-            args += ["--classes", classes]
-        args += self.peft_args(parameters, context)
+        args = finetune_arguments(
+            images, labels, out, iters=self.parameterAsInt(parameters, self.ITERATIONS, context),
+            batch=self.parameterAsInt(parameters, self.BATCH, context),
+            lr=self.parameterAsDouble(parameters, self.LEARNING_RATE, context),
+            tile=self.parameterAsInt(parameters, self.TILE, context),
+            device=self.device_value(parameters, context), model=base, work_dir=work_dir,
+            resume=resume, calibrated=self.calibrated_args(parameters, context),
+            class_field=class_field, classes=classes,
+            peft=self.peft_args(parameters, context))
         try:
             result = self.run_command(args, feedback, [out])
         except QgsProcessingException:

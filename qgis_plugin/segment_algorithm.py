@@ -19,6 +19,7 @@ from .algorithm_base import (
     CesAlgorithm,
     embedded_model_path,
 )
+from .ces_arguments import segment_arguments
 from .class_style import model_classes
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
@@ -138,23 +139,16 @@ class SegmentAlgorithm(CesAlgorithm):
         confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context, optional=True)
         preview = self.output_path(parameters, self.OUTPUT_PREVIEW, context, optional=True)
 
-        args = [scene, "-o", out,
-                "--tile", self.parameterAsInt(parameters, self.TILE, context),
-                "--overlap", self.parameterAsInt(parameters, self.OVERLAP, context),
-                "--batch", self.parameterAsInt(parameters, self.BATCH, context),
-                "--device", self.device_value(parameters, context),
-                "--overwrite", *self.calibrated_args(parameters, context)]
-        for name, option in ((self.MIN_AREA, "--min-area"), (self.SIMPLIFY, "--simplify")):
-            if self.is_set(parameters, name):
-                args += [option, self.parameterAsDouble(parameters, name, context)]
-        if model:
-            args += ["--model", model]
-        if raster:
-            args += ["--raster", raster]
-        if confidence:
-            args += ["--confidence", confidence]
-        if preview:
-            args += ["--preview", preview]
+        numbers = {key: self.parameterAsDouble(parameters, name, context)
+                   for key, name in (("min_area", self.MIN_AREA), ("simplify", self.SIMPLIFY))
+                   if self.is_set(parameters, name)}
+        args = segment_arguments(
+            scene, out, tile=self.parameterAsInt(parameters, self.TILE, context),
+            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
+            batch=self.parameterAsInt(parameters, self.BATCH, context),
+            device=self.device_value(parameters, context),
+            calibrated=self.calibrated_args(parameters, context), model=model, raster=raster,
+            confidence=confidence, preview=preview, **numbers)
         result = self.run_command(args, feedback, [out, raster, confidence, preview])
         model_path = model or embedded_model_path() or ""
         classes = model_classes(model_path)

@@ -25,7 +25,7 @@ ALG = "crossearth_sar:flood_extent"
 
 
 def test_change_arguments_are_built_without_an_engine():
-    from crossearth_sar.qgis_plugin.change_algorithm import change_arguments
+    from crossearth_sar.qgis_plugin.ces_arguments import change_arguments
 
     args = change_arguments("after.tif", ["b1.tif", "b 2.tif"], "out.gpkg", tile=512,
                             overlap=128, batch=4, device="auto", calibrated=["--calibrated", "no"],
