@@ -65,6 +65,12 @@ def embedded_model_path() -> Optional[str]:
     return path if os.path.isfile(path) else None
 
 
+def tr(text: str) -> str:
+    """``text`` translated in the plugin's context "CrossEarthSAR" (as it is when no
+    translation is installed): every user-facing string of the algorithms goes through it."""
+    return QCoreApplication.translate("CrossEarthSAR", text)
+
+
 class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
     """After Processing loads an output layer, apply the style stored with its data.
 
@@ -129,7 +135,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     # --- identity ---------------------------------------------------------------------
     def tr(self, text: str) -> str:
         """``text`` translated in the plugin's context (as it is when no translation exists)."""
-        return QCoreApplication.translate("CrossEarthSAR", text)
+        return tr(text)
 
     def add_advanced(self, *parameters) -> None:
         """Add parameters shown under the dialog's "Advanced Parameters"."""
@@ -141,13 +147,13 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     def model_file_parameter(name: str, label: str = "Model") -> QgsProcessingParameterFile:
         """An optional model file (.safetensors); empty means the embedded default model."""
         return QgsProcessingParameterFile(
-            name, f"{label} (empty: built-in)",
+            name, f"{label} {tr('(empty: built-in)')}",
             behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER)
 
     @staticmethod
     def device_parameter(name: str) -> QgsProcessingParameterEnum:
         """The device choice (auto, cpu, cuda) passed as ces --device."""
-        return QgsProcessingParameterEnum(name, "Device", options=DEVICE_OPTIONS, defaultValue=0)
+        return QgsProcessingParameterEnum(name, tr("Device"), options=DEVICE_OPTIONS, defaultValue=0)
 
     def device_value(self, parameters, context) -> str:
         """The ces --device value of the DEVICE parameter (see device_parameter)."""
@@ -156,8 +162,9 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     def add_calibrated_parameter(self) -> None:
         """The advanced "Calibrated backscatter" choice (auto, yes, no) of ces --calibrated."""
         self.add_advanced(QgsProcessingParameterEnum(
-            CALIBRATED, "Calibrated backscatter (sigma0/gamma0 in dB, power or amplitude)",
-            options=["auto (detect)", "yes", "no (estimate a calibration)"], defaultValue=0))
+            CALIBRATED, tr("Calibrated backscatter (sigma0/gamma0 in dB, power or amplitude)"),
+            options=[tr("auto (detect)"), tr("yes"), tr("no (estimate a calibration)")],
+            defaultValue=0))
 
     def calibrated_args(self, parameters, context) -> list:
         """["--calibrated", "yes" | "no"], or [] for auto (see add_calibrated_parameter)."""
@@ -168,7 +175,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     def classes_file_parameter(name: str) -> QgsProcessingParameterFile:
         """The optional classes file (YAML or JSON) of ces finetune / evaluate."""
         return QgsProcessingParameterFile(
-            name, "Classes file (YAML or JSON)", optional=True,
+            name, tr("Classes file (YAML or JSON)"), optional=True,
             fileFilter="Classes files (*.yaml *.yml *.json);;All files (*.*)")
 
     def createInstance(self):  # noqa: N802
@@ -178,17 +185,17 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         return self.NAME
 
     def displayName(self) -> str:  # noqa: N802
-        return self.DISPLAY_NAME
+        return self.tr(self.DISPLAY_NAME)
 
     def group(self) -> str:
-        return self.GROUP
+        return self.tr(self.GROUP)
 
     def groupId(self) -> str:  # noqa: N802
         return self.GROUP_ID
 
     def shortHelpString(self) -> str:  # noqa: N802
         """HELP as one line: QGIS's help panel makes a paragraph of every newline."""
-        return " ".join(self.HELP.split())
+        return self.tr(" ".join(self.HELP.split()))
 
     def tags(self) -> list[str]:
         return list(self.TAGS)

@@ -51,15 +51,15 @@ class DescriptorsAlgorithm(CesAlgorithm):
     OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE, "--calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, "SAR scene"))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("SAR scene")))
         self.addParameter(QgsProcessingParameterNumber(
-            self.TILE, "Tile size (pixels, 0: automatic)", QgsProcessingParameterNumber.Integer,
+            self.TILE, self.tr("Tile size (pixels, 0: automatic)"), QgsProcessingParameterNumber.Integer,
             defaultValue=0, minValue=0, maxValue=8192))
         self.addParameter(QgsProcessingParameterNumber(
-            self.STRIDE, "Stride (pixels, 0: the tile size)", QgsProcessingParameterNumber.Integer,
+            self.STRIDE, self.tr("Stride (pixels, 0: the tile size)"), QgsProcessingParameterNumber.Integer,
             defaultValue=0, minValue=0, maxValue=8192))
         self.add_calibrated_parameter()
-        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, "Descriptor maps"))
+        self.addParameter(QgsProcessingParameterRasterDestination(self.OUTPUT, self.tr("Descriptor maps")))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
         scene = self.raster_file(parameters, self.INPUT, context)

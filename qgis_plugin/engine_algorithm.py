@@ -66,16 +66,16 @@ class EngineSetupAlgorithm(CesAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterEnum(
-            self.BACKEND, "Backend", options=BACKEND_OPTIONS, defaultValue=0))
+            self.BACKEND, self.tr("Backend"), options=BACKEND_OPTIONS, defaultValue=0))
         self.addParameter(QgsProcessingParameterFile(
-            self.WHEELS, "Wheel folder (offline)", behavior=QgsProcessingParameterFile.Folder,
+            self.WHEELS, self.tr("Wheel folder (offline)"), behavior=QgsProcessingParameterFile.Folder,
             optional=True))
         self.add_advanced(
-            QgsProcessingParameterFile(self.FOLDER, "Engine folder",
+            QgsProcessingParameterFile(self.FOLDER, self.tr("Engine folder"),
                                        behavior=QgsProcessingParameterFile.Folder, optional=True),
-            QgsProcessingParameterBoolean(self.REPLACE, "Reinstall if present", defaultValue=False))
-        self.addOutput(QgsProcessingOutputFolder(self.ENGINE, "Engine folder"))
-        self.addOutput(QgsProcessingOutputString(self.CHECK, "Engine check"))
+            QgsProcessingParameterBoolean(self.REPLACE, self.tr("Reinstall if present"), defaultValue=False))
+        self.addOutput(QgsProcessingOutputFolder(self.ENGINE, self.tr("Engine folder")))
+        self.addOutput(QgsProcessingOutputString(self.CHECK, self.tr("Engine check")))
 
     def canExecute(self):  # noqa: N802 (always: it is what sets the engine up)
         return True, ""

@@ -131,30 +131,30 @@ class EvaluateAlgorithm(CesAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.INPUT, "SAR scenes", QgsProcessing.TypeRaster))
+            self.INPUT, self.tr("SAR scenes"), QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.LABELS, "Reference labels",
+            self.LABELS, self.tr("Reference labels"),
             QgsProcessing.TypeMapLayer))
         self.addParameter(QgsProcessingParameterString(
-            self.CLASS_FIELD, "Class field (polygons)", optional=True))
-        self.addParameter(self.model_file_parameter(self.MODEL, "Model"))
+            self.CLASS_FIELD, self.tr("Class field (polygons)"), optional=True))
+        self.addParameter(self.model_file_parameter(self.MODEL, self.tr("Model")))
         self.addParameter(self.device_parameter(self.DEVICE))
         advanced = [
             QgsProcessingParameterNumber(
-                self.TILE, "Tile size (pixels)", QgsProcessingParameterNumber.Integer,
+                self.TILE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer,
                 defaultValue=512, minValue=28, maxValue=8192),
             self.classes_file_parameter(self.CLASSES),
         ]
         self.add_advanced(*advanced)
         self.add_calibrated_parameter()
         self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT, "Metrics (JSON)", fileFilter="JSON files (*.json)"))
+            self.OUTPUT, self.tr("Metrics (JSON)"), fileFilter="JSON files (*.json)"))
         self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_HTML, "Report (HTML)", fileFilter="HTML files (*.html)",
+            self.OUTPUT_HTML, self.tr("Report (HTML)"), fileFilter="HTML files (*.html)",
             optional=True, createByDefault=True))
-        self.addOutput(QgsProcessingOutputFile(self.EXPERTS_PLOT, "Expert activation plot (PNG)"))
-        self.addOutput(QgsProcessingOutputNumber(self.MIOU, "mIoU"))
-        self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, "Overall accuracy"))
+        self.addOutput(QgsProcessingOutputFile(self.EXPERTS_PLOT, self.tr("Expert activation plot (PNG)")))
+        self.addOutput(QgsProcessingOutputNumber(self.MIOU, self.tr("mIoU")))
+        self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, self.tr("Overall accuracy")))
 
     def hasHtmlOutputs(self) -> bool:  # noqa: N802
         """False: QGIS's dialog then never says "HTML output has been generated" (it says so

@@ -98,42 +98,42 @@ class FinetuneAlgorithm(CesAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.INPUT, "SAR scenes", QgsProcessing.TypeRaster))
+            self.INPUT, self.tr("SAR scenes"), QgsProcessing.TypeRaster))
         self.addParameter(QgsProcessingParameterFeatureSource(
-            self.LABELS, "Labelled polygons", [QgsProcessing.TypeVectorPolygon]))
+            self.LABELS, self.tr("Labelled polygons"), [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(
-            self.CLASS_FIELD, "Class field", parentLayerParameterName=self.LABELS))
-        self.addParameter(self.model_file_parameter(self.BASE, "Base model"))
+            self.CLASS_FIELD, self.tr("Class field"), parentLayerParameterName=self.LABELS))
+        self.addParameter(self.model_file_parameter(self.BASE, self.tr("Base model")))
         self.addParameter(QgsProcessingParameterNumber(
-            self.ITERATIONS, "Iterations", QgsProcessingParameterNumber.Integer,
+            self.ITERATIONS, self.tr("Iterations"), QgsProcessingParameterNumber.Integer,
             defaultValue=500, minValue=1, maxValue=1_000_000))
         self.addParameter(self.device_parameter(self.DEVICE))
         advanced = [
             QgsProcessingParameterNumber(
-                self.BATCH, "Batch size", QgsProcessingParameterNumber.Integer,
+                self.BATCH, self.tr("Batch size"), QgsProcessingParameterNumber.Integer,
                 defaultValue=2, minValue=1, maxValue=256),
             QgsProcessingParameterNumber(
-                self.LEARNING_RATE, "Learning rate", QgsProcessingParameterNumber.Double,
+                self.LEARNING_RATE, self.tr("Learning rate"), QgsProcessingParameterNumber.Double,
                 defaultValue=1e-4, minValue=1e-8, maxValue=1.0),
             QgsProcessingParameterNumber(
-                self.TILE, "Training crop size (pixels)", QgsProcessingParameterNumber.Integer,
+                self.TILE, self.tr("Training crop size (pixels)"), QgsProcessingParameterNumber.Integer,
                 defaultValue=512, minValue=28, maxValue=4096),
             self.classes_file_parameter(self.CLASSES),
             QgsProcessingParameterEnum(
-                self.PEFT, "Training method", options=self.PEFT_OPTIONS, defaultValue=0),
+                self.PEFT, self.tr("Training method"), options=self.PEFT_OPTIONS, defaultValue=0),
             QgsProcessingParameterNumber(
-                self.ADAPTER_RANK, "Adapter rank (Earth-Adapter)",
+                self.ADAPTER_RANK, self.tr("Adapter rank (Earth-Adapter)"),
                 QgsProcessingParameterNumber.Integer, defaultValue=64, minValue=1, maxValue=4096),
             QgsProcessingParameterNumber(
-                self.ADAPTER_CUTOFF, "Adapter frequency cutoff (Earth-Adapter)",
+                self.ADAPTER_CUTOFF, self.tr("Adapter frequency cutoff (Earth-Adapter)"),
                 QgsProcessingParameterNumber.Double, defaultValue=0.3, minValue=0.01, maxValue=1.0),
         ]
         self.add_advanced(*advanced)
         self.add_calibrated_parameter()
         self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT, "Fine-tuned model", fileFilter="CrossEarth-SAR models (*.safetensors)"))
+            self.OUTPUT, self.tr("Fine-tuned model"), fileFilter="CrossEarth-SAR models (*.safetensors)"))
         self.addParameter(QgsProcessingParameterBoolean(
-            self.RESUME, "Continue a cancelled run of this output", defaultValue=False))
+            self.RESUME, self.tr("Continue a cancelled run of this output"), defaultValue=False))
 
     def labels_file(self, parameters, context, feedback) -> str:
         """The polygons as a file ces can read (saved to a temporary file when needed)."""
