@@ -126,7 +126,7 @@ class CrossEarthSAR(nn.Module):
                                                          reshape=True, norm=True)
         fold = self.head.inference_path  # the lateral projection folded into the pyramid
         pyramid = self.pyramid(list(features),
-                               fine_projection=self.head.pixel_decoder.lateral[0] if fold else None)
+                               fine_projection=self.head.fine_projection if fold else None)
         out = self.head(pyramid, fine_projected=fold)
         out["l_bc"] = self.backbone.balance_loss()
         return out

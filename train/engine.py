@@ -227,8 +227,9 @@ def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: Inter
     ddp = None
     if world > 1:
         ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None,
-            find_unused_parameters=True)  # unselected experts get no gradient in a step
+            model, device_ids=[dev.index] if dev.type == "cuda" else None)
+        # every trainable parameter takes part in each step: idle experts stay in the graph
+        # with a zero gradient (core/moe.py), so DDP needs no find_unused_parameters
     forward = ddp if ddp is not None else model
 
     per_step = cfg.batch * cfg.accum

@@ -76,6 +76,12 @@ class Mask2FormerHead(nn.Module):
             heads=cfg["dec_heads"], ffn_dim=cfg["dec_ffn_dim"], mask_dim=cfg["mask_dim"])
 
     @property
+    def fine_projection(self) -> nn.Module:
+        """The pixel decoder's projection of the finest feature map (its ``lateral[0]``): the
+        model folds it into its feature pyramid on the inference path (``fine_projected``)."""
+        return self.pixel_decoder.lateral[0]
+
+    @property
     def inference_path(self) -> bool:
         """Whether forward takes the inference path (eval mode with ``fast_inference``)."""
         return not self.training and self.fast_inference
