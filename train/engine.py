@@ -181,168 +181,209 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
 
 def _train(model, train_set, work_dir: Path, cfg: TrainConfig, interrupts: Interrupts, *,
            val_set, resume, provenance, progress, log, device) -> TrainResult:
-    progress, log = ensure(progress), (log or (lambda msg: None))
-    rank = dist.get_rank() if dist.is_initialized() else 0
-    world = dist.get_world_size() if dist.is_initialized() else 1
-    dev = device or init_distributed(cfg.device)[2]
-    if rank == 0:
-        work_dir.mkdir(parents=True, exist_ok=True)
-    last_path, best_path = work_dir / "last.safetensors", work_dir / "best.safetensors"
-    provenance = dict(provenance or {})
+    return _Run(model, train_set, work_dir, cfg, interrupts, val_set=val_set, resume=resume,
+                provenance=provenance, progress=progress, log=log, device=device).loop()
 
-    seed_everything(cfg.seed, rank)
-    model.to(dev)
-    adapt_point_sampling(model, int(getattr(train_set, "size", 512)))
-    if cfg.grad_checkpointing:
-        enable_gradient_checkpointing(model.backbone)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise InputError("nothing to train: every parameter is frozen")
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, cfg))
 
-    start, best_miou, best_it, history, val_pending = 0, None, None, [], False
-    if resume:
-        state = load_checkpoint_state(last_path)
-        _check_resumable(state, last_path, world, cfg)
-        loaded = checkpoints.load(last_path, map_location="cpu")
-        model.load_state_dict(loaded.state_dict())
+class _Run:
+    """One training run: the model, its optimizer and schedule, the data stream, and the
+    bookkeeping of checkpoints and validation. Built by :func:`train`, run by :meth:`loop`.
+
+    ``snapshot``: (iteration, [RNG state]) at the end of the last completed step (single
+    process): what a checkpoint written on interruption holds; ``saved_it``: the iteration of
+    the last checkpoint written (None before the first one of a fresh run)."""
+
+    def __init__(self, model, train_set, work_dir: Path, cfg: TrainConfig,
+                 interrupts: Interrupts, *, val_set, resume, provenance, progress, log, device):
+        self.model, self.train_set, self.cfg, self.interrupts = model, train_set, cfg, interrupts
+        self.val_set = val_set
+        self.progress, self.log = ensure(progress), (log or (lambda msg: None))
+        self.rank = dist.get_rank() if dist.is_initialized() else 0
+        self.world = dist.get_world_size() if dist.is_initialized() else 1
+        self.dev = device or init_distributed(cfg.device)[2]
+        if self.rank == 0:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        self.last_path, self.best_path = work_dir / "last.safetensors", work_dir / "best.safetensors"
+        self.provenance = dict(provenance or {})
+
+        seed_everything(cfg.seed, self.rank)
+        model.to(self.dev)
+        adapt_point_sampling(model, int(getattr(train_set, "size", 512)))
+        if cfg.grad_checkpointing:
+            enable_gradient_checkpointing(model.backbone)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        if not self.params:
+            raise InputError("nothing to train: every parameter is frozen")
+        decay = [p for p in self.params if p.ndim >= 2]
+        no_decay = [p for p in self.params if p.ndim < 2]
+        self.optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
+                                            {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           lambda s: lr_factor(s, cfg))
+        self.start, self.best_miou, self.best_it, self.history = 0, None, None, []
+        self.val_pending = False
+        if resume:
+            self._resume()
+
+        self.ddp = None
+        if self.world > 1:
+            self.ddp = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
+            # every trainable parameter takes part in each step: idle experts stay in the graph
+            # with a zero gradient (core/moe.py), so DDP needs no find_unused_parameters
+        self.forward = self.ddp if self.ddp is not None else model
+
+        per_step = cfg.batch * cfg.accum
+        sampler = ResumableDistributedSampler(len(train_set), self.world, self.rank, cfg.seed,
+                                              self.start * per_step)
+        loader = DataLoader(train_set, batch_size=cfg.batch, sampler=sampler,
+                            num_workers=cfg.workers, collate_fn=collate, drop_last=True,
+                            pin_memory=self.dev.type == "cuda",
+                            # its own generator: creating the iterator must not draw from the
+                            # global RNG, or a resumed run's random stream would shift by one draw
+                            generator=torch.Generator().manual_seed(cfg.seed))
+        self.batches = iter(loader)
+        self.autocast = dict(device_type=self.dev.type, dtype=torch.bfloat16,
+                             enabled=self.dev.type == "cuda")
+        self.result = TrainResult(iterations=self.start, last_loss=float("nan"))
+        self.t0 = time.perf_counter()
+        self.timing: list[float] = []    # end times of this run's steps, for the time estimate
+        self.it, self.saved_it = self.start, self.start if resume else None
+        self.snapshot: Optional[tuple] = None
+
+    def _resume(self) -> None:
+        """Model, optimizer, schedule, validation bookkeeping and RNG from the last checkpoint."""
+        state = load_checkpoint_state(self.last_path)
+        _check_resumable(state, self.last_path, self.world, self.cfg)
+        loaded = checkpoints.load(self.last_path, map_location="cpu")
+        self.model.load_state_dict(loaded.state_dict())
         del loaded
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start = int(state["iteration"])
-        best_miou = state.get("best_miou")
-        best_miou = None if best_miou is None or best_miou < 0 else float(best_miou)
-        best_it = int(state["best_iteration"]) if best_miou is not None else None
-        val_pending = bool(int(state.get("val_pending", 0)))
-        set_rng_state(state["rng"][rank])
-        if rank == 0:
-            if state_path(last_path, start).is_file():  # (not a legacy last.state.pt run)
-                prune_checkpoint_files(last_path, start)
-            log(f"resumed from {last_path} at iteration {start}")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.start = int(state["iteration"])
+        best = state.get("best_miou")
+        self.best_miou = None if best is None or best < 0 else float(best)
+        self.best_it = int(state["best_iteration"]) if self.best_miou is not None else None
+        self.val_pending = bool(int(state.get("val_pending", 0)))
+        set_rng_state(state["rng"][self.rank])
+        if self.rank == 0:
+            if state_path(self.last_path, self.start).is_file():  # (not a legacy last.state.pt run)
+                prune_checkpoint_files(self.last_path, self.start)
+            self.log(f"resumed from {self.last_path} at iteration {self.start}")
 
-    ddp = None
-    if world > 1:
-        ddp = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[dev.index] if dev.type == "cuda" else None)
-        # every trainable parameter takes part in each step: idle experts stay in the graph
-        # with a zero gradient (core/moe.py), so DDP needs no find_unused_parameters
-    forward = ddp if ddp is not None else model
+    def _mark(self) -> None:
+        """Remember the RNG state at the end of a completed step (single process)."""
+        if self.world == 1:
+            self.snapshot = (self.it, [rng_state()])
 
-    per_step = cfg.batch * cfg.accum
-    sampler = ResumableDistributedSampler(len(train_set), world, rank, cfg.seed, start * per_step)
-    loader = DataLoader(train_set, batch_size=cfg.batch, sampler=sampler, num_workers=cfg.workers,
-                        collate_fn=collate, drop_last=True, pin_memory=dev.type == "cuda",
-                        # its own generator: creating the iterator must not draw from the global
-                        # RNG, or a resumed run's random stream would shift by one draw
-                        generator=torch.Generator().manual_seed(cfg.seed))
-    batches = iter(loader)
-    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda")
-
-    result = TrainResult(iterations=start, last_loss=float("nan"))
-    t0 = time.perf_counter()
-    timing: list[float] = []           # end times of this run's steps, for the time estimate
-    it, saved_it = start, start if resume else None
-    # (iteration, [RNG state]) at the end of the last completed step (single process): what
-    # a checkpoint written on interruption holds
-    snapshot: list = [None]
-
-    def save(iteration: int, rng: list, pending: bool) -> None:
-        nonlocal saved_it
-        with interrupts.deferred():
-            if rank == 0:
-                write_checkpoint(model, last_path, _training_state(
-                    optimizer, scheduler, iteration, rng, best_miou, best_it, cfg, world, pending),
-                    **provenance)
+    def save(self, iteration: int, rng: list, pending: bool) -> None:
+        """Write the checkpoint of ``iteration`` (rank 0), not cut by an interrupt."""
+        with self.interrupts.deferred():
+            if self.rank == 0:
+                write_checkpoint(self.model, self.last_path, _training_state(
+                    self.optimizer, self.scheduler, iteration, rng, self.best_miou, self.best_it,
+                    self.cfg, self.world, pending), **self.provenance)
             barrier()
-            saved_it = iteration
+            self.saved_it = iteration
 
-    def validate_now() -> None:
-        nonlocal best_miou, best_it, val_pending
-        val_pending = True
-        miou = validate(model, val_set, cfg.batch, dev, rank, world)
-        history.append((it, miou))
-        if rank == 0:
-            log(f"iter {it}: validation mIoU {miou:.4f}")
-        with interrupts.deferred():
-            if best_miou is None or (math.isfinite(miou) and miou > best_miou):
-                best_miou, best_it = miou, it
-                if rank == 0:
-                    save_model(model, best_path, **provenance, iteration=it, val_miou=miou)
-            val_pending = False
-        if world == 1:
-            snapshot[0] = (it, [rng_state()])
-        model.train()
+    def validate_now(self) -> None:
+        """Validate at the current iteration; keep the best model in best.safetensors."""
+        self.val_pending = True
+        miou = validate(self.model, self.val_set, self.cfg.batch, self.dev, self.rank, self.world)
+        self.history.append((self.it, miou))
+        if self.rank == 0:
+            self.log(f"iter {self.it}: validation mIoU {miou:.4f}")
+        with self.interrupts.deferred():
+            if self.best_miou is None or (math.isfinite(miou) and miou > self.best_miou):
+                self.best_miou, self.best_it = miou, self.it
+                if self.rank == 0:
+                    save_model(self.model, self.best_path, **self.provenance, iteration=self.it,
+                               val_miou=miou)
+            self.val_pending = False
+        self._mark()
+        self.model.train()
 
-    model.train()
-    try:
-        if val_pending and val_set is not None:  # interrupted during this iteration's validation
-            validate_now()
-        progress("train", it, cfg.iters)
-        while it < cfg.iters:
-            if world == 1:
-                snapshot[0] = (it, [rng_state()])
-            optimizer.zero_grad(set_to_none=True)
-            step_loss = 0.0
-            for micro in range(cfg.accum):   # abandoned at once on an interrupt
-                b = next(batches)
-                x = b["x"].to(dev, non_blocking=True)
-                target = b["target"].to(dev, non_blocking=True)
-                with torch.no_grad():
-                    d = model.compute_descriptors(b["phys"].to(dev), b["valid"].to(dev))
-                sync = (ddp.no_sync() if ddp is not None and micro < cfg.accum - 1
-                        else contextlib.nullcontext())
-                with sync:
-                    with torch.autocast(**autocast):
-                        out = forward(x, d)
-                        loss, _ = model.loss(out, target)
-                    (loss / cfg.accum).backward()
-                step_loss += float(loss.detach()) / cfg.accum
-            with interrupts.deferred():      # the update is never cut in half
-                if cfg.grad_clip > 0:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                lr_used = scheduler.get_last_lr()[0]   # the rate this step ran with
-                scheduler.step()
-                it += 1
-                if world == 1:
-                    snapshot[0] = (it, [rng_state()])
-            if world > 1:
-                t = torch.tensor([step_loss], dtype=torch.float64, device=dev)
-                dist.all_reduce(t)
-                step_loss = float(t.item()) / world
-            result.losses.append(step_loss)
-            result.last_loss = step_loss
-            if rank == 0:
-                progress("train", it, cfg.iters)
-                if it % max(1, cfg.log_every) == 0 or it == cfg.iters:
-                    log(f"iter {it}/{cfg.iters} loss {step_loss:.4f} "
-                        f"lr {lr_used:.3g} ({time.perf_counter() - t0:.0f} s)")
-                timing.append(time.perf_counter())
-                estimate = time_estimate(timing, it, cfg.iters)
-                if estimate:
-                    log(estimate)
-            scheduled_val = (cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters
-            if val_set is not None and scheduled_val:
-                validate_now()
-            if (cfg.save_every and it % cfg.save_every == 0) or it == cfg.iters:
-                save(it, snapshot[0][1] if world == 1 else all_rng_states(world), False)
-    except KeyboardInterrupt:
-        if world == 1 and snapshot[0] is not None and snapshot[0][0] != saved_it:
-            done, rng = snapshot[0]
-            save(done, rng, val_pending and done == it)
-            log(f"interrupted: checkpoint of iteration {done} in {last_path}")
-        raise
-    result.iterations = it
-    result.best_miou, result.best_iteration = best_miou, best_it
-    result.val_history = history
-    result.wall_s = time.perf_counter() - t0
-    result.last_path = last_path
-    result.best_path = best_path if best_it is not None else None
-    return result
+    def step(self) -> tuple[float, float]:
+        """One optimizer step over ``accum`` micro-batches: (loss averaged over ranks, lr)."""
+        cfg = self.cfg
+        self.optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for micro in range(cfg.accum):   # abandoned at once on an interrupt
+            b = next(self.batches)
+            x = b["x"].to(self.dev, non_blocking=True)
+            target = b["target"].to(self.dev, non_blocking=True)
+            with torch.no_grad():
+                d = self.model.compute_descriptors(b["phys"].to(self.dev), b["valid"].to(self.dev))
+            sync = (self.ddp.no_sync() if self.ddp is not None and micro < cfg.accum - 1
+                    else contextlib.nullcontext())
+            with sync:
+                with torch.autocast(**self.autocast):
+                    out = self.forward(x, d)
+                    loss, _ = self.model.loss(out, target)
+                (loss / cfg.accum).backward()
+            step_loss += float(loss.detach()) / cfg.accum
+        with self.interrupts.deferred():      # the update is never cut in half
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)
+            self.optimizer.step()
+            lr_used = self.scheduler.get_last_lr()[0]   # the rate this step ran with
+            self.scheduler.step()
+            self.it += 1
+            self._mark()
+        if self.world > 1:
+            t = torch.tensor([step_loss], dtype=torch.float64, device=self.dev)
+            dist.all_reduce(t)
+            step_loss = float(t.item()) / self.world
+        return step_loss, lr_used
+
+    def report(self, step_loss: float, lr_used: float) -> None:
+        """Progress, the log line and the time estimate (rank 0)."""
+        self.result.losses.append(step_loss)
+        self.result.last_loss = step_loss
+        if self.rank != 0:
+            return
+        it, cfg = self.it, self.cfg
+        self.progress("train", it, cfg.iters)
+        if it % max(1, cfg.log_every) == 0 or it == cfg.iters:
+            self.log(f"iter {it}/{cfg.iters} loss {step_loss:.4f} "
+                     f"lr {lr_used:.3g} ({time.perf_counter() - self.t0:.0f} s)")
+        self.timing.append(time.perf_counter())
+        estimate = time_estimate(self.timing, it, cfg.iters)
+        if estimate:
+            self.log(estimate)
+
+    def loop(self) -> TrainResult:
+        """Train to ``cfg.iters``; on an interrupt, checkpoint the last completed step and
+        raise KeyboardInterrupt again."""
+        cfg = self.cfg
+        self.model.train()
+        try:
+            if self.val_pending and self.val_set is not None:  # interrupted while validating
+                self.validate_now()
+            self.progress("train", self.it, cfg.iters)
+            while self.it < cfg.iters:
+                self._mark()
+                self.report(*self.step())
+                it = self.it
+                scheduled_val = (cfg.val_every and it % cfg.val_every == 0) or it == cfg.iters
+                if self.val_set is not None and scheduled_val:
+                    self.validate_now()
+                if (cfg.save_every and it % cfg.save_every == 0) or it == cfg.iters:
+                    self.save(it, self.snapshot[1] if self.world == 1
+                              else all_rng_states(self.world), False)
+        except KeyboardInterrupt:
+            if self.world == 1 and self.snapshot is not None and self.snapshot[0] != self.saved_it:
+                done, rng = self.snapshot
+                self.save(done, rng, self.val_pending and done == self.it)
+                self.log(f"interrupted: checkpoint of iteration {done} in {self.last_path}")
+            raise
+        r = self.result
+        r.iterations, r.best_miou, r.best_iteration = self.it, self.best_miou, self.best_it
+        r.val_history = self.history
+        r.wall_s = time.perf_counter() - self.t0
+        r.last_path = self.last_path
+        r.best_path = self.best_path if self.best_it is not None else None
+        return r
 
 
 def _check_resumable(state: dict, last_path: Path, world: int, cfg: TrainConfig) -> None:

@@ -241,6 +241,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
                                              pair_pattern, prefer_bands=base_bands, **open_opts)
         val_set = TileDataset(val_scenes, tile, **scene_opts)
 
+    torch.manual_seed(cfg.seed)   # a new head or adapter starts from the run's seed: reproducible
     model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti",
                                  adapter=adapter)
     record_input(model, scenes, scene_opts)
