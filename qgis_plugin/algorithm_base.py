@@ -384,6 +384,26 @@ class CesAlgorithm(QgsProcessingAlgorithm):
                 details.name = name
             details.setPostProcessor(LoadDefaultStyle.create(classes, name))
 
+    def map_values(self, parameters, context) -> dict:
+        """The values a map algorithm (Segment, Flood extent) passes to ces_arguments: the
+        outputs (output, raster, confidence, preview), the window and device options, the
+        calibration choice and the set ones of min_area / simplify."""
+        values = {
+            "output": self.output_path(parameters, self.OUTPUT, context),
+            "raster": self.output_path(parameters, self.OUTPUT_RASTER, context, optional=True),
+            "confidence": self.output_path(parameters, self.OUTPUT_CONFIDENCE, context,
+                                           optional=True),
+            "preview": self.output_path(parameters, self.OUTPUT_PREVIEW, context, optional=True),
+            "tile": self.parameterAsInt(parameters, self.TILE, context),
+            "overlap": self.parameterAsInt(parameters, self.OVERLAP, context),
+            "batch": self.parameterAsInt(parameters, self.BATCH, context),
+            "device": self.device_value(parameters, context),
+            "calibrated": self.calibrated_args(parameters, context)}
+        values.update({key: self.parameterAsDouble(parameters, name, context)
+                       for key, name in (("min_area", self.MIN_AREA), ("simplify", self.SIMPLIFY))
+                       if self.is_set(parameters, name)})
+        return values
+
     def map_results(self, context, feedback, result, classes: list[dict], names: list[str],
                     out: str, raster, confidence, preview) -> dict:
         """Style and name the layers Processing loads (polygons, class raster, confidence

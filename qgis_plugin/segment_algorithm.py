@@ -134,21 +134,10 @@ class SegmentAlgorithm(CesAlgorithm):
         scene = self.raster_file(parameters, self.INPUT, context)
         model = self.model_file(parameters, self.MODEL, context)
         self.check_extra(parameters, context)
-        out = self.output_path(parameters, self.OUTPUT, context)
-        raster = self.output_path(parameters, self.OUTPUT_RASTER, context, optional=True)
-        confidence = self.output_path(parameters, self.OUTPUT_CONFIDENCE, context, optional=True)
-        preview = self.output_path(parameters, self.OUTPUT_PREVIEW, context, optional=True)
-
-        numbers = {key: self.parameterAsDouble(parameters, name, context)
-                   for key, name in (("min_area", self.MIN_AREA), ("simplify", self.SIMPLIFY))
-                   if self.is_set(parameters, name)}
-        args = segment_arguments(
-            scene, out, tile=self.parameterAsInt(parameters, self.TILE, context),
-            overlap=self.parameterAsInt(parameters, self.OVERLAP, context),
-            batch=self.parameterAsInt(parameters, self.BATCH, context),
-            device=self.device_value(parameters, context),
-            calibrated=self.calibrated_args(parameters, context), model=model, raster=raster,
-            confidence=confidence, preview=preview, **numbers)
+        v = self.map_values(parameters, context)
+        args = segment_arguments(scene, model=model, **v)
+        out, raster, confidence, preview = (v[k] for k in ("output", "raster", "confidence",
+                                                           "preview"))
         result = self.run_command(args, feedback, [out, raster, confidence, preview])
         model_path = model or embedded_model_path() or ""
         classes = model_classes(model_path)
