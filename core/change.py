@@ -43,11 +43,12 @@ from rasterio.windows import Window, transform as window_transform
 from . import sar_io, vectorize
 from .change_checks import check_scenes
 from .change_classes import change_classes, change_lookup, vote_order
-from .errors import InputError
+from .errors import InputError, ParameterError
 from .model import input_contract, trained_bands
 from .pipeline import (
     DEFAULT_SIMPLIFY_PIXELS,
     PathLike,
+    WarningLog,
     classify_scene,
     gdal_cache_bytes,
     output_paths,
@@ -166,13 +167,7 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
     from . import tiler
 
     progress = ensure(progress)
-    warnings: list[str] = []
-
-    def warning(msg: str) -> None:
-        warnings.append(msg)
-        if warn is not None:
-            warn(msg)
-
+    warning = WarningLog(warn)
     out_vector, raster_path, confidence_path, preview_path = output_paths(
         out_vector, raster, confidence, preview, overwrite)
     tiler.check_tiling(tile, overlap, batch)
@@ -181,7 +176,7 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
     try:
         change = change_classes(classes)
     except ValueError as e:
-        raise InputError(f"{e} (--model)") from None
+        raise ParameterError("model", None, str(e)) from None
     open_options = dict(domain=domain, bands=bands, complex_part=complex_part,
                         prefer=trained_bands(model.config), contract=input_contract(model.config),
                         calibrated=calibrated)
@@ -237,7 +232,7 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
             out[key] = str(path.absolute())
     return {
         "scene": str(after_path), "references": [str(p) for p in before_paths],
-        "outputs": out, "warnings": warnings, "polygons": summary["polygons"],
+        "outputs": out, "warnings": warning.messages, "polygons": summary["polygons"],
         "class_area_m2": summary["class_area_m2"], "classes": change,
         "min_area_pixels": min_pixels, "simplify_m": simplify_m,
         "timing": {"segment_s": round(t_tiles - t0, 3), "compare_s": round(t_end - t_tiles, 3),

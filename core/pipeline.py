@@ -210,6 +210,20 @@ def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
     return need
 
 
+class WarningLog:
+    """A run's warnings: called with a message, it keeps it (``messages``, for the result)
+    and passes it on to ``warn`` (the CLI's or QGIS's reporter) when given."""
+
+    def __init__(self, warn: Optional[Callable[[str], None]] = None):
+        self.messages: list[str] = []
+        self.warn = warn
+
+    def __call__(self, message: str) -> None:
+        self.messages.append(message)
+        if self.warn is not None:
+            self.warn(message)
+
+
 def write_outputs(classes_path: Path, confidence_tmp: Path, classes: Sequence[dict],
                   out_vector: Path, raster_path: Optional[Path], confidence_path: Optional[Path],
                   preview_path: Optional[Path], draw: Optional[Callable[[Path], object]], *,
@@ -330,13 +344,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
                    device, min_area, simplify, overwrite, progress, warn, domain, bands,
                    complex_part, preview, calibrated) -> dict:
     progress = ensure(progress)
-    warnings: list[str] = []
-
-    def warning(msg: str) -> None:
-        warnings.append(msg)
-        if warn is not None:
-            warn(msg)
-
+    warning = WarningLog(warn)
     out_vector, raster_path, confidence_path, preview_path = output_paths(
         out_vector, raster, confidence, preview, overwrite)
     tiler.check_tiling(tile, overlap, batch)
@@ -389,7 +397,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
     return {
         "scene": str(scene_path),
         "outputs": out,
-        "warnings": warnings,
+        "warnings": warning.messages,
         "polygons": summary["polygons"],
         "class_area_m2": summary["class_area_m2"],
         "min_area_pixels": min_pixels,

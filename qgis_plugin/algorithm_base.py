@@ -9,14 +9,20 @@ import urllib.parse
 from typing import Iterable, Optional
 
 from qgis.core import (
+    QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingContext,
     QgsProcessingException,
     QgsProcessingFeedback,
     QgsProcessingLayerPostProcessorInterface,
+    QgsProcessingOutputHtml,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsProcessingParameterRasterDestination,
+    QgsProcessingParameterVectorDestination,
     QgsProviderRegistry,
     QgsRasterLayer,
     QgsSettings,
@@ -383,6 +389,37 @@ class CesAlgorithm(QgsProcessingAlgorithm):
             if name:
                 details.name = name
             details.setPostProcessor(LoadDefaultStyle.create(classes, name))
+
+    def add_map_parameters(self, polygons_label: str) -> None:
+        """The parameters a map algorithm (Segment, Flood extent) shares, after its inputs:
+        model, tile size and overlap, device, minimum area, simplify tolerance, tiles per batch
+        and calibration (advanced), the polygons (``polygons_label``), class raster, confidence
+        raster and preview outputs (see :meth:`map_values`)."""
+        number = QgsProcessingParameterNumber
+        self.addParameter(self.model_file_parameter(self.MODEL, tr("Model")))
+        self.addParameter(number(self.TILE, tr("Tile size (pixels)"), number.Integer,
+                                 defaultValue=512, minValue=16, maxValue=8192))
+        self.addParameter(number(self.OVERLAP, tr("Tile overlap (pixels)"), number.Integer,
+                                 defaultValue=128, minValue=0, maxValue=4096))
+        self.addParameter(self.device_parameter(self.DEVICE))
+        self.addParameter(number(self.MIN_AREA, tr("Minimum area (m²)"), number.Double,
+                                 defaultValue=None, optional=True, minValue=0.0))
+        self.addParameter(number(self.SIMPLIFY, tr("Simplify tolerance (m)"), number.Double,
+                                 defaultValue=None, optional=True, minValue=0.0))
+        self.add_advanced(number(self.BATCH, tr("Tiles per batch"), number.Integer,
+                                 defaultValue=4, minValue=1, maxValue=256))
+        self.add_calibrated_parameter()
+        self.addParameter(QgsProcessingParameterVectorDestination(
+            self.OUTPUT, polygons_label, QgsProcessing.TypeVectorPolygon))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_RASTER, tr("Class raster"), optional=True, createByDefault=False))
+        self.addParameter(QgsProcessingParameterRasterDestination(
+            self.OUTPUT_CONFIDENCE, tr("Confidence raster"), optional=True,
+            createByDefault=False))
+        self.addParameter(QgsProcessingParameterFileDestination(
+            self.OUTPUT_PREVIEW, tr("Preview picture (PNG)"),
+            fileFilter="PNG pictures (*.png)", optional=True, createByDefault=False))
+        self.addOutput(QgsProcessingOutputHtml(self.PREVIEW_HTML, tr("Preview (Results Viewer)")))
 
     def map_values(self, parameters, context) -> dict:
         """The values a map algorithm (Segment, Flood extent) passes to ces_arguments: the

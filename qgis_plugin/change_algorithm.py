@@ -10,13 +10,8 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingOutputHtml,
-    QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorDestination,
 )
 
 from ..core.change_classes import change_classes
@@ -80,36 +75,7 @@ class ChangeAlgorithm(CesAlgorithm):
         self.addParameter(QgsProcessingParameterRasterLayer(self.AFTER, self.tr("After scene")))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.BEFORE, self.tr("Before scenes (one or more)"), QgsProcessing.TypeRaster))
-        self.addParameter(self.model_file_parameter(self.MODEL, self.tr("Model")))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TILE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer,
-            defaultValue=512, minValue=16, maxValue=8192))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.OVERLAP, self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer,
-            defaultValue=128, minValue=0, maxValue=4096))
-        self.addParameter(self.device_parameter(self.DEVICE))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, self.tr("Minimum area (m²)"), QgsProcessingParameterNumber.Double,
-            defaultValue=None, optional=True, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SIMPLIFY, self.tr("Simplify tolerance (m)"), QgsProcessingParameterNumber.Double,
-            defaultValue=None, optional=True, minValue=0.0))
-        self.add_advanced(QgsProcessingParameterNumber(
-            self.BATCH, self.tr("Tiles per batch"), QgsProcessingParameterNumber.Integer,
-            defaultValue=4, minValue=1, maxValue=256))
-        self.add_calibrated_parameter()
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            self.OUTPUT, self.tr("Flood extent polygons"), QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT_RASTER, self.tr("Class raster"), optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT_CONFIDENCE, self.tr("Confidence raster"), optional=True,
-            createByDefault=False))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_PREVIEW, self.tr("Preview picture (PNG)"),
-            fileFilter="PNG pictures (*.png)", optional=True, createByDefault=False))
-        self.addOutput(QgsProcessingOutputHtml(self.PREVIEW_HTML,
-                                               self.tr("Preview (Results Viewer)")))
+        self.add_map_parameters(self.tr("Flood extent polygons"))
 
     def check_extra(self, parameters, context) -> None:
         tile = self.parameterAsInt(parameters, self.TILE, context)

@@ -2,14 +2,8 @@
 from __future__ import annotations
 
 from qgis.core import (
-    QgsProcessing,
     QgsProcessingException,
-    QgsProcessingOutputHtml,
-    QgsProcessingParameterFileDestination,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterRasterDestination,
     QgsProcessingParameterRasterLayer,
-    QgsProcessingParameterVectorDestination,
 )
 
 from ..core.qgis_style import layer_name
@@ -84,35 +78,7 @@ class SegmentAlgorithm(CesAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("SAR scene")))
-        self.addParameter(self.model_file_parameter(self.MODEL, self.tr("Model")))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.TILE, self.tr("Tile size (pixels)"), QgsProcessingParameterNumber.Integer,
-            defaultValue=512, minValue=16, maxValue=8192))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.OVERLAP, self.tr("Tile overlap (pixels)"), QgsProcessingParameterNumber.Integer,
-            defaultValue=128, minValue=0, maxValue=4096))
-        self.addParameter(self.device_parameter(self.DEVICE))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.MIN_AREA, self.tr("Minimum area (m²)"),
-            QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
-        self.addParameter(QgsProcessingParameterNumber(
-            self.SIMPLIFY, self.tr("Simplify tolerance (m)"),
-            QgsProcessingParameterNumber.Double, defaultValue=None, optional=True, minValue=0.0))
-        batch = QgsProcessingParameterNumber(
-            self.BATCH, self.tr("Tiles per batch"), QgsProcessingParameterNumber.Integer,
-            defaultValue=4, minValue=1, maxValue=256)
-        self.add_advanced(batch)
-        self.add_calibrated_parameter()
-        self.addParameter(QgsProcessingParameterVectorDestination(
-            self.OUTPUT, self.tr("Land cover polygons"), QgsProcessing.TypeVectorPolygon))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT_RASTER, self.tr("Class raster"), optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterRasterDestination(
-            self.OUTPUT_CONFIDENCE, self.tr("Confidence raster"), optional=True, createByDefault=False))
-        self.addParameter(QgsProcessingParameterFileDestination(
-            self.OUTPUT_PREVIEW, self.tr("Preview picture (PNG)"), fileFilter="PNG pictures (*.png)",
-            optional=True, createByDefault=False))
-        self.addOutput(QgsProcessingOutputHtml(self.PREVIEW_HTML, self.tr("Preview (Results Viewer)")))
+        self.add_map_parameters(self.tr("Land cover polygons"))
 
     def check_extra(self, parameters, context) -> None:
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
