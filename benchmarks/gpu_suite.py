@@ -190,21 +190,34 @@ def ddp(args, sizes, dev) -> dict:
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)  # the step limit bounds it
         seconds = time.perf_counter() - t0
-        done = [json.loads(line) for line in proc.stdout.splitlines()
-                if line.startswith("{") and '"done"' in line]
+        events = _events(proc.stdout)
+        done = [e for e in events if e.get("event") == "done"]
         attempt = {"processes": nproc, "rc": proc.returncode, "seconds": round(seconds, 1)}
         if done:
             attempt["world_size"] = done[-1].get("world_size")
             digests = done[-1].get("param_digests") or []
             attempt["ranks_identical"] = len(set(digests)) == 1 and len(digests) == nproc
-        else:
-            attempt["stderr_tail"] = proc.stderr[-1500:]
+        if proc.returncode != 0:  # what the ranks said, before torchrun's own traceback
+            attempt["errors"] = [e.get("message") for e in events if e.get("event") == "error"]
+            attempt["stderr_head"] = proc.stderr[:2000]
         attempts.append(attempt)
         if proc.returncode == 0:
             break
     last = attempts[-1]
     return {**_device_info(dev), "processes": last["processes"], "ok": last["rc"] == 0,
             "ranks_identical": last.get("ranks_identical"), "attempts": attempts}
+
+
+def _events(stdout: str) -> list[dict]:
+    """The JSON events of ``--progress json`` output (other lines skipped)."""
+    events = []
+    for line in stdout.splitlines():
+        if line.startswith("{"):
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                continue
+    return events
 
 
 # -- training step time ------------------------------------------------------------------
@@ -252,7 +265,10 @@ def train(args, sizes, dev) -> dict:
 # -- ces segment on a whole scene ----------------------------------------------------------
 def _timed_segment(cmd: list[str], limit_s: float) -> dict:
     """Run ``ces segment --progress json``; from its events: the time at which the windows
-    were done (tiles_s, also when vectorizing runs past ``limit_s`` and is stopped), windows."""
+    were done (tiles_s, also when vectorizing runs past ``limit_s`` and is stopped), windows;
+    for a run stopped before its windows were done, how many were (windows_done) at which
+    second (windows_done_s), so that windows_per_s is still measured (from the first window
+    event on: the model's loading is not counted)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run = {"windows": None, "tiles_s": None, "stopped": False}
@@ -267,6 +283,10 @@ def _timed_segment(cmd: list[str], limit_s: float) -> dict:
             event = json.loads(line)
             if event.get("event") == "progress" and event.get("stage") == "segment":
                 run["windows"] = event.get("total")
+                now = round(time.perf_counter() - t0, 1)
+                if "first_window_s" not in run:   # model loaded, scene opened: windows start
+                    run["first_window_s"], run["first_done"] = now, event.get("done") or 0
+                run["windows_done"], run["windows_done_s"] = event.get("done"), now
             elif event.get("event") == "progress" and run["tiles_s"] is None \
                     and run["windows"] is not None:
                 run["tiles_s"] = round(time.perf_counter() - t0, 1)  # first post-tiling stage
@@ -290,6 +310,9 @@ def _timed_segment(cmd: list[str], limit_s: float) -> dict:
         run["stderr_tail"] = err[-1500:]
     if run["windows"] and run["tiles_s"]:
         run["windows_per_s"] = round((run["windows"] - (run.get("skipped") or 0)) / run["tiles_s"], 2)
+    elif run.get("windows_done_s", 0) > run.get("first_window_s", 0):  # stopped within them
+        run["windows_per_s"] = round((run["windows_done"] - run["first_done"])
+                                     / (run["windows_done_s"] - run["first_window_s"]), 2)
     return run
 
 

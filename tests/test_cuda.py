@@ -98,3 +98,27 @@ def test_segment_scene_on_cuda_matches_cpu(tmp_path):
         with rasterio.open(tmp_path / f"{dev}.tif") as src:
             runs[dev] = src.read(1)
     assert (runs["cpu"] == runs["cuda"]).mean() > 0.99
+
+
+def test_finetune_on_cuda_in_one_process(tmp_path):
+    """`ces finetune --device cuda` without torchrun (the GPU suite found it failing: the
+    device had no index for torch.cuda.set_device)."""
+    from click.testing import CliRunner
+
+    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.devices import resolve_device
+    from crossearth_sar.crossearth_cli.main import cli
+
+    from _helpers_train import tiny_model, write_label, write_scene
+
+    assert resolve_device("cuda").index is not None and resolve_device("auto").index is not None
+    truth = write_scene(tmp_path / "img.tif", size=64, seed=0, water_box=(4, 20, 6, 30))
+    write_label(tmp_path / "lab.tif", truth)
+    checkpoints.save(tiny_model(), tmp_path / "base.safetensors")
+    result = CliRunner().invoke(cli, [
+        "finetune", "--model", str(tmp_path / "base.safetensors"), "--images",
+        str(tmp_path / "img.tif"), "--labels", str(tmp_path / "lab.tif"), "--tile", "32",
+        "--batch", "2", "--iters", "3", "--warmup", "0", "--device", "cuda",
+        "-o", str(tmp_path / "out.safetensors")])
+    assert result.exit_code == 0, result.output
+    assert checkpoints.load(tmp_path / "out.safetensors").num_classes == 2
