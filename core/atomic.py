@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 from typing import Iterator
 
-from .errors import InputError
+from .errors import InputError, parameter
 
 
 def temporary_sibling(final: os.PathLike | str) -> Path:
@@ -35,7 +35,7 @@ def check_writable(final: os.PathLike | str, overwrite: bool = False) -> Path:
     if not os.access(folder, os.W_OK):
         raise InputError(f"{final}: output folder {folder} is not writable")
     if final.exists() and not overwrite:
-        raise InputError(f"{final}: output exists (use --overwrite to replace it)")
+        raise InputError(f"{final}: output exists (use {parameter('overwrite')} to replace it)")
     return final
 
 

@@ -20,7 +20,7 @@ from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
 
 from . import sar_io
-from .errors import InputError
+from .errors import InputError, parameter
 from .scene_date import scene_date
 
 PathLike = Union[str, os.PathLike]
@@ -56,7 +56,7 @@ def check_pair(after: sar_io.SarScene, before: sar_io.SarScene) -> None:
             [n.upper() for n in names_b]:
         raise InputError(f"{both}: different polarizations ({', '.join(names_b)} and "
                          f"{', '.join(names_a)}); the model compares the same polarization "
-                         f"on both dates (choose it with --bands)")
+                         f"on both dates (choose it with {parameter('bands')})")
 
 
 def check_distinct(paths: Sequence[PathLike]) -> None:

@@ -22,7 +22,7 @@ import torch.nn as nn
 from . import model_header
 from .atomic import atomic_output
 from .descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
-from .errors import InputError
+from .errors import InputError, one_line
 from .vit import DinoVisionTransformerMoE, build_backbone_from_config
 
 METADATA_KEY = model_header.METADATA_KEY
@@ -107,7 +107,7 @@ def open_safetensors(path: PathLike):
         return safe_open(str(path), framework="pt", device="cpu")
     except Exception as e:  # SafetensorError, OSError, ...
         raise InputError(f"{path}: not a readable .safetensors checkpoint (truncated or another "
-                         f"format): {' '.join(str(e).split())[:200]}") from None
+                         f"format): {one_line(e)[:200]}") from None
 
 
 def read_config(path: PathLike) -> dict:
@@ -171,7 +171,7 @@ def _skeleton(path: PathLike, config: dict) -> Optional[nn.Module]:
         raise
     except Exception as e:
         if config["kind"] == "backbone":
-            raise InputError(f"{path}: invalid backbone config ({' '.join(str(e).split())})") from None
+            raise InputError(f"{path}: invalid backbone config ({one_line(e)})") from None
         return None
 
 
@@ -184,7 +184,7 @@ def verify(path: PathLike) -> dict:
         try:
             skeleton = _build(config, meta=False)
         except Exception as e:
-            raise InputError(f"{path}: invalid model config ({' '.join(str(e).split())})") from None
+            raise InputError(f"{path}: invalid model config ({one_line(e)})") from None
     _compare(path, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()},
              tensor_shapes(path))
     return config
@@ -209,7 +209,7 @@ def load(path: PathLike, map_location: Union[str, torch.device] = "cpu") -> nn.M
         except (InputError, ImportError):
             raise
         except Exception as e:
-            raise InputError(f"{path}: invalid model config ({' '.join(str(e).split())})") from None
+            raise InputError(f"{path}: invalid model config ({one_line(e)})") from None
         skeleton = None
         _compare(path, {k: tuple(v.shape) for k, v in module.state_dict().items()}, found)
     state = {}

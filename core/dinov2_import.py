@@ -17,7 +17,7 @@ from typing import Optional, Union
 import torch
 
 from .checkpoints import materialize_buffers, open_safetensors
-from .errors import InputError
+from .errors import InputError, one_line
 from .parameter_counts import EXPERT_TENSOR
 from .variants import MOE_DEFAULTS, VARIANTS
 from .vit import DinoVisionTransformerMoE, backbone_config
@@ -58,12 +58,12 @@ def _read_any_state_dict(path: Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", UserWarning)
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = " ".join(str(e).split())[:160]
+        first = one_line(e)[:160]
         raise InputError(f"{path}: refused: the pickle holds more than tensors (weights_only "
                          f"loading rejected it: {first})") from None
     except Exception as e:
         raise InputError(f"{path}: not a readable PyTorch checkpoint (truncated or another "
-                         f"format): {' '.join(str(e).split())[:160]}") from None
+                         f"format): {one_line(e)[:160]}") from None
     for wrapper in ("model", "state_dict", "teacher", "module"):
         if isinstance(obj, dict) and isinstance(obj.get(wrapper), dict) and not torch.is_tensor(obj.get(wrapper)):
             obj = obj[wrapper]

@@ -31,7 +31,7 @@ from rasterio.windows import Window
 from . import cpu_streams, sar_io, tiler, vectorize
 from .atomic import atomic_output, check_writable
 from .descriptors import unscale_descriptors
-from .errors import InputError, ParameterError
+from .errors import InputError, ParameterError, bare, parameter, word_parameters
 from .memory import release_free_memory
 from .model import input_contract, trained_bands
 from .progress import ProgressCallback, ensure
@@ -211,15 +211,16 @@ def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
 
 
 class WarningLog:
-    """A run's warnings: called with a message, it keeps it (``messages``, for the result)
-    and passes it on to ``warn`` (the CLI's or QGIS's reporter) when given."""
+    """A run's warnings: called with a message, it keeps it (``messages``, for the result,
+    parameters worded by name) and passes it on to ``warn`` (the CLI's or QGIS's reporter, which
+    words the parameters marked by core.errors.parameter) when given."""
 
     def __init__(self, warn: Optional[Callable[[str], None]] = None):
         self.messages: list[str] = []
         self.warn = warn
 
     def __call__(self, message: str) -> None:
-        self.messages.append(message)
+        self.messages.append(word_parameters(message, bare))
         if self.warn is not None:
             self.warn(message)
 
@@ -262,7 +263,8 @@ def output_paths(out_vector: PathLike, raster, confidence, preview, overwrite: b
     finals = [p.resolve() for p in (out_vector, raster_path, confidence_path, preview_path)
               if p is not None]
     if len(set(finals)) != len(finals):
-        raise InputError(f"{out_vector}: the vector, --raster, --confidence and --preview "
+        raise InputError(f"{out_vector}: the vector, {parameter('raster')}, "
+                         f"{parameter('confidence')} and {parameter('preview')} "
                          f"outputs must differ")
     return out_vector, raster_path, confidence_path, preview_path
 

@@ -49,7 +49,7 @@ import os
 import warnings as _warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import rasterio
@@ -58,7 +58,7 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
 from . import raster_check
-from .errors import InputError
+from .errors import InputError, bare, parameter, word_parameters
 
 DOMAINS = ("quicklook", "linear", "db", "complex")
 #: ``domain`` values a user may give besides DOMAINS: linear data whose kind is known
@@ -273,8 +273,9 @@ class SarScene:
         return x
 
     # -- description ---------------------------------------------------------------------
-    def info(self) -> dict:
-        """What was detected: the ``ces info --json`` object."""
+    def info(self, word: Callable[[str], str] = bare) -> dict:
+        """What was detected: the ``ces info --json`` object; its warnings' parameters as
+        ``word(name)`` (core.errors; the CLI passes its flags)."""
         crs = None
         if self.crs is not None:
             epsg = self.crs.to_epsg()
@@ -302,7 +303,7 @@ class SarScene:
             "calibration": ([[round(float(g), 5), round(float(o), 4)] for g, o in self.calibration]
                             if self.fixed_mapping else None),
             "input_contract": self.contract,
-            "warnings": list(self.warnings),
+            "warnings": [word_parameters(w, word) for w in self.warnings],
         }
 
     def channel_names(self) -> list[str]:
@@ -421,7 +422,7 @@ def _describe(src, path: Path, domain, bands, complex_part, contract: int = INPU
         domain = _detect_domain(src, band_indexes, sample)
     elif domain == "complex" and not np.issubdtype(np.dtype(_np_dtype(src.dtypes[0])),
                                                    np.complexfloating):
-        raise InputError(f"{path}: --domain complex given but the data type is {src.dtypes[0]}")
+        raise InputError(f"{path}: {parameter('domain')} complex given but the data type is {src.dtypes[0]}")
 
     scene = SarScene(
         path=path, width=src.width, height=src.height, count=src.count, dtype=src.dtypes[0],
@@ -450,7 +451,7 @@ def _assumed_bands(path: Path, count: int, band_indexes: list[int], described: b
             "the 3 model channels as they are")
     what = "bands without VV/VH descriptions" if described else "bands without descriptions"
     return (f"{path.name} has {count} {what}: bands {used} are used as {role}; choose the "
-            f"bands with --bands (e.g. --bands 1 for one band)")
+            f"bands with {parameter('bands')} (e.g. {parameter('bands')} 1 for one band)")
 
 
 def _select_bands(path: Path, count: int, descriptions: list[Optional[str]],

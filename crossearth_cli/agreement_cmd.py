@@ -15,7 +15,7 @@ import click
 
 from ..core.errors import InputError
 from . import validate
-from .reporting import Reporter, error_text, progress_option
+from .reporting import Reporter, progress_option
 from .train_cmds import data_options, window_options
 
 MULTI_VALUE_OPTIONS = ("--models", "--images", "--labels")
@@ -118,8 +118,7 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
                       reporter, calibrated)
     except BaseException as e:
         if not isinstance(e, (SystemExit, click.exceptions.Exit)):
-            reporter.error("interrupted" if isinstance(e, KeyboardInterrupt)
-                           else error_text(e))
+            reporter.error("interrupted" if isinstance(e, KeyboardInterrupt) else e)
         raise
     from ..train.agreement import markdown
 

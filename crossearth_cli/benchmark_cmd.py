@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .reporting import Reporter, error_text, progress_option
+from .reporting import Reporter, progress_option
 
 
 @click.command("benchmark")
@@ -54,7 +54,7 @@ def benchmark(suite: Path, output: Path, device: str, progress_mode: str) -> Non
             "an interrupted fine-tune resumes from its checkpoint)")
         raise
     except Exception as e:
-        reporter.error(error_text(e))
+        reporter.error(e)
         raise
     if reporter.mode == "json":
         reporter.done(result["outputs"], computed=result["computed"], reused=result["reused"])

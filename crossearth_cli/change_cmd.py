@@ -8,7 +8,7 @@ import click
 
 from ..core.interrupts import sigterm_as_interrupt
 from .map_options import map_options
-from .reporting import Reporter, error_text, progress_option
+from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
 from .segment_cmd import _resolve_model, _side_output
 
@@ -103,7 +103,7 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
         reporter.error("interrupted")
         raise
     except Exception as e:
-        reporter.error(error_text(e))
+        reporter.error(e)
         raise
     reporter.done(result["outputs"], class_area_m2=result["class_area_m2"],
                   polygons=result["polygons"])

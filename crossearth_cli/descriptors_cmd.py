@@ -6,7 +6,7 @@ from typing import Optional
 
 import click
 
-from .reporting import Reporter, error_text, progress_option
+from .reporting import Reporter, progress_option
 from .scene_options import calibrated_option, domain_option
 
 MIN_DEFAULT_TILE, MAX_DEFAULT_TILE, TILES_ACROSS = 32, 512, 16
@@ -82,7 +82,7 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
                                calibrated=calibrated):
             pass
     except Exception as e:
-        reporter.error(error_text(e))
+        reporter.error(e)
         raise
     from ..core.descriptors import descriptor_map
 

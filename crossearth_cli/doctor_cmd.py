@@ -27,6 +27,7 @@ from pathlib import Path
 
 import click
 
+from ..core.errors import one_line
 from ..version import __version__
 
 TILE = 64   # px, the synthetic test tile
@@ -76,7 +77,7 @@ def _check_model(report: dict, device: str) -> None:
     except Exception as e:  # a broken installation: report it, do not crash
         stage = "segment the test tile" if model["loads"] else "load"
         report["problems"].append(f"the default model does not {stage}: "
-                                  f"{type(e).__name__}: {' '.join(str(e).split())}")
+                                  f"{type(e).__name__}: {one_line(e)}")
     model["seconds"] = round(time.perf_counter() - t0, 2)
 
 

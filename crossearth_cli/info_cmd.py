@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..core import sar_io
+from .reporting import flag
 from .scene_options import calibrated_option, domain_option
 
 MODEL_SUFFIXES = (".safetensors",)
@@ -47,7 +48,7 @@ def info(path: Path, as_json: bool, domain, calibrated, bands, complex_part) -> 
     raster_check.check_file(path)   # full-resolution pixels, not only the overviews
     with sar_io.open_scene(path, domain=domain, bands=sar_io.parse_bands(bands),
                            complex_part=complex_part, calibrated=calibrated) as scene:
-        described = scene.info()
+        described = scene.info(flag)
     if as_json:
         click.echo(json.dumps(described))
     else:

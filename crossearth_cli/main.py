@@ -57,13 +57,13 @@ def _json_progress(argv: list[str]) -> bool:
     return any(a == "--progress" and b == "json" for a, b in zip(argv, argv[1:]))
 
 
-def _report_error(message: str, json_mode: bool) -> None:
-    from .reporting import Reporter
+def _report_error(error: BaseException | str, json_mode: bool) -> None:
+    from .reporting import Reporter, error_event
 
     if json_mode and not Reporter.error_sent:   # one error event per run
         import json
 
-        sys.stdout.write(json.dumps({"event": "error", "message": message}) + "\n")
+        sys.stdout.write(json.dumps(error_event(error)) + "\n")
         sys.stdout.flush()
 
 
@@ -134,9 +134,8 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as e:
         from .reporting import error_text
 
-        message = error_text(e)
-        click.echo(f"ces: error: {message}", err=True)
-        _report_error(message, json_mode)
+        click.echo(f"ces: error: {error_text(e)}", err=True)
+        _report_error(e, json_mode)
         return 2
     except Exception as e:  # a failure of the work: one line, no traceback
         if "CES_DEBUG" in __import__("os").environ:

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..core.errors import ParameterError, one_line
+from ..core.errors import InputError, one_line, word_parameters
 
 PROGRESS_CHOICE = click.Choice(["auto", "json", "none"])
 
@@ -54,7 +54,9 @@ class Reporter:
                 bar.close()
 
     def warning(self, message: str) -> None:
-        """A warning: always on stderr; collected for the JSON ``done`` event."""
+        """A warning (its parameters worded as flags): always on stderr; collected for the JSON
+        ``done`` event."""
+        message = word_parameters(message, flag)
         self.close_bars()
         click.echo(f"ces: warning: {message}", err=True)
         self.warnings.append(message)
@@ -76,10 +78,11 @@ class Reporter:
     # Set once an error event went out, so that ces's main() does not send a second one.
     error_sent = False
 
-    def error(self, message: str) -> None:
+    def error(self, error: BaseException | str) -> None:
+        """The run's error event (:func:`error_event`): an exception or a message."""
         self.close_bars()
         if self.mode == "json":
-            self._emit({"event": "error", "message": message})
+            self._emit(error_event(error))
             Reporter.error_sent = True
 
     def close_bars(self) -> None:
@@ -93,9 +96,26 @@ class Reporter:
         sys.stdout.flush()
 
 
+def flag(name: str) -> str:
+    """A parameter in the CLI's words: its flag (``pair_pattern`` -> ``--pair-pattern``)."""
+    return "--" + name.replace("_", "-")
+
+
 def error_text(error: BaseException) -> str:
-    """An error in the CLI's words, one line: a ParameterError names its flag (``tile`` ->
-    ``--tile``), anything else as it is."""
-    if isinstance(error, ParameterError):
-        return error.worded("--" + error.parameter.replace("_", "-"))
+    """An error in the CLI's words, one line: the parameters an InputError names as flags
+    (``tile`` -> ``--tile``), anything else as it is."""
+    if isinstance(error, InputError):
+        return error.worded(flag)
     return one_line(error)
+
+
+def error_event(error: BaseException | str) -> dict[str, Any]:
+    """The JSON ``error`` event of an error: its message in the CLI's words; for an InputError
+    that names parameters also ``template`` (the message with each parameter as ``{name}``)
+    and ``parameters`` (their names), for other faces to word them (docs/interfaces.md)."""
+    event: dict[str, Any] = {"event": "error", "message": error if isinstance(error, str)
+                             else error_text(error)}
+    if isinstance(error, InputError) and error.parameters:
+        event["template"] = error.worded(lambda name: "{" + name + "}")
+        event["parameters"] = list(error.parameters)
+    return event

@@ -208,7 +208,7 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         if isinstance(e, KeyboardInterrupt):
             reporter.error("interrupted")
         elif not isinstance(e, (SystemExit, click.exceptions.Exit)):
-            reporter.error(error_text(e))
+            reporter.error(e)
         raise
     ranks.finish(ok=True)
     return results

@@ -9,7 +9,7 @@ from typing import Optional
 import click
 
 from . import validate
-from .reporting import Reporter, error_text, progress_option
+from .reporting import Reporter, progress_option
 from .scene_options import DOMAIN_CHOICE, calibrated_option
 
 
@@ -175,7 +175,7 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
                        f"resume (run the same command again)", err=True)
         raise
     except Exception as e:
-        reporter.error(error_text(e))
+        reporter.error(e)
         raise
     finally:
         _shutdown_distributed()
@@ -280,7 +280,7 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     """
     from ..core import model_header
     from ..core.atomic import atomic_output, check_writable
-    from ..core.errors import InputError
+    from ..core.errors import InputError, parameter
     from ..core.sar_io import parse_bands
 
     if model is not None:
@@ -336,12 +336,14 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
             report = run_evaluate(net, images, labels, **common)
     except InputError as e:
         hint = ("" if classes_file or "classes" not in str(e) else
-                "; give a classes file with --classes (e.g. examples/sen1floods11_classes.yaml "
-                "for Sen1Floods11 labels) or put one named classes.yaml beside the labels")
-        reporter.error(error_text(e) + hint)
-        raise InputError(error_text(e) + hint) from None
+                f"; give a classes file with {parameter('classes')} (e.g. "
+                "examples/sen1floods11_classes.yaml for Sen1Floods11 labels) or put one named "
+                "classes.yaml beside the labels")
+        error = InputError(e.template + hint)
+        reporter.error(error)
+        raise error from None
     except Exception as e:
-        reporter.error(error_text(e))
+        reporter.error(e)
         raise
     report = {"model": str(model), "source": source, "target": target,
               "classes_file": str(classes_file) if classes_file else None, **report}

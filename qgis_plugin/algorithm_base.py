@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import html
 import os
-import re
 import urllib.parse
 from typing import Iterable, Optional
 
@@ -135,7 +134,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     RASTER_INPUTS: tuple[str, ...] = ()        # single raster layer parameters
     MULTI_RASTER_INPUTS: tuple[str, ...] = ()  # multiple raster layer parameters
     MODEL_INPUTS: tuple[str, ...] = ()         # optional model file parameters
-    OPTION_PARAMETERS: dict[str, str] = {}     # ces option -> parameter (for messages)
+    PARAMETERS: dict[str, str] = {}            # ces parameter name -> this dialog's parameter
     STAGE_WEIGHTS: dict[str, float] = {}       # ces progress stages sharing one bar, in order
 
     # --- identity ---------------------------------------------------------------------
@@ -361,22 +360,20 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         return value is not None and not (isinstance(value, str) and not value.strip())
 
     # --- running ------------------------------------------------------------------------
-    def explain(self, message: str) -> str:
-        """A ces message with its command-line options named as this dialog's parameters."""
-        def name(match):
-            parameter = self.OPTION_PARAMETERS.get(match.group(0))
-            if parameter is None:
-                return match.group(0)
-            return f"{match.group(0)} (parameter '{self._label(parameter)}')"
-
-        return re.sub(r"--[a-z][a-z-]*", name, message)
+    def word_parameter(self, name: str) -> str:
+        """A parameter that a ces message names (core.errors: ``tile``, ``class_field``...) in
+        this dialog's words: its label, quoted; its own name where the dialog has none."""
+        parameter = self.PARAMETERS.get(name)
+        if parameter is None or self.parameterDefinition(parameter) is None:
+            return f"'{name}'"
+        return f"'{self._label(parameter)}'"
 
     def run_command(self, args: Iterable[object], feedback: QgsProcessingFeedback,
                     outputs: Iterable[Optional[str]]) -> CesResult:
         """Run ``ces COMMAND ARGS --progress json``; outputs are removed after Cancel/failure."""
         return run_ces([self.COMMAND, *map(str, args), "--progress", "json"], feedback,
                        [o for o in outputs if o], configured_executable=configured_ces(),
-                       explain=self.explain, stage_weights=self.STAGE_WEIGHTS)
+                       word_parameter=self.word_parameter, stage_weights=self.STAGE_WEIGHTS)
 
     @staticmethod
     def style_on_load(context: QgsProcessingContext, path: Optional[str],

@@ -277,8 +277,10 @@ class _EventHandler:
     """Turns the JSON events on stdout and the lines on stderr into feedback calls."""
 
     def __init__(self, feedback: QgsProcessingFeedback,
-                 stage_weights: Optional[dict[str, float]] = None):
+                 stage_weights: Optional[dict[str, float]] = None,
+                 word_parameter: Optional[Callable[[str], str]] = None):
         self.feedback = feedback
+        self.word_parameter = word_parameter
         self.stage_weights = dict(stage_weights or {})
         self.done: Optional[dict] = None
         self.error: Optional[str] = None
@@ -309,7 +311,7 @@ class _EventHandler:
         elif kind == "done":
             self.done = event
         elif kind == "error":
-            self.error = str(event.get("message") or "ces failed")
+            self.error = self.error_message(event)
         elif kind == "warning":
             self._warn(str(event.get("message") or ""))
         else:
@@ -343,6 +345,17 @@ class _EventHandler:
             self.warnings.append(message)
             self.feedback.pushWarning(message)
 
+    def error_message(self, event: dict) -> str:
+        """An error event's message; with ``word_parameter``, the parameters it names (the
+        ``{name}`` of its ``template``) in the dialog's words."""
+        template, names = event.get("template"), event.get("parameters")
+        if self.word_parameter is None or not isinstance(template, str) \
+                or not isinstance(names, list):
+            return str(event.get("message") or "ces failed")
+        for name in map(str, names):
+            template = template.replace("{" + name + "}", self.word_parameter(name))
+        return template
+
     def failure_message(self, exit_code: int) -> str:
         if self.error:
             return self.error
@@ -356,13 +369,13 @@ class _EventHandler:
 def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
             outputs: Iterable[str] = (), configured_executable: Optional[str] = None,
             ces: Optional[CesCommand] = None,
-            explain: Optional[Callable[[str], str]] = None,
+            word_parameter: Optional[Callable[[str], str]] = None,
             stage_weights: Optional[dict[str, float]] = None) -> CesResult:
     """Run ``ces ARGS`` (ARGS should include ``--progress json``) and relay it to ``feedback``.
 
     ``outputs``: the output paths this run writes; after Cancel or a failure, whatever the
-    run left there (and temporary siblings) is removed. ``explain`` rewrites an error message
-    for the user (e.g. names command-line options as dialog parameters). ``stage_weights``
+    run left there (and temporary siblings) is removed. ``word_parameter`` words each parameter
+    that an error event names (its ``template`` and ``parameters``) in the dialog's terms. ``stage_weights``
     ({stage: weight}, in running order) joins those stages into one progress bar. Returns
     the ``done`` event and the warnings.
     Raises QgsProcessingException on a missing executable, a failure, or Cancel.
@@ -386,7 +399,7 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
     process.setProcessEnvironment(env)
     process.setProgram(ces.program)
     process.setArguments(ces.arguments(args))
-    handler = _EventHandler(feedback, stage_weights)
+    handler = _EventHandler(feedback, stage_weights, word_parameter)
     out, err = _LineRelay(handler.stdout_line), _LineRelay(handler.stderr_line)
 
     process.start()
@@ -432,8 +445,6 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
             message = handler.failure_message(exit_code)
             if exit_code == 2 and not message.lower().startswith("ces"):
                 message = f"ces rejected the input: {message}"
-        if explain is not None:
-            message = explain(message)
         raise QgsProcessingException(message)   # Processing shows it (once)
     feedback.setProgress(100)
     return CesResult(handler.done, handler.warnings)

@@ -65,11 +65,11 @@ class ChangeAlgorithm(CesAlgorithm):
     MULTI_RASTER_INPUTS = (BEFORE,)
     MODEL_INPUTS = (MODEL,)
     STAGE_WEIGHTS = {"segment": 85.0, "compare": 3.0, "sieve": 2.0, "vectorize": 10.0}
-    OPTION_PARAMETERS = {"--model": MODEL, "--tile": TILE, "--overlap": OVERLAP,
-                         "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
-                         "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
-                         "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW,
-                         "--before": BEFORE, "--calibrated": CALIBRATED}
+    PARAMETERS = {"model": MODEL, "tile": TILE, "overlap": OVERLAP,
+                  "batch": BATCH, "device": DEVICE, "min_area": MIN_AREA,
+                  "simplify": SIMPLIFY, "raster": OUTPUT_RASTER,
+                  "confidence": OUTPUT_CONFIDENCE, "preview": OUTPUT_PREVIEW,
+                  "before": BEFORE, "calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.AFTER, self.tr("After scene")))

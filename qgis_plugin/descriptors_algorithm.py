@@ -48,7 +48,7 @@ class DescriptorsAlgorithm(CesAlgorithm):
     COMMAND = "descriptors"
     INPUT, TILE, STRIDE, OUTPUT = "INPUT", "TILE", "STRIDE", "OUTPUT"
     RASTER_INPUTS = (INPUT,)
-    OPTION_PARAMETERS = {"--tile": TILE, "--stride": STRIDE, "--calibrated": CALIBRATED}
+    PARAMETERS = {"tile": TILE, "stride": STRIDE, "calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("SAR scene")))

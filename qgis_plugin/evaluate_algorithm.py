@@ -125,9 +125,9 @@ class EvaluateAlgorithm(CesAlgorithm):
     EXPERTS_PLOT = "EXPERTS_PLOT"
     MULTI_RASTER_INPUTS = (INPUT,)
     MODEL_INPUTS = (MODEL,)
-    OPTION_PARAMETERS = {"--images": INPUT, "--labels": LABELS, "--class-field": CLASS_FIELD,
-                         "--model": MODEL, "--tile": TILE, "--classes": CLASSES,
-                         "--device": DEVICE, "--json": OUTPUT, "--calibrated": CALIBRATED}
+    PARAMETERS = {"images": INPUT, "labels": LABELS, "class_field": CLASS_FIELD,
+                  "model": MODEL, "tile": TILE, "classes": CLASSES,
+                  "device": DEVICE, "json": OUTPUT, "calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(

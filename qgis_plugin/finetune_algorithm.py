@@ -89,12 +89,12 @@ class FinetuneAlgorithm(CesAlgorithm):
     MULTI_RASTER_INPUTS = (INPUT,)
     MODEL_INPUTS = (BASE,)
     STAGE_WEIGHTS = {"read labels": 5.0, "train": 95.0}
-    OPTION_PARAMETERS = {"--images": INPUT, "--labels": LABELS, "--class-field": CLASS_FIELD,
-                         "--model": BASE, "--iters": ITERATIONS, "--batch": BATCH,
-                         "--lr": LEARNING_RATE, "--tile": TILE, "--classes": CLASSES,
-                         "--device": DEVICE, "--calibrated": CALIBRATED, "--peft": PEFT,
-                         "--adapter-rank": ADAPTER_RANK,
-                         "--adapter-cutoff": ADAPTER_CUTOFF}
+    PARAMETERS = {"images": INPUT, "labels": LABELS, "class_field": CLASS_FIELD,
+                  "model": BASE, "iters": ITERATIONS, "batch": BATCH,
+                  "lr": LEARNING_RATE, "tile": TILE, "classes": CLASSES,
+                  "device": DEVICE, "calibrated": CALIBRATED, "peft": PEFT,
+                  "adapter_rank": ADAPTER_RANK,
+                  "adapter_cutoff": ADAPTER_CUTOFF}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterMultipleLayers(

@@ -70,11 +70,11 @@ class SegmentAlgorithm(CesAlgorithm):
     RASTER_INPUTS = (INPUT,)
     MODEL_INPUTS = (MODEL,)
     STAGE_WEIGHTS = {"segment": 85.0, "sieve": 3.0, "vectorize": 12.0}
-    OPTION_PARAMETERS = {"--model": MODEL, "--tile": TILE, "--overlap": OVERLAP,
-                         "--batch": BATCH, "--device": DEVICE, "--min-area": MIN_AREA,
-                         "--simplify": SIMPLIFY, "--raster": OUTPUT_RASTER,
-                         "--confidence": OUTPUT_CONFIDENCE, "--preview": OUTPUT_PREVIEW,
-                         "--calibrated": CALIBRATED}
+    PARAMETERS = {"model": MODEL, "tile": TILE, "overlap": OVERLAP,
+                  "batch": BATCH, "device": DEVICE, "min_area": MIN_AREA,
+                  "simplify": SIMPLIFY, "raster": OUTPUT_RASTER,
+                  "confidence": OUTPUT_CONFIDENCE, "preview": OUTPUT_PREVIEW,
+                  "calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("SAR scene")))

@@ -191,12 +191,20 @@ def test_plugin_invites_engine_setup_when_there_is_none(ces_plugin, tmp_path, mo
         assert CrossEarthSARPlugin(Desktop()).invite_engine_setup() is False
 
 
-def test_ces_option_names_are_explained_as_parameters(ces_provider):
-    from qgis.core import QgsApplication
+def test_a_parameter_ces_refuses_is_named_by_its_dialog_label(with_venv_ces, tmp_path):
+    """ces's JSON error event names the parameter (``min_area``); the dialog words it as its
+    own label, and a parameter it does not have by its name (no regex over flags)."""
+    from qgis.core import QgsApplication, QgsProcessingException
 
+    with pytest.raises(QgsProcessingException) as caught:
+        _run("segment", {"INPUT": str(DEMO_SCENE), "MIN_AREA": 1e12,
+                         "OUTPUT": str(tmp_path / "o.gpkg")})
+    message = str(caught.value)
+    assert "'Minimum area' 1e+12: not smaller than the whole scene" in message, message
+    assert "--min-area" not in message and not (tmp_path / "o.gpkg").exists()
     alg = QgsApplication.processingRegistry().algorithmById("crossearth_sar:segment")
-    text = alg.explain("--tile 8: must be at least 16 pixels; see --unknown-option")
-    assert "--tile (parameter 'Tile size')" in text and "--unknown-option" in text
+    assert alg.word_parameter("tile") == "'Tile size'"
+    assert alg.word_parameter("overwrite") == "'overwrite'"
 
 
 def test_overlap_not_smaller_than_tile_is_refused(ces_provider, tmp_path):

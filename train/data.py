@@ -38,7 +38,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
 from ..core import sar_io
-from ..core.errors import InputError
+from ..core.errors import InputError, parameter
 from .classes import IGNORE_INDEX, ClassSpec, infer_classes
 
 RASTER_EXTS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".img", ".vrt", ".jp2", ".gif"}
@@ -121,10 +121,10 @@ def pair_files(images: Sequence[Path], labels: Sequence[Path],
         for f in files:
             key = f.stem if by_stem else pairing_key(f.stem, pair_pattern)
             if key is None:
-                raise InputError(f"{f}: name does not match --pair-pattern {pair_pattern!r}")
+                raise InputError(f"{f}: name does not match {parameter('pair_pattern')} {pair_pattern!r}")
             if key in out:
                 raise InputError(f"{f}: {what} {out[key].name} and {f.name} both pair by "
-                                 f"{key!r}; rename them or give --pair-pattern")
+                                 f"{key!r}; rename them or give {parameter('pair_pattern')}")
             out[key] = f
         return out
 
@@ -154,7 +154,7 @@ def pair_files(images: Sequence[Path], labels: Sequence[Path],
                 where = labels[0].parent
                 parts.append(f"{len(unpaired_lab)} label(s) without an image in {where} "
                              f"(e.g. {', '.join(unpaired_lab[:3])})")
-            raise InputError("; ".join(parts) + "; pairing is by file name, see --pair-pattern")
+            raise InputError("; ".join(parts) + f"; pairing is by file name, see {parameter('pair_pattern')}")
     return [(f, pairs[f]) for f in images]
 
 
@@ -242,7 +242,7 @@ def find_class_field(columns: Sequence[str], path: Path, class_field: Optional[s
         if cand in lower:
             return lower[cand]
     raise InputError(f"{path}: no class field found (fields: {', '.join(cols) or 'none'}); "
-                     f"name it with --class-field")
+                     f"name it with {parameter('class_field')}")
 
 
 def read_vector(path: Path, class_field: Optional[str] = None):

@@ -32,7 +32,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from ..core import checkpoints
-from ..core.errors import InputError
+from ..core.errors import InputError, parameter
 from ..core.interrupts import Interrupts
 from ..core.progress import ProgressCallback, ensure
 from .checkpoint_commit import (  # noqa: F401 (checkpoint_iteration: also this module's API)
@@ -395,12 +395,14 @@ def _check_resumable(state: dict, last_path: Path, world: int, cfg: TrainConfig)
                          f"training state (iteration {state['iteration']}) disagree")
     if int(state["world_size"]) != world:
         raise InputError(f"{last_path}: saved with {state['world_size']} process(es), resumed "
-                         f"with {world}; resume with the same --nproc-per-node")
+                         f"with {world}; resume with as many processes (torchrun --nproc-per-node)")
     if int(state["per_step"]) != cfg.batch * cfg.accum:
         raise InputError(f"{last_path}: saved with batch x accum = {state['per_step']}, now "
-                         f"{cfg.batch * cfg.accum}; resume with the same --batch/--accum")
+                         f"{cfg.batch * cfg.accum}; resume with the same "
+                         f"{parameter('batch')} and {parameter('accum')}")
     if int(state["iteration"]) > cfg.iters:
-        raise InputError(f"{last_path}: already at iteration {state['iteration']} > --iters {cfg.iters}")
+        raise InputError(f"{last_path}: already at iteration {state['iteration']} > "
+                         f"{parameter('iters')} {cfg.iters}")
 
 
 def _training_state(optimizer, scheduler, it: int, rng: list, best_miou, best_it,

@@ -28,7 +28,7 @@ from ..core import sar_io
 from ..core.change import combine
 from ..core.change_classes import LABEL_MEANINGS, change_classes, positive_values, water_class
 from ..core.class_colors import is_background
-from ..core.errors import InputError
+from ..core.errors import InputError, parameter
 from ..core.model import input_contract, trained_bands
 from ..core.pipeline import classify_scene, raster_classes
 from ..core.progress import ensure
@@ -73,11 +73,11 @@ def evaluate_change(model, images: Sequence[str], befores: Sequence[str], labels
     model_classes = raster_classes(model.classes)
     water = water_class(model_classes)
     if water is None:
-        raise InputError("--before: scoring a change needs a water model (one class that is "
+        raise InputError(f"{parameter('before')}: scoring a change needs a water model (one class that is "
                          f"not background); this model has {', '.join(c['name'] for c in model_classes)}")
     meaning = label_meaning or (classes.meaning if classes is not None else None)
     if meaning is None:
-        raise InputError("--label-meaning: say what the labels' water class means, new-water "
+        raise InputError(f"{parameter('label_meaning')}: say what the labels' water class means, new-water "
                          "or water-after (or put 'meaning:' in the classes file)")
     if classes is None:
         classes = from_model_classes(model.classes)

@@ -21,7 +21,7 @@ import torch
 from ..core import checkpoints
 from ..core.atomic import check_writable
 from ..core.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
-from ..core.errors import InputError, ParameterError
+from ..core.errors import InputError, ParameterError, parameter
 from ..core.model import build_from_config, model_config, trained_bands
 from ..core.windows import MIN_TILE
 from .augment import Augment
@@ -46,8 +46,8 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
     add an Earth-Adapter (new, unless the base has one) and train it with the decoder, the
     backbone frozen."""
     if adapter is not None and unfreeze:
-        raise InputError("--peft earth-adapter trains adapters on a frozen backbone; "
-                         "it cannot be combined with --unfreeze")
+        raise InputError(f"{parameter('peft')} earth-adapter trains adapters on a frozen "
+                         f"backbone; it cannot be combined with {parameter('unfreeze')}")
     if base is None:
         cfg = model_config(variant, classes=classes.to_config())
         if adapter is not None:
@@ -195,7 +195,8 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
     train/sources.py), not both."""
     out = Path(out)
     if data_file is not None and (images or labels or classes_file):
-        raise InputError("--data: give either a data file or --images/--labels/--classes, not both")
+        raise InputError(f"{parameter('data_file')}: give either a data file or "
+                         f"{parameter('images')}/{parameter('labels')}/{parameter('classes')}, not both")
     if data_file is None and not (images and labels):
         raise ParameterError("images" if not images else "labels", None,
                              "required (or a data file listing the sources)")
@@ -236,7 +237,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
     val_set = None
     if val_images or val_labels:
         if not (val_images and val_labels):
-            raise InputError("give both --val-images and --val-labels")
+            raise InputError(f"give both {parameter('val_images')} and {parameter('val_labels')}")
         val_scenes, _ = load_labelled_scenes(val_images, val_labels, classes, class_field,
                                              pair_pattern, prefer_bands=base_bands, **open_opts)
         val_set = TileDataset(val_scenes, tile, **scene_opts)

@@ -264,14 +264,17 @@ def load_source_scenes(data: DataFile, prefer_bands=None, complex_part: str = "a
     for src in data.sources:
         opts = src.open_options
         calibration = None
-        if src.stretch == "source":
-            files = expand_paths(src.images, "images", RASTER_EXTS)
-            calibration = sar_io.pooled_calibration(files, complex_part=complex_part,
-                                                    prefer=prefer_bands, **opts)
-        scenes, _ = load_labelled_scenes(
-            src.images, src.labels, src.classes, src.class_field, src.pair_pattern,
-            complex_part=complex_part, prefer_bands=prefer_bands, progress=progress,
-            calibration=calibration, skip_empty=True, **opts)
+        try:
+            if src.stretch == "source":
+                files = expand_paths(src.images, "images", RASTER_EXTS)
+                calibration = sar_io.pooled_calibration(files, complex_part=complex_part,
+                                                        prefer=prefer_bands, **opts)
+            scenes, _ = load_labelled_scenes(
+                src.images, src.labels, src.classes, src.class_field, src.pair_pattern,
+                complex_part=complex_part, prefer_bands=prefer_bands, progress=progress,
+                calibration=calibration, skip_empty=True, **opts)
+        except InputError as e:   # the parameters named as the data file's keys
+            raise InputError(f"{data.path}: source {src.name!r}: {e}") from None
         for sc in scenes:
             sc.options.update(opts)
             sc.weight = src.weight / len(scenes)
