@@ -1,7 +1,8 @@
 """Running a benchmark suite (train/benchmark_suite.py): each fine-tuning cell through
-``ces finetune`` in a child process (resumable), each evaluation through train.evaluate, the
-records and reports cached under OUT by the cell ids, and the tables at the end
-(train/benchmark_tables.py).
+train.finetune.run_training with a TrainConfig (in this process, resumable from its checkpoint
+folder), each evaluation through train.evaluate, the records and reports cached under OUT by the
+cell ids, and the tables at the end (train/benchmark_tables.py). A fine-tune's record also holds
+the equivalent ``ces finetune`` command line, for a reader to rerun the cell by hand.
 """
 from __future__ import annotations
 

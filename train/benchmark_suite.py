@@ -283,6 +283,31 @@ def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | st
     """Read and check a whole suite (see the module doc); InputError naming the file and key."""
     path = Path(path)
     progress = ensure(progress)
+    doc = _suite_document(path)
+    classes = model_classes(doc, path)
+    sources = parse_sources(doc["datasets"], classes, path, what="dataset", extra_keys=("max_images",))
+    by_name = {s.name: s for s in sources}
+    models = doc.get("models") or {}
+    if not isinstance(models, dict) or not all(isinstance(v, str) and v for v in models.values()):
+        raise InputError(f"{path}: models: must map names to model paths (or {DEFAULT_BASE})")
+    evaluate = _evaluate_settings(doc.get("evaluate") or {}, path)
+
+    tables: dict[str, Table] = {}
+    cache: dict = {}
+    used: list[str] = []
+    for i, ex in enumerate(doc["experiments"]):
+        used += _add_experiment(ex, f"{path}: experiments[{i + 1}]", by_name, models, path,
+                                default_model, cache, classes, tables)
+    baseline = _add_baseline(doc.get("baseline"), path, models, default_model, cache, classes,
+                             tables)
+    datasets = _resolve_datasets(by_name, list(dict.fromkeys(used)), path, progress)
+    _name_finetunes(tables, datasets, classes)
+    name = str(doc.get("name") or path.stem)
+    return Suite(path, name, classes, datasets, list(tables.values()), baseline, evaluate)
+
+
+def _suite_document(path: Path) -> dict:
+    """The suite file's mapping, its top-level keys checked."""
     doc = read_document(path, "benchmark suite")
     if not isinstance(doc, dict):
         raise InputError(f"{path}: a benchmark suite is a mapping with datasets and experiments")
@@ -296,14 +321,11 @@ def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | st
         raise InputError(f"{path}: datasets: must be a list of datasets")
     if not isinstance(doc["experiments"], list):
         raise InputError(f"{path}: experiments: must be a list of experiments")
-    classes = model_classes(doc, path)
-    sources = parse_sources(doc["datasets"], classes, path, what="dataset", extra_keys=("max_images",))
-    by_name = {s.name: s for s in sources}
+    return doc
 
-    models = doc.get("models") or {}
-    if not isinstance(models, dict) or not all(isinstance(v, str) and v for v in models.values()):
-        raise InputError(f"{path}: models: must map names to model paths (or {DEFAULT_BASE})")
-    ev = doc.get("evaluate") or {}
+
+def _evaluate_settings(ev: Any, path: Path) -> dict:
+    """The ``evaluate:`` windows (tile, overlap, batch), defaults filled in and checked."""
     if not isinstance(ev, dict) or set(ev) - set(EVALUATE_DEFAULTS):
         raise InputError(f"{path}: evaluate: takes only {', '.join(EVALUATE_DEFAULTS)}")
     evaluate = dict(EVALUATE_DEFAULTS)
@@ -314,74 +336,95 @@ def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | st
     if evaluate["overlap"] * 2 >= evaluate["tile"]:
         raise InputError(f"{path}: evaluate.overlap: {evaluate['overlap']} must be less than half "
                          f"the tile ({evaluate['tile']})")
+    return evaluate
 
-    tables: dict[str, Table] = {}
-    cache: dict = {}
-    used: list[str] = []
-    for i, ex in enumerate(doc["experiments"]):
-        where = f"{path}: experiments[{i + 1}]"
-        if not isinstance(ex, dict):
-            raise InputError(f"{where}: must be a mapping (base, source, targets, methods, iters)")
-        unknown = sorted(set(ex) - set(EXPERIMENT_KEYS))
-        if unknown:
-            raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
-        for key in ("source", "targets"):
-            if key not in ex:
-                raise InputError(f"{where}.{key}: required")
-        if "method" in ex and "methods" in ex:
-            raise InputError(f"{where}: give method or methods, not both")
-        methods = _names(ex.get("methods", ex.get("method", "decoder-only")), f"{where}.methods")
-        for m in methods:
-            if m not in METHODS:
-                raise InputError(f"{where}.methods: {m!r} is not one of {', '.join(METHODS)}")
-        source = ex["source"]
-        if source not in by_name:
-            raise InputError(f"{where}.source: {source!r} is not a dataset ({', '.join(by_name)})")
-        targets = _names(ex["targets"], f"{where}.targets")
-        for t in targets:
-            if t not in by_name:
-                raise InputError(f"{where}.targets: {t!r} is not a dataset ({', '.join(by_name)})")
-        base = _base(ex.get("base", DEFAULT_BASE), f"{where}.base", models, path.parent,
-                     default_model, cache)
-        settings = {k: ex.get(k, v) for k, v in DEFAULTS.items()}
-        trains = [m for m in methods if m != "none"]
-        if trains:
-            if "iters" not in ex:
-                raise InputError(f"{where}.iters: required (optimizer steps per fine-tune)")
-            settings["iters"] = _number(ex["iters"], f"{where}.iters", int, 1)
-            for key, kind, low, open_min in (("tile", int, 16, False), ("batch", int, 1, False),
-                                             ("lr", float, 0, True), ("warmup", int, -1, False),
-                                             ("seed", int, 0, False), ("save_every", int, 0, False),
-                                             ("adapter_rank", int, 1, False),
-                                             ("adapter_cutoff", float, 0, True)):
-                settings[key] = _number(settings[key], f"{where}.{key}", kind, low, open_min)
-            if settings["adapter_cutoff"] > 1:
-                raise InputError(f"{where}.adapter_cutoff: {settings['adapter_cutoff']} must lie in (0, 1]")
-            if base.kind not in ("model", "backbone"):
-                raise InputError(f"{where}.base: {base.path} is a {base.kind} checkpoint")
-        used += [source, *targets]
-        table = tables.setdefault(source, Table(source))
-        table.targets += [t for t in targets if t not in table.targets]
-        for m in methods:
-            ft = None
-            if m != "none":
-                own = {k: settings[k] for k in ("iters", "tile", "batch", "lr", "warmup", "seed")}
-                if m == "earth-adapter":
-                    own.update(adapter_rank=settings["adapter_rank"],
-                               adapter_cutoff=settings["adapter_cutoff"])
-                own["save_every"] = settings["save_every"]
-                ft = Finetune("", base, source, m, own)
-            same = [r for r in table.rows if r.base.name == base.name and r.method == m]
-            if not same:
-                table.rows.append(Row(base, m, ft))
-            elif ft is not None and (same[0].finetune.settings != ft.settings
-                                     or same[0].base.path != base.path):
-                raise InputError(f"{where}: a second {base.name} / {m} row for source {source!r} "
-                                 f"with other settings; one row per model and method in a table")
-            if m == "none":
-                _check_as_is(base, classes, f"{where}.base")
 
-    bl = doc.get("baseline")
+#: the fine-tuning settings of an experiment: key, type, minimum, minimum excluded
+SETTING_CHECKS = (("tile", int, 16, False), ("batch", int, 1, False), ("lr", float, 0, True),
+                  ("warmup", int, -1, False), ("seed", int, 0, False),
+                  ("save_every", int, 0, False), ("adapter_rank", int, 1, False),
+                  ("adapter_cutoff", float, 0, True))
+
+
+def _add_experiment(ex: Any, where: str, by_name: dict, models: dict, path: Path,
+                    default_model, cache: dict, classes: ClassSpec,
+                    tables: dict[str, Table]) -> list[str]:
+    """Check one experiment and add its rows to its source's table; the datasets it uses."""
+    if not isinstance(ex, dict):
+        raise InputError(f"{where}: must be a mapping (base, source, targets, methods, iters)")
+    unknown = sorted(set(ex) - set(EXPERIMENT_KEYS))
+    if unknown:
+        raise InputError(f"{where}: unknown key(s) {', '.join(unknown)}")
+    for key in ("source", "targets"):
+        if key not in ex:
+            raise InputError(f"{where}.{key}: required")
+    if "method" in ex and "methods" in ex:
+        raise InputError(f"{where}: give method or methods, not both")
+    methods = _names(ex.get("methods", ex.get("method", "decoder-only")), f"{where}.methods")
+    for m in methods:
+        if m not in METHODS:
+            raise InputError(f"{where}.methods: {m!r} is not one of {', '.join(METHODS)}")
+    source = ex["source"]
+    if source not in by_name:
+        raise InputError(f"{where}.source: {source!r} is not a dataset ({', '.join(by_name)})")
+    targets = _names(ex["targets"], f"{where}.targets")
+    for t in targets:
+        if t not in by_name:
+            raise InputError(f"{where}.targets: {t!r} is not a dataset ({', '.join(by_name)})")
+    base = _base(ex.get("base", DEFAULT_BASE), f"{where}.base", models, path.parent,
+                 default_model, cache)
+    settings = _settings(ex, where, base, methods)
+    table = tables.setdefault(source, Table(source))
+    table.targets += [t for t in targets if t not in table.targets]
+    for m in methods:
+        _add_row(table, base, m, source, settings, where)
+        if m == "none":
+            _check_as_is(base, classes, f"{where}.base")
+    return [source, *targets]
+
+
+def _settings(ex: dict, where: str, base: Base, methods: list[str]) -> dict:
+    """An experiment's fine-tuning settings (DEFAULTS for those it leaves out), checked when
+    one of its methods trains."""
+    settings = {k: ex.get(k, v) for k, v in DEFAULTS.items()}
+    if not any(m != "none" for m in methods):
+        return settings
+    if "iters" not in ex:
+        raise InputError(f"{where}.iters: required (optimizer steps per fine-tune)")
+    settings["iters"] = _number(ex["iters"], f"{where}.iters", int, 1)
+    for key, kind, low, open_min in SETTING_CHECKS:
+        settings[key] = _number(settings[key], f"{where}.{key}", kind, low, open_min)
+    if settings["adapter_cutoff"] > 1:
+        raise InputError(f"{where}.adapter_cutoff: {settings['adapter_cutoff']} must lie in (0, 1]")
+    if base.kind not in ("model", "backbone"):
+        raise InputError(f"{where}.base: {base.path} is a {base.kind} checkpoint")
+    return settings
+
+
+def _add_row(table: Table, base: Base, method: str, source: str, settings: dict,
+             where: str) -> None:
+    """The row of ``base`` / ``method`` in its source's table (one per model and method)."""
+    ft = None
+    if method != "none":
+        own = {k: settings[k] for k in ("iters", "tile", "batch", "lr", "warmup", "seed")}
+        if method == "earth-adapter":
+            own.update(adapter_rank=settings["adapter_rank"],
+                       adapter_cutoff=settings["adapter_cutoff"])
+        own["save_every"] = settings["save_every"]
+        ft = Finetune("", base, source, method, own)
+    same = [r for r in table.rows if r.base.name == base.name and r.method == method]
+    if not same:
+        table.rows.append(Row(base, method, ft))
+    elif ft is not None and (same[0].finetune.settings != ft.settings
+                             or same[0].base.path != base.path):
+        raise InputError(f"{where}: a second {base.name} / {method} row for source {source!r} "
+                         f"with other settings; one row per model and method in a table")
+
+
+def _add_baseline(bl: Any, path: Path, models: dict, default_model, cache: dict,
+                  classes: ClassSpec, tables: dict[str, Table]) -> tuple[str, str]:
+    """Check ``baseline:``; put its row first in every table that lacks it (as it is).
+    Returns (base name, method)."""
     if not isinstance(bl, dict) or set(bl) - {"base", "method"} or "base" not in bl:
         raise InputError(f"{path}: baseline: required, {{base: MODEL, method: none|decoder-only|"
                          f"earth-adapter}} (the row the changes are against)")
@@ -397,9 +440,13 @@ def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | st
         if not found:
             _check_as_is(bl_base, classes, f"{path}: baseline.base")
             table.rows.insert(0, Row(bl_base, "none"))
+    return bl_base.name, bl_method
 
+
+def _resolve_datasets(by_name: dict, names: list[str], path: Path,
+                      progress: ProgressCallback) -> dict[str, Dataset]:
+    """The datasets the experiments use, their files paired and checked."""
     datasets: dict[str, Dataset] = {}
-    names = list(dict.fromkeys(used))
     for n, name in enumerate(names):
         where = f"{path}: datasets {name!r}"
         try:
@@ -408,6 +455,12 @@ def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | st
             raise InputError(f"{where}: {e}") from None
         _check_dataset(datasets[name], where)
         progress("check datasets", n + 1, len(names))
+    return datasets
+
+
+def _name_finetunes(tables: dict[str, Table], datasets: dict[str, Dataset],
+                    classes: ClassSpec) -> None:
+    """Each fine-tune's id: readable parts and a digest of everything that defines it."""
     for table in tables.values():
         for row in table.rows:
             ft = row.finetune
@@ -417,9 +470,6 @@ def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | st
                                                           if k != "save_every"}}
                 ft.id = (f"{slug(ft.source)}.{slug(ft.base.name)}.{ft.method}.i{ft.settings['iters']}"
                          f".{digest(key)[:10]}")
-    name = str(doc.get("name") or path.stem)
-    return Suite(path, name, classes, datasets, list(tables.values()),
-                 (bl_base.name, bl_method), evaluate)
 
 
 def _check_as_is(base: Base, classes: ClassSpec, where: str) -> None:
