@@ -71,6 +71,8 @@ class EarthAdapterLayer(nn.Module):
         self.scale = nn.Parameter(torch.tensor(0.1))
 
     def forward(self, tokens: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """tokens [B, N, C] + scale · (routed low-, high- and all-frequency MLPs) [B, N, C];
+        ``grid`` the token grid (h, w)."""
         low, high = frequency_split(tokens, grid, self.cutoff)
         pi = torch.softmax(self.router(tokens), dim=-1)                   # [B, N, 3]
         delta = sum(pi[..., k:k + 1] * mlp(t)

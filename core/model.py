@@ -121,6 +121,9 @@ class CrossEarthSAR(nn.Module):
         return (x - self.input_mean) / self.input_std
 
     def forward(self, x: torch.Tensor, descriptors: Optional[torch.Tensor]) -> dict:
+        """Training forward: x [B, 3, H, W], descriptors [B, 3] (or None) -> the head's outputs
+        (class logits and masks per query, auxiliary outputs) plus ``l_bc``, the MoE balance
+        loss."""
         x = self.prepare_input(x)
         features = self.backbone.get_intermediate_layers(x, descriptors, n=self.feature_layers,
                                                          reshape=True, norm=True)

@@ -39,6 +39,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """fc2(gelu(fc1(x))): [.., C] -> [.., C]."""
         return self.fc2(F.gelu(self.fc1(x)))
 
 
@@ -51,6 +52,7 @@ class SwiGLU(nn.Module):
         self.w3 = nn.Linear(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """w3(silu(x1) * x2) with (x1, x2) = w12(x): [.., C] -> [.., C]."""
         x1, x2 = self.w12(x).chunk(2, dim=-1)
         return self.w3(F.silu(x1) * x2)
 
@@ -123,6 +125,8 @@ class MoEFFN(nn.Module):
         return self.balance_weight * self.num_experts * (f * p).sum()
 
     def forward(self, x: torch.Tensor, descriptors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, N, C] through each token's top-k experts (router sees the tokens and the SAR
+        descriptors [B, 3]) -> (y [B, N, C], balance loss, a scalar)."""
         b, n, c = x.shape
         tokens = x.reshape(b * n, c)
         probs, top_i, gates = self.route(x, descriptors)
@@ -158,6 +162,7 @@ class MoEFFN(nn.Module):
         return out.reshape(b, n, c), self.balance_loss(probs, counts)
 
     def reset_expert_counts(self) -> None:
+        """Zero the per-expert token counts."""
         self.expert_counts.zero_()
 
     def expert_parameters(self) -> int:

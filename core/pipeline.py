@@ -220,6 +220,7 @@ class WarningLog:
         self.warn = warn
 
     def __call__(self, message: str) -> None:
+        """Keep ``message`` and pass it on."""
         self.messages.append(word_parameters(message, bare))
         if self.warn is not None:
             self.warn(message)

@@ -164,6 +164,7 @@ class SarScene:
 
     # -- lifecycle -----------------------------------------------------------------------
     def close(self) -> None:
+        """Close the dataset (reopened on the next read)."""
         if self._src is not None:
             self._src.close()
             self._src = None
@@ -176,6 +177,7 @@ class SarScene:
 
     @property
     def src(self) -> rasterio.io.DatasetReader:
+        """The open rasterio dataset (opened on first use)."""
         if self._src is None:
             self._src = _open_dataset(self.path)
         return self._src

@@ -141,10 +141,12 @@ class RankLog:
                    f"pid {os.getpid()} started")
 
     def write(self, message: str) -> None:
+        """Append one time-stamped line and flush."""
         self._file.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {message}\n")
         self._file.flush()
 
     def close(self) -> None:
+        """Close the log file."""
         self._file.close()
 
 

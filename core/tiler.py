@@ -45,6 +45,7 @@ class WindowReader(Protocol):
     height: int
 
     def read_window(self, window: Window):  # -> WindowData(x, phys, valid)
+        """The model input of one window: x [3, h, w] float32, phys [3, h, w], valid [h, w] bool."""
         ...
 
 

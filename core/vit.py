@@ -31,6 +31,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Patches: x [B, C, H, W] -> tokens [B, H/p · W/p, D]."""
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
@@ -44,6 +45,7 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Self-attention: x [B, N, C] -> [B, N, C]."""
         b, n, c = x.shape
         qkv = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
         y = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
@@ -58,6 +60,7 @@ class LayerScale(nn.Module):
         self.gamma = nn.Parameter(torch.full((dim,), float(init_values)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x · gamma (per channel); same shape."""
         return x * self.gamma
 
 
@@ -80,6 +83,7 @@ class Block(nn.Module):
         self.last_balance_loss: Optional[torch.Tensor] = None
 
     def forward(self, x: torch.Tensor, descriptors: torch.Tensor) -> torch.Tensor:
+        """x [B, N, C] -> [B, N, C]; a MoE FFN keeps its balance loss in ``last_balance_loss``."""
         x = x + self.ls1(self.attn(self.norm1(x)))
         h = self.norm2(x)
         if self.is_moe:
@@ -198,6 +202,7 @@ class DinoVisionTransformerMoE(nn.Module):
                 "x_norm_patchtokens": x_norm[:, r + 1:], "x_prenorm": tokens, "masks": None}
 
     def forward(self, x: torch.Tensor, descriptors: Optional[torch.Tensor] = None) -> dict:
+        """forward_features: x [B, 3, H, W], descriptors [B, 3] -> dict of normed tokens."""
         return self.forward_features(x, descriptors)
 
     def get_intermediate_layers(self, x: torch.Tensor, descriptors: Optional[torch.Tensor] = None,
@@ -229,6 +234,7 @@ class DinoVisionTransformerMoE(nn.Module):
 
     # ---- MoE bookkeeping -----------------------------------------------------------------
     def moe_layers(self) -> list[MoEFFN]:
+        """The MoE FFNs of the blocks, in order (empty when dense)."""
         return [blk.mlp for blk in self.blocks if blk.is_moe]
 
     def balance_loss(self) -> torch.Tensor:
@@ -247,6 +253,7 @@ class DinoVisionTransformerMoE(nn.Module):
         return torch.stack([m.expert_counts for m in layers])
 
     def reset_expert_counts(self) -> None:
+        """Zero every MoE layer's per-expert token counts."""
         for m in self.moe_layers():
             m.reset_expert_counts()
 

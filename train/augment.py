@@ -154,6 +154,8 @@ class Augment:
 
     def __call__(self, sample: dict[str, Any], rng: np.random.Generator,
                  scene: Optional[Any] = None) -> dict[str, Any]:
+        """A training sample (x, phys, valid, label arrays) augmented with draws from ``rng``;
+        ``scene`` gives its polarization and calibration."""
         if (self.p_single_pol > 0 and getattr(scene, "composition", "single") == "dualpol"
                 and rng.random() < self.p_single_pol):
             sample = single_pol(sample)

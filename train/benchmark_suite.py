@@ -123,6 +123,7 @@ class Row:
 
     @property
     def model_id(self) -> str:
+        """The id of the model this row evaluates: its fine-tune's, or the base's as it is."""
         return self.finetune.id if self.finetune else f"{slug(self.base.name)}.none.{self.base.digest[:10]}"
 
 
@@ -150,6 +151,7 @@ class Suite:
 
     @property
     def finetunes(self) -> list[Finetune]:
+        """Every distinct fine-tune of the suite, in table order."""
         seen: dict[str, Finetune] = {}
         for t in self.tables:
             for r in t.rows:

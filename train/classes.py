@@ -49,6 +49,7 @@ class ClassSpec:
 
     @property
     def names(self) -> list[str]:
+        """The class names, in order."""
         return [c["name"] for c in self.classes]
 
     @property

@@ -314,6 +314,7 @@ class LabelledScene:
 
     @property
     def labelled_fraction(self) -> float:
+        """Fraction of pixels with a label (not IGNORE_INDEX)."""
         return float((self.labels != IGNORE_INDEX).mean())
 
 
@@ -507,6 +508,7 @@ class SceneCache:
         return {"size": self.size, "options": self.options, "_open": OrderedDict()}
 
     def close(self) -> None:
+        """Close the scenes opened by this process."""
         for s in self._open.values():
             s.close()
         self._open.clear()

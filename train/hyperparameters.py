@@ -38,6 +38,7 @@ class TrainConfig:
 
     @property
     def warmup_iters(self) -> int:
+        """Warm-up iterations: ``warmup``, or min(1500, iters / 10) when it is -1."""
         return min(1500, self.iters // 10) if self.warmup < 0 else int(self.warmup)
 
 

@@ -23,6 +23,7 @@ class GroupNorm(nn.GroupNorm):
     torch.nn.functional.group_norm refuses it. Same parameters and state dict."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Group norm of ``x`` [B, C, H, W] (same shape)."""
         return torch.group_norm(x, self.num_groups, self.weight, self.bias, self.eps)
 
 
@@ -103,6 +104,7 @@ class PixelDecoder(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
+        """Initialize the projections and level embeddings as Mask2Former does."""
         for proj in self.input_proj:
             nn.init.xavier_uniform_(proj[0].weight, gain=1)
             nn.init.zeros_(proj[0].bias)

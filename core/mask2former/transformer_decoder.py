@@ -60,6 +60,8 @@ class SelfAttentionLayer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, tgt, query_pos):
+        """Post-norm self-attention of the queries ``tgt`` [Q, B, C] (``query_pos`` added to q and
+        k); same shape."""
         q = tgt + query_pos
         return self.norm(tgt + self.attn(q, q, tgt, need_weights=False)[0])
 
@@ -74,6 +76,7 @@ class FFNLayer(nn.Module):
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, tgt):
+        """tgt [.., C] + linear2(relu(linear1(tgt))), normed; same shape."""
         return self.norm(tgt + self.linear2(F.relu(self.linear1(tgt))))
 
 
@@ -86,6 +89,7 @@ class MLP(nn.Module):
         self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
 
     def forward(self, x):
+        """The layers with ReLU between them: [.., in] -> [.., out]."""
         for i, layer in enumerate(self.layers):
             x = layer(x)
             if i < len(self.layers) - 1:
