@@ -152,7 +152,15 @@ def test_table_in_three_formats_with_baseline_changes(first_run):
     # the Earth-Adapter cell's model carries its adapter with the suite's rank
     cfg = checkpoints.read_config(out / ea["finetune"]["id"].join(["finetune/", ".safetensors"]))
     assert cfg["backbone"]["adapter"]["rank"] == 4
-    assert "--peft" in ea["finetune"]["command"]
+    # its recorded command line reads back, through the real `ces finetune` parser, as the cell
+    from crossearth_sar.crossearth_cli.main import cli
+
+    command = ea["finetune"]["command"]
+    finetune = cli.get_command(None, "finetune")
+    params = finetune.make_context("finetune", command[2:]).params
+    settings = ea["finetune"]["settings"]
+    assert params["peft"] == "earth-adapter" and params["device"] == "cpu"
+    assert {k: params[k] for k in settings} == settings and settings["adapter_rank"] == 4
 
 
 def test_rerun_recomputes_nothing(first_run, capsys):

@@ -33,16 +33,15 @@ def _read_json(path: Path) -> Optional[dict]:
 
 
 def finetune_command(ft: Finetune, data_file: Path, model: Path, device: str) -> list[str]:
-    """The ``ces finetune`` command line equivalent to the cell (for the record)."""
-    s = ft.settings
-    args = ["ces", "finetune", "--model", str(ft.base.path), "--data", str(data_file),
-            "--tile", str(s["tile"]), "--iters", str(s["iters"]), "--batch", str(s["batch"]),
-            "--lr", repr(s["lr"]), "--warmup", str(s["warmup"]), "--seed", str(s["seed"]),
-            "--save-every", str(s["save_every"]), "--device", device]
+    """The ``ces finetune`` command line equivalent to the cell (for the record): each of the
+    cell's settings as the option of its name (``save_every`` -> ``--save-every``, the CLI's
+    rule), then the method, the device and the output."""
+    args = ["ces", "finetune", "--model", str(ft.base.path), "--data", str(data_file)]
+    for key, value in ft.settings.items():
+        args += ["--" + key.replace("_", "-"), repr(value) if isinstance(value, float) else str(value)]
     if ft.method == "earth-adapter":
-        args += ["--peft", "earth-adapter", "--adapter-rank", str(s["adapter_rank"]),
-                 "--adapter-cutoff", repr(s["adapter_cutoff"])]
-    return args + ["-o", str(model)]
+        args += ["--peft", "earth-adapter"]
+    return args + ["--device", device, "-o", str(model)]
 
 
 def _run_finetune(suite: Suite, ft: Finetune, out: Path, device: str, progress, log: Log) -> dict:
