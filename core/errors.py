@@ -24,6 +24,11 @@ def word_parameters(text: str, word: Callable[[str], str]) -> str:
     return _MARK.sub(lambda m: word(m.group(1)), text)
 
 
+def flag(name: str) -> str:
+    """A parameter as the ``ces`` command line names it (``pair_pattern`` -> ``--pair-pattern``)."""
+    return "--" + name.replace("_", "-")
+
+
 def bare(name: str) -> str:
     """A parameter worded as its own name (the Python API's and the data files' words)."""
     return name

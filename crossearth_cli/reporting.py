@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from ..core.errors import InputError, one_line, word_parameters
+from ..core.errors import InputError, flag, one_line, word_parameters
 
 PROGRESS_CHOICE = click.Choice(["auto", "json", "none"])
 
@@ -94,11 +94,6 @@ class Reporter:
     def _emit(obj: dict[str, Any]) -> None:
         sys.stdout.write(json.dumps(obj, default=str) + "\n")
         sys.stdout.flush()
-
-
-def flag(name: str) -> str:
-    """A parameter in the CLI's words: its flag (``pair_pattern`` -> ``--pair-pattern``)."""
-    return "--" + name.replace("_", "-")
 
 
 def error_text(error: BaseException) -> str:

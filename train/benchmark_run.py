@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from ..core.atomic import atomic_output
+from ..core.errors import flag
 from ..core.progress import ProgressCallback, ensure
 from .benchmark_suite import Finetune, Log, Row, Suite, digest, slug
 from .benchmark_tables import csv_table, markdown_table, table_document
@@ -34,11 +35,11 @@ def _read_json(path: Path) -> Optional[dict]:
 
 def finetune_command(ft: Finetune, data_file: Path, model: Path, device: str) -> list[str]:
     """The ``ces finetune`` command line equivalent to the cell (for the record): each of the
-    cell's settings as the option of its name (``save_every`` -> ``--save-every``, the CLI's
-    rule), then the method, the device and the output."""
+    cell's settings as the option of its name (core.errors.flag: ``save_every`` ->
+    ``--save-every``), then the method, the device and the output."""
     args = ["ces", "finetune", "--model", str(ft.base.path), "--data", str(data_file)]
     for key, value in ft.settings.items():
-        args += ["--" + key.replace("_", "-"), repr(value) if isinstance(value, float) else str(value)]
+        args += [flag(key), repr(value) if isinstance(value, float) else str(value)]
     if ft.method == "earth-adapter":
         args += ["--peft", "earth-adapter"]
     return args + ["--device", device, "-o", str(model)]

@@ -249,35 +249,43 @@ def _check_dataset(ds: Dataset, where: str) -> int:
     return len(scenes)
 
 
-def _base(value: Any, where: str, models: dict, suite_dir: Path, default_model: Optional[Path],
-          cache: dict) -> Base:
-    from ..core import checkpoints
+class _Bases:
+    """The suite's model names (``models:``), resolved to checked Base records: a name, the
+    default model, or a path relative to the suite; each file read and digested once."""
 
-    if not isinstance(value, str) or not value:
-        raise InputError(f"{where}: must name a model (a models entry, {DEFAULT_BASE} or a path)")
-    name, target = value, models.get(value, value)
-    if target == DEFAULT_BASE:
-        if default_model is None or not Path(default_model).is_file():
-            raise InputError(f"{where}: no default model is installed ({default_model})")
-        path = Path(default_model)
-        if name == DEFAULT_BASE:
-            name = path.name.split(".")[0]
-    else:
-        path = Path(target) if os.path.isabs(target) else suite_dir / target
-        if value not in models:
-            name = path.name.split(".")[0]
-        if not path.is_file():
-            raise InputError(f"{where}: {path}: no such model file")
-    path = path.resolve()
-    if path not in cache:
-        try:
-            config = checkpoints.read_config(path)
-        except InputError as e:
-            raise InputError(f"{where}: {e}") from None
-        cache[path] = Base(name, path, _file_digest(path), str(config.get("kind")),
-                           [c["name"] for c in config.get("classes") or []])
-    base = cache[path]
-    return Base(name, base.path, base.digest, base.kind, base.classes)
+    def __init__(self, models: dict, suite_dir: Path, default_model: Optional[Path]):
+        self.models, self.suite_dir, self.default_model = models, suite_dir, default_model
+        self.cache: dict[Path, Base] = {}
+
+    def resolve(self, value: Any, where: str) -> Base:
+        """The Base that ``value`` names; InputError naming ``where`` when it names none."""
+        from ..core import checkpoints
+
+        if not isinstance(value, str) or not value:
+            raise InputError(f"{where}: must name a model (a models entry, {DEFAULT_BASE} or a path)")
+        name, target = value, self.models.get(value, value)
+        if target == DEFAULT_BASE:
+            if self.default_model is None or not Path(self.default_model).is_file():
+                raise InputError(f"{where}: no default model is installed ({self.default_model})")
+            path = Path(self.default_model)
+            if name == DEFAULT_BASE:
+                name = path.name.split(".")[0]
+        else:
+            path = Path(target) if os.path.isabs(target) else self.suite_dir / target
+            if value not in self.models:
+                name = path.name.split(".")[0]
+            if not path.is_file():
+                raise InputError(f"{where}: {path}: no such model file")
+        path = path.resolve()
+        if path not in self.cache:
+            try:
+                config = checkpoints.read_config(path)
+            except InputError as e:
+                raise InputError(f"{where}: {e}") from None
+            self.cache[path] = Base(name, path, _file_digest(path), str(config.get("kind")),
+                                    [c["name"] for c in config.get("classes") or []])
+        base = self.cache[path]
+        return Base(name, base.path, base.digest, base.kind, base.classes)
 
 
 def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | str] = None,
@@ -294,14 +302,13 @@ def load_suite(path: os.PathLike | str, default_model: Optional[os.PathLike | st
         raise InputError(f"{path}: models: must map names to model paths (or {DEFAULT_BASE})")
     evaluate = _evaluate_settings(doc.get("evaluate") or {}, path)
 
+    bases = _Bases(models, path.parent, default_model)
     tables: dict[str, Table] = {}
-    cache: dict = {}
     used: list[str] = []
     for i, ex in enumerate(doc["experiments"]):
-        used += _add_experiment(ex, f"{path}: experiments[{i + 1}]", by_name, models, path,
-                                default_model, cache, classes, tables)
-    baseline = _add_baseline(doc.get("baseline"), path, models, default_model, cache, classes,
-                             tables)
+        used += _add_experiment(ex, f"{path}: experiments[{i + 1}]", by_name, bases, classes,
+                                tables)
+    baseline = _add_baseline(doc.get("baseline"), path, bases, classes, tables)
     datasets = _resolve_datasets(by_name, list(dict.fromkeys(used)), path, progress)
     _name_finetunes(tables, datasets, classes)
     name = str(doc.get("name") or path.stem)
@@ -348,8 +355,7 @@ SETTING_CHECKS = (("tile", int, 16, False), ("batch", int, 1, False), ("lr", flo
                   ("adapter_cutoff", float, 0, True))
 
 
-def _add_experiment(ex: Any, where: str, by_name: dict, models: dict, path: Path,
-                    default_model, cache: dict, classes: ClassSpec,
+def _add_experiment(ex: Any, where: str, by_name: dict, bases: _Bases, classes: ClassSpec,
                     tables: dict[str, Table]) -> list[str]:
     """Check one experiment and add its rows to its source's table; the datasets it uses."""
     if not isinstance(ex, dict):
@@ -373,8 +379,7 @@ def _add_experiment(ex: Any, where: str, by_name: dict, models: dict, path: Path
     for t in targets:
         if t not in by_name:
             raise InputError(f"{where}.targets: {t!r} is not a dataset ({', '.join(by_name)})")
-    base = _base(ex.get("base", DEFAULT_BASE), f"{where}.base", models, path.parent,
-                 default_model, cache)
+    base = bases.resolve(ex.get("base", DEFAULT_BASE), f"{where}.base")
     settings = _settings(ex, where, base, methods)
     table = tables.setdefault(source, Table(source))
     table.targets += [t for t in targets if t not in table.targets]
@@ -423,8 +428,8 @@ def _add_row(table: Table, base: Base, method: str, source: str, settings: dict,
                          f"with other settings; one row per model and method in a table")
 
 
-def _add_baseline(bl: Any, path: Path, models: dict, default_model, cache: dict,
-                  classes: ClassSpec, tables: dict[str, Table]) -> tuple[str, str]:
+def _add_baseline(bl: Any, path: Path, bases: _Bases, classes: ClassSpec,
+                  tables: dict[str, Table]) -> tuple[str, str]:
     """Check ``baseline:``; put its row first in every table that lacks it (as it is).
     Returns (base name, method)."""
     if not isinstance(bl, dict) or set(bl) - {"base", "method"} or "base" not in bl:
@@ -433,7 +438,7 @@ def _add_baseline(bl: Any, path: Path, models: dict, default_model, cache: dict,
     bl_method = bl.get("method", "none")
     if bl_method not in METHODS:
         raise InputError(f"{path}: baseline.method: {bl_method!r} is not one of {', '.join(METHODS)}")
-    bl_base = _base(bl["base"], f"{path}: baseline.base", models, path.parent, default_model, cache)
+    bl_base = bases.resolve(bl["base"], f"{path}: baseline.base")
     for table in tables.values():
         found = [r for r in table.rows if r.base.name == bl_base.name and r.method == bl_method]
         if not found and bl_method != "none":
