@@ -7,7 +7,7 @@ and refuses NaN and ±inf (for floats) and values below ``minimum`` (or equal to
     ces: error: --lr: -0.001 must be a number > 0
     ces: error: --min-area: nan is not a finite number
 
-The checks themselves are core/numbers.py's, shared with benchmark suites.
+The checks themselves are core/number_checks.py's, shared with benchmark suites.
 
 The ready-made instances below cover the options of every command.
 """
@@ -17,7 +17,7 @@ from typing import Optional
 
 import click
 
-from ..core.numbers import Num, check_number
+from ..core.number_checks import Num, check_number
 
 
 class Number(click.ParamType):

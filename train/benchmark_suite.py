@@ -61,7 +61,7 @@ import numpy as np
 
 from ..core.adapter_options import DEFAULTS as ADAPTER
 from ..core.errors import InputError
-from ..core.numbers import check_number
+from ..core.number_checks import check_number
 from ..core.progress import ProgressCallback, ensure
 from .classes import ClassSpec, read_document
 from .hyperparameters import FINETUNE
