@@ -60,8 +60,9 @@ def class_map(net, scene_path: Path, tile: int, overlap: int, batch: int) -> tup
     """(classes uint8 [H, W] (255 nodata), tiler stats) of the tiled inference of one scene."""
     import torch
 
-    from crossearth_sar.core import pipeline, sar_io, tiler
+    from crossearth_sar.core import pipeline, tiler
     from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.scene import sar_io
 
     with sar_io.open_scene(scene_path, prefer=trained_bands(net.config)) as scene:
         out = np.full((scene.height, scene.width), tiler.NODATA_CLASS, np.uint8)

@@ -76,7 +76,7 @@ def tiny_segmenter():
     import torch
     import torch.nn.functional as F
 
-    from crossearth_sar.core import descriptors
+    from crossearth_sar.core.scene import descriptors
 
     class TinySegmenter(torch.nn.Module):
         """Water where the 7×7-blurred input is dark: the engine's cost, not a network's."""
@@ -168,7 +168,8 @@ def efficiency(scene: Path, workdir: Path, tile: int, overlap: int, batch: int) 
     """forward-alone time / end-to-end time on the same tiles with a random ``ti`` model."""
     import torch
 
-    from crossearth_sar.core import model as model_mod, pipeline, sar_io, tiler
+    from crossearth_sar.core import model as model_mod, pipeline, tiler
+    from crossearth_sar.core.scene import sar_io
 
     torch.manual_seed(0)
     net = model_mod.build("ti", num_classes=2).eval()

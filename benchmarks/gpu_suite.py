@@ -89,7 +89,8 @@ def fixed_predict(num_classes: int = 3):
 def blend(args, sizes, dev) -> dict:
     import torch
 
-    from crossearth_sar.core import sar_io, tiler
+    from crossearth_sar.core import tiler
+    from crossearth_sar.core.scene import sar_io
 
     scene_path = args.work / "blend.tif"
     write_synthetic_scene(scene_path, sizes["blend_scene"], seed=5, db=True)
@@ -126,8 +127,9 @@ def default_model():
 def bf16(args, sizes, dev) -> dict:
     import torch
 
-    from crossearth_sar.core import sar_io, tiler
+    from crossearth_sar.core import tiler
     from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.scene import sar_io
 
     net = default_model().to(dev).eval()
     scene_path = args.work / "bf16.tif"

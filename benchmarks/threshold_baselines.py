@@ -2,7 +2,7 @@
 ``ces evaluate`` scores (valid image pixels with a label that is not ignored).
 
 Baselines per set, all "darker than the threshold is water" on the first band's log
-representation as input contract 2 reads it (core/sar_io.py: dB for dB scenes, display
+representation as input contract 2 reads it (core/scene/sar_io.py: dB for dB scenes, display
 values for quicklooks; VV), so no estimated calibration enters them:
 
 * per-image Otsu: each image's own Otsu threshold;
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from crossearth_sar.core import sar_io
+from crossearth_sar.core.scene import sar_io
 from crossearth_sar.train import metrics
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
 from crossearth_sar.train.data import RASTER_EXTS, expand_paths, pair_files, read_label_raster

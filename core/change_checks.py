@@ -6,7 +6,7 @@
   neither are georeferenced (neither: the same size, compared pixel for pixel), and both are
   read with the same polarizations;
 * :func:`check_scenes`: all of it for one after scene and its references, and a warning
-  when a reference's acquisition date (core.scene_date) is after the after scene's.
+  when a reference's acquisition date (core.scene.scene_date) is after the after scene's.
 
 Each error is an InputError whose one line names both files.
 """
@@ -19,9 +19,9 @@ from typing import Callable, Sequence, Union
 from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
 
-from . import sar_io
 from .errors import InputError, parameter
-from .scene_date import scene_date
+from .scene import sar_io
+from .scene.scene_date import scene_date
 
 PathLike = Union[str, os.PathLike]
 

@@ -21,8 +21,8 @@ import torch.nn as nn
 
 from . import model_header
 from .atomic import atomic_output
-from .descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
 from .errors import InputError, one_line
+from .scene.descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
 from .vit import DinoVisionTransformerMoE, build_backbone_from_config
 
 METADATA_KEY = model_header.METADATA_KEY

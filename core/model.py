@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import cpu_streams, descriptors as descriptors_mod
+from . import cpu_streams
 from .class_colors import HEX_COLOR, class_color
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
@@ -22,14 +22,15 @@ from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabili
 from .mask2former.targets import semantic_targets
 from .model_header import input_contract, trained_bands  # noqa: F401 (also this module's API)
 from .parameter_counts import count_module
-from .sar_io import INPUT_CONTRACT
+from .scene import descriptors as descriptors_mod
+from .scene.sar_io import INPUT_CONTRACT
 from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
 from .vit import PATCH_SIZE, backbone_config, build_backbone_from_config
 
 IGNORE_INDEX = 255
 
 #: DINOv2's input normalization (ImageNet statistics) applied to the 0..1 input from sar_io.
-#: ``contract``: the input contract of core/sar_io.py the model was trained under.
+#: ``contract``: the input contract of core/scene/sar_io.py the model was trained under.
 DEFAULT_INPUT: dict = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "bands": None,
                        "contract": INPUT_CONTRACT}
 

@@ -82,7 +82,7 @@ __all__ = ["read_header", "read_config", "METADATA_KEY"]
 
 
 def input_contract(config: dict) -> int:
-    """The input contract of core/sar_io.py a model was trained under (1 when not recorded)."""
+    """The input contract of core/scene/sar_io.py a model was trained under (1 when not recorded)."""
     return int((config.get("input") or {}).get("contract", 1))
 
 

@@ -1,6 +1,6 @@
 """``segment_scene``: the one place where reading, the model, tiling, rasters and vectors meet.
 
-scene (core.sar_io: scene-level normalization) → per-tile descriptors + model probabilities
+scene (core.scene.sar_io: scene-level normalization) → per-tile descriptors + model probabilities
 (core.tiler: blended windows, streamed rows) → class raster and confidence raster (tiled,
 compressed temporary GeoTIFFs) → sieve (core.vectorize) → polygons → outputs.
 
@@ -28,14 +28,15 @@ import rasterio.shutil
 import torch
 from rasterio.windows import Window
 
-from . import cpu_streams, sar_io, tiler, vectorize
+from . import cpu_streams, tiler, vectorize
 from .atomic import atomic_output, check_writable
-from .descriptors import unscale_descriptors
 from .errors import InputError, ParameterError, bare, parameter, word_parameters
 from .memory import release_free_memory
 from .model import input_contract, trained_bands
 from .progress import ProgressCallback, ensure
 from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
+from .scene import sar_io
+from .scene.descriptors import unscale_descriptors
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_MIN_PIXELS = 4          # --min-area default: regions under 4 pixels are sieved away
@@ -325,10 +326,10 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
     """Segment one SAR scene into land-cover polygons (and optional rasters).
 
     ``calibrated``: None detects the scene's calibration, True / False overrides it (models
-    of input contract 3; core/sar_io.py).
+    of input contract 3; core/scene/sar_io.py).
     ``min_area`` m² (default 4 pixels' area; 0 = no sieve); ``simplify`` metres (default 3/4
     pixel; 0 = exact pixel edges). ``model``: a CrossEarthSAR or a checkpoint path.
-    ``domain`` / ``bands`` / ``complex_part``: passed to core.sar_io.open_scene.
+    ``domain`` / ``bands`` / ``complex_part``: passed to core.scene.sar_io.open_scene.
     ``preview``: also write a PNG picture of the result there (core.preview).
     Returns {"outputs": {"vector", ["raster"], ["confidence"]}, "warnings": [...],
     "class_area_m2": {name: m²}, "polygons": N, "timing": {...}, ...}.

@@ -39,7 +39,7 @@ Sink = Callable[[int, np.ndarray, np.ndarray], None]
 
 
 class WindowReader(Protocol):
-    """What the tiler needs from a scene (core.sar_io.SarScene satisfies it)."""
+    """What the tiler needs from a scene (core.scene.sar_io.SarScene satisfies it)."""
 
     width: int
     height: int

@@ -97,7 +97,7 @@ class DinoVisionTransformerMoE(nn.Module):
     """DINOv2 backbone with MoE FFNs. ``config`` (JSON-able) rebuilds it exactly.
 
     Inputs: x [B, 3, H, W] (already normalized; H, W multiples of 14), descriptors [B, 3]
-    (scaled, see core.descriptors; None means zeros).
+    (scaled, see core.scene.descriptors; None means zeros).
     """
 
     def __init__(self, config: dict):

@@ -16,8 +16,9 @@ from .segment_cmd import _resolve_model, _side_output
 def _precheck(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
               outputs: dict, overwrite: bool, warn) -> None:
     """Outputs and scenes checked before torch is imported (exit 2, nothing written)."""
-    from ..core import change_checks, model_header, preview, raster_check, vectorize
+    from ..core import change_checks, model_header, preview, vectorize
     from ..core.atomic import check_writable
+    from ..core.scene import raster_check
 
     vectorize.vector_format(outputs["vector"])
     check_writable(outputs["vector"], overwrite)
@@ -74,7 +75,7 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
     """
     reporter = Reporter(progress_mode)
     try:
-        from ..core import sar_io
+        from ..core.scene import sar_io
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
                             complex_part=complex_part, calibrated=calibrated)

@@ -65,9 +65,9 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
     Example:
       ces descriptors scene.tif -o descriptors.tif --tile 256
     """
-    from ..core import raster_check, sar_io
     from ..core.atomic import check_writable
     from ..core.errors import InputError
+    from ..core.scene import raster_check, sar_io
 
     if output.suffix.lower() not in (".tif", ".tiff"):   # core.pipeline.RASTER_EXTENSIONS (no torch here)
         raise InputError(f"{output}: the descriptor map is a GeoTIFF (.tif or .tiff)")
@@ -84,7 +84,7 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
     except Exception as e:
         reporter.error(e)
         raise
-    from ..core.descriptors import descriptor_map
+    from ..core.scene.descriptors import descriptor_map
 
     result = descriptor_map(scene, output, tile=tile, stride=stride, bins=bins, block=block,
                             domain=domain, bands=band_specs, calibrated=calibrated,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..core import sar_io
+from ..core.scene import sar_io
 from .reporting import flag
 from .scene_options import calibrated_option, domain_option
 
@@ -43,7 +43,7 @@ def info(path: Path, as_json: bool, domain, calibrated, bands, complex_part) -> 
                     value = json.dumps(value, default=str)
                 click.echo(f"{key + ':':<16} {value}")
         return
-    from ..core import raster_check
+    from ..core.scene import raster_check
 
     raster_check.check_file(path)   # full-resolution pixels, not only the overviews
     with sar_io.open_scene(path, domain=domain, bands=sar_io.parse_bands(bands),

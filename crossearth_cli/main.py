@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             raise
         if type(e).__module__.startswith("rasterio") and "IOError" in type(e).__name__:
             # a read no pre-check or wrapper caught: GDAL's own words name the file
-            from ..core.raster_check import gdal_message
+            from ..core.scene.raster_check import gdal_message
 
             message = f"cannot read a raster: {gdal_message(e)}"
             click.echo(f"ces: error: {message}", err=True)

@@ -1,6 +1,6 @@
 """Scene-reading options every command shares: ``--domain`` and ``--calibrated``.
 
-``--domain``: one of core.sar_io.DOMAIN_CHOICES (quicklook, linear, db, complex, and the
+``--domain``: one of core.scene.sar_io.DOMAIN_CHOICES (quicklook, linear, db, complex, and the
 linear kinds power / amplitude), or detected. ``--calibrated auto|yes|no`` (input contract 3,
 docs/interfaces.md): auto detects whether the scene holds calibrated backscatter; yes / no
 override it. :func:`calibrated_value` turns the choice into open_scene's None / True / False.
@@ -11,7 +11,7 @@ from typing import Optional
 
 import click
 
-from ..core import sar_io
+from ..core.scene import sar_io
 
 DOMAIN_CHOICE = click.Choice(list(sar_io.DOMAIN_CHOICES))
 CALIBRATED_CHOICE = click.Choice(list(sar_io.CALIBRATED_CHOICES))

@@ -95,8 +95,9 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
 
     Scenes and output names are checked before torch is imported (a bad input is reported
     in well under a second); the checks that need core.pipeline come after."""
-    from ..core import preview, raster_check, sar_io, vectorize
+    from ..core import preview, vectorize
     from ..core.atomic import check_writable
+    from ..core.scene import raster_check, sar_io
 
     for job in plan:
         vectorize.vector_format(job["vector"])
@@ -172,7 +173,8 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     ranks = None
     try:
-        from ..core import sar_io, scene_ranks, windows
+        from ..core import scene_ranks, windows
+        from ..core.scene import sar_io
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
                             complex_part=complex_part, calibrated=calibrated)

@@ -57,8 +57,8 @@ WARMUP = Number(int, -1)                     # -1: automatic
 def check_rasters(*groups) -> None:
     """The pre-check of the training and evaluation commands: every raster named by the
     --images / --labels style ``groups`` (files, folders, globs) has readable full-resolution
-    pixels (core.raster_check); vector labels are left to their reader."""
-    from ..core import raster_check
+    pixels (core.scene.raster_check); vector labels are left to their reader."""
+    from ..core.scene import raster_check
     from ..train.data import expand_paths, is_vector
 
     for items in groups:

@@ -54,11 +54,11 @@ class PointwiseModel(torch.nn.Module):
 
 class PointwiseSegmenter(torch.nn.Module):
     """The pipeline's model interface (classes, config, compute_descriptors, predict_proba)
-    around :class:`PointwiseModel`; descriptors are the real ones (core.descriptors)."""
+    around :class:`PointwiseModel`; descriptors are the real ones (core.scene.descriptors)."""
 
     def __init__(self, classes: list[dict], train_stats: Optional[dict] = None, seed: int = 0):
         super().__init__()
-        from crossearth_sar.core import descriptors
+        from crossearth_sar.core.scene import descriptors
 
         self.net = PointwiseModel(len(classes), seed=seed)
         self.config = {"kind": "model", "classes": classes,
@@ -69,7 +69,7 @@ class PointwiseSegmenter(torch.nn.Module):
         return self.config["classes"]
 
     def compute_descriptors(self, phys: torch.Tensor, valid: Optional[torch.Tensor] = None):
-        from crossearth_sar.core import descriptors
+        from crossearth_sar.core.scene import descriptors
 
         return descriptors.compute_descriptors(phys, valid, self.config["descriptors"])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 from rasterio.windows import Window
 
-from crossearth_sar.core import sar_io
+from crossearth_sar.core.scene import sar_io
 from crossearth_sar.train import augment
 
 from _helpers_train import write_scene

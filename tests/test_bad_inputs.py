@@ -341,7 +341,7 @@ def test_a_read_failure_mid_run_names_the_file_and_the_window(ws):
     from rasterio.windows import Window
 
     from crossearth_sar.core.errors import InputError
-    from crossearth_sar.core.sar_io import open_scene
+    from crossearth_sar.core.scene.sar_io import open_scene
 
     with open_scene(ws / "cut.tif") as scene:
         scene.read_window(Window(0, 0, 256, 256))   # an early block survived

@@ -22,7 +22,7 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from crossearth_sar.core import sar_io
+from crossearth_sar.core.scene import sar_io
 
 CHIP = "examples/Spain_7370579_S1Hand.tif"
 

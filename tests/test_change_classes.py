@@ -1,5 +1,5 @@
 """The change classes, their lookup and the reference vote (core/change_classes.py), and the
-acquisition dates the change command warns by (core/scene_date.py)."""
+acquisition dates the change command warns by (core/scene/scene_date.py)."""
 from __future__ import annotations
 
 import datetime as dt
@@ -9,8 +9,9 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import change, change_classes, scene_date
+from crossearth_sar.core import change, change_classes
 from crossearth_sar.core.class_colors import is_background
+from crossearth_sar.core.scene import scene_date
 
 WATER_MODEL = [{"name": "background", "value": 0, "color": "#d9d9d9"},
                {"name": "water", "value": 1, "color": "#1f78b4"}]

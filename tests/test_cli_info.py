@@ -74,7 +74,7 @@ def test_installed_console_script_and_import_names(tmp_path):
     """After install: `ces` exists, crossearth_sar.* imports, plain `core`/`train` do not."""
     ces_exe = Path(sys.executable).with_name("ces")
     assert ces_exe.exists()
-    code = ("import importlib.util as u, crossearth_sar.core.sar_io;"
+    code = ("import importlib.util as u, crossearth_sar.core.scene.sar_io;"
             "print(u.find_spec('core') is None and u.find_spec('train') is None)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
     assert r.stdout.strip() == "True", r.stderr

@@ -19,7 +19,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _class_maps(scene_path, predict, device, classes=3, tile=128, overlap=32, batch=4):
-    from crossearth_sar.core import sar_io, tiler
+    from crossearth_sar.core import tiler
+    from crossearth_sar.core.scene import sar_io
 
     with sar_io.open_scene(scene_path) as scene:
         cls = np.zeros((scene.height, scene.width), np.uint8)
@@ -50,8 +51,9 @@ def test_gpu_blending_equals_cpu_blending(tmp_path):
 def test_bf16_predictions_agree_with_fp32_on_the_demo_chip():
     from rasterio.windows import Window
 
-    from crossearth_sar.core import checkpoints, sar_io
+    from crossearth_sar.core import checkpoints
     from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.scene import sar_io
     from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
 
     net = checkpoints.load(default_model_path()).cuda().eval()

@@ -82,8 +82,8 @@ def test_the_default_model_reads_calibrated_scenes_as_calibrated(tmp_path):
     through the fixed dB mapping (x = (VV + 28) / 30, clipped), with no per-scene statistics."""
     from rasterio.windows import Window
 
-    from crossearth_sar.core import sar_io
     from crossearth_sar.core.model import input_contract, trained_bands
+    from crossearth_sar.core.scene import sar_io
 
     config = checkpoints.read_config(MODEL)
     assert input_contract(config) == 3 and trained_bands(config) == ["VV"]

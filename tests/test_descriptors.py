@@ -12,7 +12,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 from scipy import ndimage
 
-from crossearth_sar.core import descriptors as D, sar_io
+from crossearth_sar.core.scene import descriptors as D, sar_io
 from crossearth_sar.crossearth_cli.main import main
 
 

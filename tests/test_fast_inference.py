@@ -68,8 +68,9 @@ def test_head_inference_path_gives_the_plain_final_prediction_without_aux():
 
 
 def test_default_model_class_map_agrees_between_paths_on_the_demo_chip():
-    from crossearth_sar.core import checkpoints, sar_io
+    from crossearth_sar.core import checkpoints
     from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.scene import sar_io
     from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
 
     path = default_model_path()

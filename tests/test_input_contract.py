@@ -15,7 +15,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from crossearth_sar.core import descriptors, sar_io
+from crossearth_sar.core.scene import descriptors, sar_io
 
 CHIP = "examples/Spain_7370579_S1Hand.tif"
 

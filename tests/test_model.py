@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossearth_sar.core import descriptors as descriptors_mod, model as model_mod
+from crossearth_sar.core import model as model_mod
+from crossearth_sar.core.scene import descriptors as descriptors_mod
 
 SMALL = {"experts": 2, "num_queries": 10, "dec_ffn_dim": 64, "enc_ffn_dim": 64, "enc_layers": 1,
          "num_points": 2000}

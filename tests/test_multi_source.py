@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import rasterio
 
-from crossearth_sar.core import checkpoints, sar_io
+from crossearth_sar.core import checkpoints
+from crossearth_sar.core.scene import sar_io
 from crossearth_sar.crossearth_cli.main import main
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
 from crossearth_sar.train.sources import load_data_file
@@ -84,7 +85,7 @@ def test_multi_value_classes_with_vector_labels(tmp_path):
     import geopandas as gpd
     from shapely.geometry import box
 
-    from crossearth_sar.core import sar_io
+    from crossearth_sar.core.scene import sar_io
     from crossearth_sar.train.data import rasterize_labels
 
     from _helpers_train import ORIGIN, PIXEL, write_scene

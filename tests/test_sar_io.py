@@ -8,8 +8,8 @@ from rasterio.crs import CRS
 from rasterio.transform import from_origin
 from rasterio.windows import Window
 
-from crossearth_sar.core import sar_io
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.scene import sar_io
 
 RNG = np.random.default_rng(0)
 UTM = CRS.from_epsg(32630)

@@ -127,7 +127,7 @@ def test_domain_shift_warning(tmp_path):
     assert message and "ENL" in message and "H_DE" not in message
     # issue 25: in the raw units of ces descriptors (ENL: exp(scaled + 2) by default), not the
     # router's standardized log value
-    from crossearth_sar.core.descriptors import unscale_descriptors
+    from crossearth_sar.core.scene.descriptors import unscale_descriptors
     raw_enl = float(np.exp(6.1 + 2.0))
     assert f"ENL {raw_enl:.3g}" in message
     assert f"{np.exp(0.8 + 2.0):.3g}..{np.exp(1.2 + 2.0):.3g}" in message

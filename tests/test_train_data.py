@@ -145,7 +145,7 @@ def test_crops_favour_labelled_pixels(tmp_path):
 def test_image_nodata_is_ignored_reading_the_scene_in_row_bands(tmp_path):
     import rasterio
 
-    from crossearth_sar.core import sar_io
+    from crossearth_sar.core.scene import sar_io
 
     truth = write_scene(tmp_path / "s_img.tif", size=48)
     with rasterio.open(tmp_path / "s_img.tif", "r+") as dst:   # a slanted NaN border, like GRD

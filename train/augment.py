@@ -8,11 +8,11 @@ Random crops are chosen by :func:`train.data.choose_window`; here:
 * speckle: multiplicative Gamma noise of L looks (mean 1, variance 1/L) on the intensity;
 * dB gain (contrast around the land level, or the tile mean) and offset jitter;
 * single-pol dropout: a dual-pol sample is shown as its VV band alone (x = (VV, VV, VV)),
-  exactly what core/sar_io.py gives for a single-pol scene of the same ground, so one model
+  exactly what core/scene/sar_io.py gives for a single-pol scene of the same ground, so one model
   learns both polarization set-ups.
 
 Radiometric changes are made in dB: the model input x is a stretch of a dB-like log
-representation r (core/sar_io.py), so an intensity factor g adds 10·log10(g) / span to x,
+representation r (core/scene/sar_io.py), so an intensity factor g adds 10·log10(g) / span to x,
 with span the scene's stretch range in dB (input contract 3: the fixed dB mapping's 30 dB;
 contract 2 quicklooks: :data:`QUICKLOOK_SPAN_DB` over 255 display values assumed).
 ``phys`` follows x's first channel.
@@ -21,7 +21,7 @@ The calibration jitter stays within what calibrated Sentinel-1 varies by for the
 The offset, ±2 dB: absolute calibration about ±0.3 dB; gamma0 against sigma0 +0.6..+1.6 dB
 over the IW swath (1/cos of 29-46° incidence); land backscatter across the swath about
 ±1.5 dB (0.1-0.2 dB per degree); the error of an estimated calibration from the water
-fraction of a scene, about 1-2 dB (core/sar_io.py). The gain, log-uniform in
+fraction of a scene, about 1-2 dB (core/scene/sar_io.py). The gain, log-uniform in
 :data:`GAIN_RANGE`: an estimated calibration maps every scene's 70-95 % quantile span onto
 the same 4 dB (core/sar_io.REFERENCE_DB), while calibrated scenes span 2.1-5.2 dB there (the
 four calibrated chips in ../shared/data: smooth farmland to textured towns and relief), so
@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..core.sar_io import REFERENCE_DB
+from ..core.scene.sar_io import REFERENCE_DB
 
 QUICKLOOK_SPAN_DB = 25.0   # an 8-bit quicklook is assumed to stretch about 25 dB over 0..255
 #: contrast factor range of the calibration jitter (module doc), drawn log-uniform

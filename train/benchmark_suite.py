@@ -234,7 +234,7 @@ def _resolve_dataset(src: Source, where: str) -> Dataset:
 def _check_dataset(ds: Dataset, where: str) -> int:
     """Every raster readable, every label on its image's grid with known values (the readers
     training and evaluation use); the number of images."""
-    from ..core import raster_check
+    from ..core.scene import raster_check
     from .data import is_vector, load_labelled_scenes
 
     src = ds.source

@@ -37,8 +37,8 @@ import rasterio
 from rasterio.errors import NotGeoreferencedWarning
 from rasterio.windows import Window
 
-from ..core import sar_io
 from ..core.errors import InputError, parameter
+from ..core.scene import sar_io
 from .classes import IGNORE_INDEX, ClassSpec, infer_classes
 
 RASTER_EXTS = {".tif", ".tiff", ".png", ".jpg", ".jpeg", ".bmp", ".img", ".vrt", ".jp2", ".gif"}
@@ -331,11 +331,11 @@ def load_labelled_scenes(images: Sequence[os.PathLike | str], labels: Sequence[o
                          ) -> tuple[list[LabelledScene], ClassSpec]:
     """Pair and read images with their labels; classes from ``classes``, else ``prefer``
     (e.g. the base model's classes) when it covers every label value found, else inferred.
-    ``prefer_bands``: the bands a model was trained on (core.sar_io.open_scene ``prefer``);
+    ``prefer_bands``: the bands a model was trained on (core.scene.sar_io.open_scene ``prefer``);
     ``stats``: one stretch [3, 2] for all the images (sar_io.pooled_statistics, contract 2),
     ``calibration``: one estimated calibration [n_bands, 2] (sar_io.pooled_calibration,
     contract 3); either is kept in each scene's ``options`` so that crops are read with it.
-    ``calibrated`` / ``nodata_values``: core.sar_io.open_scene's. ``skip_empty``: leave out
+    ``calibrated`` / ``nodata_values``: core.scene.sar_io.open_scene's. ``skip_empty``: leave out
     images without a valid pixel instead of refusing them (training sources).
 
     When inferring, negative label values (e.g. Sen1Floods11's -1) are ignored.

@@ -14,10 +14,11 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..core import checkpoints, sar_io
+from ..core import checkpoints
 from ..core.errors import InputError
 from ..core.model import input_contract, trained_bands
 from ..core.progress import ensure
+from ..core.scene import sar_io
 from ..core.tiler import NODATA_CLASS, resolve_device, run_tiled
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes, load_classes
 from .data import RASTER_EXTS, SceneCache, expand_paths, load_labelled_scenes
@@ -96,7 +97,7 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
 
 def predict_scene(model, scene, sink, *, tile: int = 512, overlap: int = 128, batch: int = 4,
                   device: str | torch.device = "cpu") -> None:
-    """The model's class indices over the whole ``scene`` (a core.sar_io.SarScene opened with
+    """The model's class indices over the whole ``scene`` (a core.scene.sar_io.SarScene opened with
     the model's bands and input contract), row bands to ``sink(row0, classes uint8 [h, W],
     confidence float32 [h, W])`` (core.tiler.run_tiled; NODATA_CLASS on nodata): blended
     windows of ``tile`` px when the scene is larger, else one window of the scene's size."""

@@ -24,7 +24,6 @@ import numpy as np
 import rasterio
 import torch
 
-from ..core import sar_io
 from ..core.change import combine
 from ..core.change_classes import LABEL_MEANINGS, change_classes, positive_values, water_class
 from ..core.class_colors import is_background
@@ -32,6 +31,7 @@ from ..core.errors import InputError, parameter
 from ..core.model import input_contract, trained_bands
 from ..core.pipeline import classify_scene, raster_classes
 from ..core.progress import ensure
+from ..core.scene import sar_io
 from ..core.tiler import resolve_device
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
 from .data import RASTER_EXTS, expand_paths, load_labelled_scenes, pair_files

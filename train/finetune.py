@@ -20,9 +20,9 @@ import torch
 
 from ..core import checkpoints
 from ..core.atomic import check_writable
-from ..core.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from ..core.errors import InputError, ParameterError, parameter
 from ..core.model import build_from_config, model_config, trained_bands
+from ..core.scene.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from ..core.windows import MIN_TILE
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
@@ -149,7 +149,7 @@ def record_input(model, scenes, open_options: dict) -> None:
     the longest band-name list among the training scenes (e.g. ["VV", "VH"] when dual-pol
     tiles are in the mix), so segment and evaluate pick those bands without flags and fall
     back to the first band (copied 3x) for single-pol scenes."""
-    from ..core import sar_io
+    from ..core.scene import sar_io
     from .data import SceneCache
 
     cache, best = SceneCache(size=1, **open_options), None

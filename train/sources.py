@@ -27,7 +27,7 @@ valid pixel (e.g. tiles that hold only a fill value given as ``nodata``) are ski
 model's classes by name; a class a source does not label simply never occurs in it. Crops
 are drawn from source s with probability weight_s / sum(weights), uniformly over its images.
 Single-pol (VV) and dual-pol (VV + VH) sources mix freely: the model input of both is
-defined once in core/sar_io.py (a single band copied 3×; dual-pol (VV, VH, VV−VH)).
+defined once in core/scene/sar_io.py (a single band copied 3×; dual-pol (VV, VH, VV−VH)).
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from ..core import sar_io
 from ..core.errors import InputError
+from ..core.scene import sar_io
 from .classes import ClassSpec, _label_values, load_classes, parse_classes, read_document
 
 STRETCHES = ("scene", "source")
@@ -65,7 +65,7 @@ class Source:
 
     @property
     def open_options(self) -> dict:
-        """The core.sar_io.open_scene options this source sets."""
+        """The core.scene.sar_io.open_scene options this source sets."""
         opts = {k: v for k, v in (("domain", self.domain), ("bands", self.bands)) if v}
         if self.calibrated is not None:
             opts["calibrated"] = self.calibrated

@@ -17,9 +17,10 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from crossearth_sar.core import checkpoints, sar_io
+from crossearth_sar.core import checkpoints
 from crossearth_sar.core.model import input_contract, trained_bands
 from crossearth_sar.core.pipeline import segment_scene
+from crossearth_sar.core.scene import sar_io
 
 WATER, LAND, NODATA = (0.12, 0.47, 0.71), (0.85, 0.85, 0.85), (1.0, 1.0, 1.0)
 

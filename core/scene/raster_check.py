@@ -28,7 +28,7 @@ import numpy as np
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
-from .errors import InputError, one_line
+from ..errors import InputError, one_line
 
 SAMPLE_BLOCKS = 16          # blocks read at full resolution by check_readable
 MAX_LAYOUT_BLOCKS = 200_000  # blocks per band whose byte range is checked (beyond: strided)

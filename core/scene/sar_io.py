@@ -57,8 +57,8 @@ from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from rasterio.windows import Window
 
+from ..errors import InputError, bare, parameter, word_parameters
 from . import raster_check
-from .errors import InputError, bare, parameter, word_parameters
 
 DOMAINS = ("quicklook", "linear", "db", "complex")
 #: ``domain`` values a user may give besides DOMAINS: linear data whose kind is known

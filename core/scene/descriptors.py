@@ -199,10 +199,10 @@ def descriptor_map(scene_path, output, tile: int = 512, stride: Optional[int] = 
     import rasterio
     from rasterio.windows import Window
 
+    from ..atomic import atomic_output, check_writable
+    from ..errors import ParameterError
+    from ..progress import ensure
     from . import sar_io
-    from .atomic import atomic_output, check_writable
-    from .errors import ParameterError
-    from .progress import ensure
 
     stride = int(stride or tile)
     if tile < 3:
