@@ -6,8 +6,8 @@ segment` uses without --model), 512-pixel windows overlapping by 128, batch 4, o
 * plain: the Mask2Former head as in training (every intermediate mask prediction at 1/4
   resolution, deformable attention by grid_sample), only put in eval mode, the batch as one
   forward pass on all threads;
-* default: what `ces segment` runs (core.mask2former.head's inference path, and the batch
-  as parallel streams of core.cpu_streams).
+* default: what `ces segment` runs (core.models.mask2former.head's inference path, and the batch
+  as parallel streams of core.models.cpu_streams).
 
 Scenes: the demo chip (examples/Spain_7370579_S1Hand.tif, 1 window) and a 2,048² synthetic
 Sentinel-1 scene in dB (25 windows). Windows per second is windows run / tiled-inference wall
@@ -49,7 +49,7 @@ RUNS = PATHS + ("single",)  # single: the default path on one thread (the ceilin
 
 def load_default_model():
     """The model `ces segment` uses without --model (through its own lookup)."""
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.models import checkpoints
     from crossearth_sar.crossearth_cli.segment_cmd import _resolve_model
 
     path = _resolve_model(None)
@@ -61,7 +61,7 @@ def class_map(net, scene_path: Path, tile: int, overlap: int, batch: int) -> tup
     import torch
 
     from crossearth_sar.core import pipeline, tiler
-    from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.models.model import trained_bands
     from crossearth_sar.core.scene import sar_io
 
     with sar_io.open_scene(scene_path, prefer=trained_bands(net.config)) as scene:
@@ -80,7 +80,7 @@ def timed_run(net, path: str, scene: Path, args) -> tuple[np.ndarray, tuple]:
     """(class map, (windows run, wall s, forward s, CPU s)) of one run of ``path``."""
     import torch
 
-    from crossearth_sar.core.mask2former.head import set_fast_inference
+    from crossearth_sar.core.models.mask2former.head import set_fast_inference
 
     set_fast_inference(net, path != "plain")
     threads = torch.get_num_threads()
@@ -111,7 +111,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from crossearth_sar.core.mask2former.head import set_fast_inference
+    from crossearth_sar.core.models.mask2former.head import set_fast_inference
 
     model_path, net = load_default_model()
     threads = torch.get_num_threads()

@@ -17,7 +17,7 @@ import time
 
 import torch
 
-from crossearth_sar.core import model as model_mod
+from crossearth_sar.core.models import model as model_mod
 
 TARGET_GB = 8.0
 

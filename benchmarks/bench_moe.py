@@ -20,7 +20,7 @@ import time
 
 import torch
 
-from crossearth_sar.core.vit import build_backbone
+from crossearth_sar.core.models.vit import build_backbone
 
 
 def timed_forward(model, x, d, device) -> float:

@@ -168,7 +168,8 @@ def efficiency(scene: Path, workdir: Path, tile: int, overlap: int, batch: int) 
     """forward-alone time / end-to-end time on the same tiles with a random ``ti`` model."""
     import torch
 
-    from crossearth_sar.core import model as model_mod, pipeline, tiler
+    from crossearth_sar.core import pipeline, tiler
+    from crossearth_sar.core.models import model as model_mod
     from crossearth_sar.core.scene import sar_io
 
     torch.manual_seed(0)

@@ -21,8 +21,8 @@ import numpy as np
 from scipy import ndimage
 from threshold_baselines import C2S, FIXED_DB, SPAIN, otsu_threshold  # benchmarks/ (a script)
 
-from crossearth_sar.core import checkpoints
-from crossearth_sar.core.model import input_contract, trained_bands
+from crossearth_sar.core.models import checkpoints
+from crossearth_sar.core.models.model import input_contract, trained_bands
 from crossearth_sar.core.scene import sar_io
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
 from crossearth_sar.train.data import RASTER_EXTS, expand_paths, pair_files, read_label_raster

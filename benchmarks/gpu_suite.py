@@ -118,7 +118,7 @@ def blend(args, sizes, dev) -> dict:
 
 # -- bf16 against fp32 ---------------------------------------------------------------------
 def default_model():
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.models import checkpoints
     from crossearth_sar.crossearth_cli.segment_cmd import _resolve_model
 
     return checkpoints.load(_resolve_model(None), map_location="cpu")
@@ -128,7 +128,7 @@ def bf16(args, sizes, dev) -> dict:
     import torch
 
     from crossearth_sar.core import tiler
-    from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.models.model import trained_bands
     from crossearth_sar.core.scene import sar_io
 
     net = default_model().to(dev).eval()
@@ -165,7 +165,8 @@ def ddp(args, sizes, dev) -> dict:
     """finetune under torchrun: 2 processes (nccl on one GPU where it allows two ranks on the
     same device), else 1 process."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from crossearth_sar.core import checkpoints, scene_ranks
+    from crossearth_sar.core import scene_ranks
+    from crossearth_sar.core.models import checkpoints
 
     from _helpers_train import tiny_model, write_label, write_scene
 
@@ -226,7 +227,7 @@ def _events(stdout: str) -> list[dict]:
 def train(args, sizes, dev) -> dict:
     import torch
 
-    from crossearth_sar.core import model as model_mod
+    from crossearth_sar.core.models import model as model_mod
 
     result = {**_device_info(dev), "batch": sizes["train_batch"], "tile": sizes["train_tile"]}
     for variant in ("ti", "s"):
@@ -324,7 +325,7 @@ def segment(args, sizes, dev) -> dict:
     windows' time is kept)."""
     import torch
 
-    from crossearth_sar.core import checkpoints, model as model_mod
+    from crossearth_sar.core.models import checkpoints, model as model_mod
 
     start = time.perf_counter()
     w, h = sizes["scene"]

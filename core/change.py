@@ -44,7 +44,7 @@ from . import vectorize
 from .change_checks import check_scenes
 from .change_classes import change_classes, change_lookup, vote_order
 from .errors import InputError, ParameterError
-from .model import input_contract, trained_bands
+from .models.model import input_contract, trained_bands
 from .pipeline import (
     DEFAULT_SIMPLIFY_PIXELS,
     PathLike,

@@ -28,11 +28,12 @@ import rasterio.shutil
 import torch
 from rasterio.windows import Window
 
-from . import cpu_streams, tiler, vectorize
+from . import tiler, vectorize
 from .atomic import atomic_output, check_writable
 from .errors import InputError, ParameterError, bare, parameter, word_parameters
 from .memory import release_free_memory
-from .model import input_contract, trained_bands
+from .models import cpu_streams
+from .models.model import input_contract, trained_bands
 from .progress import ProgressCallback, ensure
 from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .scene import sar_io
@@ -278,7 +279,7 @@ def prepare_model(model: Union[torch.nn.Module, PathLike], device: str
     dev = tiler.resolve_device(device)
     model_path = None if isinstance(model, torch.nn.Module) else model
     if model_path is not None:
-        from . import checkpoints
+        from .models import checkpoints
 
         model = checkpoints.load(model, map_location="cpu")
     if getattr(model, "config", {}).get("kind", "model") != "model" or not hasattr(model, "classes"):

@@ -72,7 +72,7 @@ def _check_models(models: tuple[Path, ...]) -> None:
 def _load_models(models: tuple[Path, ...]):
     """The models, after checking from their metadata that each is a whole model and that
     they share class names (before any weights are read)."""
-    from ..core import checkpoints
+    from ..core.models import checkpoints
     from ..train.agreement import check_class_names
 
     configs = [checkpoints.read_config(m) for m in models]

@@ -1,7 +1,7 @@
 """What a model file is, as ``ces info`` and ``ces models`` print it: ``describe(path) -> dict``
 (kind, variant, experts, top_k, classes, parameters total and active per token, stored dtype,
 adapter, input bands and contract, provenance). The file is verified first
-(core.checkpoints.verify): InputError for what loading would refuse.
+(core.models.checkpoints.verify): InputError for what loading would refuse.
 """
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import math
 import os
 from typing import Union
 
-from ..core.checkpoints import tensor_shapes, verify
-from ..core.parameter_counts import count_shapes
+from ..core.models.checkpoints import tensor_shapes, verify
+from ..core.models.parameter_counts import count_shapes
 
 PathLike = Union[str, os.PathLike]
 
@@ -25,7 +25,7 @@ def _human(n: int) -> str:
 def describe(path: PathLike) -> dict:
     """What a checkpoint is, for ``ces info``: variant, experts, top_k, classes, parameters.
 
-    The file is verified first (core.checkpoints.verify): InputError for what loading would
+    The file is verified first (core.models.checkpoints.verify): InputError for what loading would
     refuse."""
     config = verify(path)
     shapes = tensor_shapes(path)

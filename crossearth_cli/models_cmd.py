@@ -41,9 +41,9 @@ def import_dinov2(checkpoint: Path, variant: str, experts: int, top_k: int, pape
     Example:
       ces models import-dinov2 dinov2_vitl14_pretrain.pth --variant l --experts 6 -o init-l.safetensors
     """
-    from ..core import checkpoints, dinov2_import
     from ..core.atomic import check_writable
     from ..core.errors import InputError
+    from ..core.models import checkpoints, dinov2_import
     from .model_description import describe
 
     if output.suffix.lower() != ".safetensors":
@@ -79,9 +79,9 @@ def convert(model: Path, dtype: str, output: Path, overwrite: bool) -> None:
     Example:
       ces models convert run.safetensors --dtype fp16 -o small.safetensors
     """
-    from ..core import checkpoints
     from ..core.atomic import check_writable
     from ..core.errors import InputError
+    from ..core.models import checkpoints
 
     if output.suffix.lower() != ".safetensors":
         raise InputError(f"{output}: the output must be a .safetensors file")

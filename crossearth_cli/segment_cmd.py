@@ -30,7 +30,7 @@ def _resolve_model(model: Optional[Path]) -> Path:
                              f"pass --model PATH.safetensors")
     elif not model.is_file():
         raise InputError(f"{model}: no such model file")
-    from ..core import model_header
+    from ..core.models import model_header
 
     kind = model_header.read_config(model).get("kind")   # header only, no torch; names the file
     if kind != "model":
@@ -186,7 +186,8 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         plan = _plan(scenes, output, raster, confidence, created, preview)
         ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
         _precheck(ranks.todo, overwrite, open_options, min_area)   # before torch where it can
-        from ..core import checkpoints, pipeline, tiler
+        from ..core import pipeline, tiler
+        from ..core.models import checkpoints
 
         dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))
         net = checkpoints.load(model_path, map_location="cpu")

@@ -61,7 +61,7 @@ def window_options(f):
 def training_options(mode: str):
     """The options of a training command, their defaults from the recipe of ``mode``
     (train/hyperparameters.py: "finetune" or "pretrain")."""
-    from ..core.adapter_options import DEFAULTS as ADAPTER
+    from ..core.models.adapter_options import DEFAULTS as ADAPTER
     from ..train.hyperparameters import recipe
 
     r = recipe(mode)
@@ -278,9 +278,9 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
       ces evaluate --images test/AFTER --before test/BEFORE --labels test/MASK \\
           --classes ombria_classes.yaml --label-meaning water-after
     """
-    from ..core import model_header
     from ..core.atomic import atomic_output, check_writable
     from ..core.errors import InputError, parameter
+    from ..core.models import model_header
     from ..core.scene.sar_io import parse_bands
 
     if model is not None:

@@ -29,8 +29,8 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtXml import QDomDocument
 
-from ..core import model_header
 from ..core.errors import InputError
+from ..core.models import model_header
 from ..core.qgis_style import categorized_qml, is_background, raster_classes
 
 METADATA_KEY = model_header.METADATA_KEY
@@ -42,7 +42,7 @@ DESCRIPTOR_STOPS = ((0.0, "#440154"), (0.5, "#21918c"), (1.0, "#fde725"))
 
 def model_config(path: str) -> Optional[dict]:
     """The CrossEarth-SAR config in a model file's header; None when it has none
-    (core/model_header.py: read without torch)."""
+    (core/models/model_header.py: read without torch)."""
     try:
         return model_header.read_config(path)
     except (InputError, OSError):

@@ -13,7 +13,7 @@ import sys
 
 import torch
 
-from crossearth_sar.core import checkpoints, model
+from crossearth_sar.core.models import checkpoints, model
 
 CLASSES = [{"name": "background", "value": 0, "color": "#d9d9d9"},
            {"name": "water", "value": 255, "color": "#1f78b4"}]

@@ -2,7 +2,7 @@
 model but not a good one: a training step or a small scene in a fraction of a second."""
 from __future__ import annotations
 
-from crossearth_sar.core.model import build_from_config, model_config
+from crossearth_sar.core.models.model import build_from_config, model_config
 
 
 def micro_config(classes=None) -> dict:

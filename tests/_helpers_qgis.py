@@ -79,7 +79,7 @@ TINY_CLASSES = [{"name": "land", "value": 0, "color": "#33a02c"},
 def make_tiny_model(path: Path) -> Path:
     """A small randomly initialized model file (``ti``, 2 experts, 1 decoder layer, 8 queries,
     classes land / water) for segment runs."""
-    from crossearth_sar.core import checkpoints, model as model_mod
+    from crossearth_sar.core.models import checkpoints, model as model_mod
 
     net = model_mod.build("ti", experts=2, classes=TINY_CLASSES, dec_layers=1, num_queries=8,
                           img_size=224)

@@ -79,7 +79,7 @@ class PointwiseSegmenter(torch.nn.Module):
 
 def tiny_model(classes: list[dict]):
     """A randomly initialized CrossEarthSAR ti with a very small head (fast on a CPU)."""
-    from crossearth_sar.core import model
+    from crossearth_sar.core.models import model
 
     torch.manual_seed(0)
     return model.build("ti", experts=2, classes=classes, hidden_dim=32, mask_dim=32,

@@ -79,7 +79,7 @@ def tiny_model(num_classes: int = 2, classes=None, seed: int = 0):
     """A small ``ti`` model (2 experts, 16 queries, 3 decoder layers) for fast tests."""
     import torch
 
-    from crossearth_sar.core.model import build
+    from crossearth_sar.core.models.model import build
 
     torch.manual_seed(seed)
     return build("ti", num_classes=num_classes, classes=classes, experts=2, num_queries=16,

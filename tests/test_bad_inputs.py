@@ -22,8 +22,8 @@ import rasterio.shutil
 from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import checkpoints
-from crossearth_sar.core.vit import build_backbone_from_config
+from crossearth_sar.core.models import checkpoints
+from crossearth_sar.core.models.vit import build_backbone_from_config
 from crossearth_sar.crossearth_cli.main import main
 
 from _helpers_micro import micro_config, micro_model

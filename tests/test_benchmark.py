@@ -12,7 +12,7 @@ import pytest
 import rasterio
 import yaml
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.crossearth_cli.main import main
 
 from _helpers_micro import micro_model

@@ -29,7 +29,7 @@ FLOOD, PERMANENT, RECEDED, NO_WATER = 1, 2, 3, 0
 
 @pytest.fixture(scope="module")
 def net():
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.models import checkpoints
 
     return checkpoints.load(MODEL, map_location="cpu")
 

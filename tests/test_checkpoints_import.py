@@ -9,10 +9,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from crossearth_sar.core import checkpoints, dinov2_import
 from crossearth_sar.core.errors import InputError
-from crossearth_sar.core.parameter_counts import count_module
-from crossearth_sar.core.vit import build_backbone
+from crossearth_sar.core.models import checkpoints, dinov2_import
+from crossearth_sar.core.models.parameter_counts import count_module
+from crossearth_sar.core.models.vit import build_backbone
 from crossearth_sar.crossearth_cli import model_description
 from crossearth_sar.crossearth_cli.main import main
 
@@ -283,8 +283,8 @@ def test_describe_is_self_explanatory(saved_backbone):
 
 
 def test_whole_model_roundtrip(tmp_path):
-    """kind "model": load() rebuilds it with core.model.build_from_config, buffers included."""
-    model_mod = pytest.importorskip("crossearth_sar.core.model")
+    """kind "model": load() rebuilds it with core.models.model.build_from_config, buffers included."""
+    model_mod = pytest.importorskip("crossearth_sar.core.models.model")
     torch.manual_seed(0)
     classes = [{"name": "water", "value": 1, "color": "#0000ff"},
                {"name": "land", "value": 2, "color": "#00aa00"}]

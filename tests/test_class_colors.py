@@ -62,7 +62,7 @@ def test_background_key_in_a_classes_file_survives_into_the_model_config():
                                       {"name": "land", "value": 1, "background": False}]}, "c.yaml")
     cfg = spec.to_config()
     assert cfg[0]["background"] is True and cfg[1]["background"] is False
-    from crossearth_sar.core.model import check_classes
+    from crossearth_sar.core.models.model import check_classes
 
     checked = check_classes(cfg)
     assert is_background(checked[0]) and not is_background(checked[1])

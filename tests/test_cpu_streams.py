@@ -1,4 +1,4 @@
-"""Batched CPU inference as parallel streams (core.cpu_streams): the same probabilities as one
+"""Batched CPU inference as parallel streams (core.models.cpu_streams): the same probabilities as one
 stream, thread counts kept where they belong, the caller's modes, errors, and the MoE expert
 counts that several streams add to at once."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossearth_sar.core import cpu_streams
-from crossearth_sar.core.mask2former.head import set_fast_inference
+from crossearth_sar.core.models import cpu_streams
+from crossearth_sar.core.models.mask2former.head import set_fast_inference
 
 
 @pytest.mark.parametrize("batch, threads, plan", [

@@ -51,8 +51,8 @@ def test_gpu_blending_equals_cpu_blending(tmp_path):
 def test_bf16_predictions_agree_with_fp32_on_the_demo_chip():
     from rasterio.windows import Window
 
-    from crossearth_sar.core import checkpoints
-    from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.models import checkpoints
+    from crossearth_sar.core.models.model import trained_bands
     from crossearth_sar.core.scene import sar_io
     from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
 
@@ -72,7 +72,7 @@ def test_bf16_predictions_agree_with_fp32_on_the_demo_chip():
 
 
 def test_training_step_under_bf16_autocast():
-    from crossearth_sar.core import model as model_mod
+    from crossearth_sar.core.models import model as model_mod
 
     torch.manual_seed(0)
     net = model_mod.build("ti", num_classes=2).cuda().train()
@@ -107,8 +107,8 @@ def test_finetune_on_cuda_in_one_process(tmp_path):
     device had no index for torch.cuda.set_device)."""
     from click.testing import CliRunner
 
-    from crossearth_sar.core import checkpoints
     from crossearth_sar.core.devices import resolve_device
+    from crossearth_sar.core.models import checkpoints
     from crossearth_sar.crossearth_cli.main import cli
 
     from _helpers_train import tiny_model, write_label, write_scene

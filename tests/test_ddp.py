@@ -6,7 +6,8 @@ import json
 import os
 import subprocess
 
-from crossearth_sar.core import checkpoints, scene_ranks
+from crossearth_sar.core import scene_ranks
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.train.finetune import parameter_digest
 
 from _helpers_train import tiny_model, write_label, write_scene

@@ -10,7 +10,7 @@ import fiona
 import numpy as np
 import rasterio
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.crossearth_cli import model_description
 
 REPO = Path(__file__).resolve().parents[1]
@@ -82,7 +82,7 @@ def test_the_default_model_reads_calibrated_scenes_as_calibrated(tmp_path):
     through the fixed dB mapping (x = (VV + 28) / 30, clipped), with no per-scene statistics."""
     from rasterio.windows import Window
 
-    from crossearth_sar.core.model import input_contract, trained_bands
+    from crossearth_sar.core.models.model import input_contract, trained_bands
     from crossearth_sar.core.scene import sar_io
 
     config = checkpoints.read_config(MODEL)

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from crossearth_sar.core import checkpoints
-from crossearth_sar.core.adapter import EarthAdapterLayer, frequency_split
-from crossearth_sar.core.vit import build_backbone
+from crossearth_sar.core.models import checkpoints
+from crossearth_sar.core.models.adapter import EarthAdapterLayer, frequency_split
+from crossearth_sar.core.models.vit import build_backbone
 from crossearth_sar.crossearth_cli import model_description
 from crossearth_sar.crossearth_cli.main import main
 
@@ -42,7 +42,7 @@ def test_any_grid_with_registers_and_a_new_adapter_changes_nothing():
     torch.manual_seed(0)
     plain = build_backbone("ti", experts=2, num_register_tokens=4)
     cfg = dict(plain.config, adapter={"kind": "earth-adapter", "rank": 8, "cutoff": 0.3})
-    from crossearth_sar.core.vit import build_backbone_from_config
+    from crossearth_sar.core.models.vit import build_backbone_from_config
 
     adapted = build_backbone_from_config(cfg)
     missing, unexpected = adapted.load_state_dict(plain.state_dict(), strict=False)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.train import data, engine, metrics
 
 from _helpers_train import tiny_model, write_label, write_scene

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from crossearth_sar.core.mask2former.head import Mask2FormerHead, set_fast_inference
-from crossearth_sar.core.mask2former.ms_deform_attn import deformable_sample, gathered_sample
+from crossearth_sar.core.models.mask2former.head import Mask2FormerHead, set_fast_inference
+from crossearth_sar.core.models.mask2former.ms_deform_attn import deformable_sample, gathered_sample
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "Spain_7370579_S1Hand.tif"
@@ -68,8 +68,8 @@ def test_head_inference_path_gives_the_plain_final_prediction_without_aux():
 
 
 def test_default_model_class_map_agrees_between_paths_on_the_demo_chip():
-    from crossearth_sar.core import checkpoints
-    from crossearth_sar.core.model import trained_bands
+    from crossearth_sar.core.models import checkpoints
+    from crossearth_sar.core.models.model import trained_bands
     from crossearth_sar.core.scene import sar_io
     from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
 
@@ -100,7 +100,7 @@ def test_folded_projections_give_the_plain_probabilities(pyramid):
     """The inference path folds the stride-4 lateral projection into the pyramid and the mask
     projection into the mask embeddings; with random (non-zero) biases it still gives the
     plain path's probabilities, for both pyramids."""
-    from crossearth_sar.core.model import build_from_config
+    from crossearth_sar.core.models.model import build_from_config
 
     from _helpers_micro import micro_config
 

@@ -29,9 +29,9 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from crossearth_sar.core import checkpoints
 from crossearth_sar.core.errors import InputError
-from crossearth_sar.core.model import build_from_config
+from crossearth_sar.core.models import checkpoints
+from crossearth_sar.core.models.model import build_from_config
 from crossearth_sar.train import checkpoint_commit, data, engine
 
 from _helpers_micro import micro_config

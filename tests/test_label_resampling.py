@@ -11,8 +11,8 @@ import pytest
 import rasterio
 from rasterio.transform import array_bounds, from_origin
 
-from crossearth_sar.core import checkpoints
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.crossearth_cli.main import main
 from crossearth_sar.train import data
 

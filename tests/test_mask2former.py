@@ -8,13 +8,13 @@ import math
 import pytest
 import torch
 
-from crossearth_sar.core.mask2former.criterion import SetCriterion, class_loss
-from crossearth_sar.core.mask2former.head import Mask2FormerHead, semantic_probabilities
-from crossearth_sar.core.mask2former.matcher import HungarianMatcher
-from crossearth_sar.core.mask2former.ms_deform_attn import deformable_sample
-from crossearth_sar.core.mask2former.point_sampling import pixel_center_coords, point_sample, uncertain_point_coords
-from crossearth_sar.core.mask2former.targets import Targets, semantic_targets, semantic_to_targets
-from crossearth_sar.core.mask2former.transformer_decoder import CrossAttentionLayer
+from crossearth_sar.core.models.mask2former.criterion import SetCriterion, class_loss
+from crossearth_sar.core.models.mask2former.head import Mask2FormerHead, semantic_probabilities
+from crossearth_sar.core.models.mask2former.matcher import HungarianMatcher
+from crossearth_sar.core.models.mask2former.ms_deform_attn import deformable_sample
+from crossearth_sar.core.models.mask2former.point_sampling import pixel_center_coords, point_sample, uncertain_point_coords
+from crossearth_sar.core.models.mask2former.targets import Targets, semantic_targets, semantic_to_targets
+from crossearth_sar.core.models.mask2former.transformer_decoder import CrossAttentionLayer
 
 
 def _sigmoid(v: float) -> float:

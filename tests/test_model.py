@@ -1,4 +1,4 @@
-"""CrossEarthSAR (core/model.py): config round trip, shapes at any input size, probabilities,
+"""CrossEarthSAR (core/models/model.py): config round trip, shapes at any input size, probabilities,
 loss with ignore pixels, the router gradient from the segmentation loss, and the overfit run on
 two real OMBRIA tiles."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from crossearth_sar.core import model as model_mod
+from crossearth_sar.core.models import model as model_mod
 from crossearth_sar.core.scene import descriptors as descriptors_mod
 
 SMALL = {"experts": 2, "num_queries": 10, "dec_ffn_dim": 64, "enc_ffn_dim": 64, "enc_layers": 1,

@@ -12,8 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from crossearth_sar.core import checkpoints, model as model_mod
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.models import checkpoints, model as model_mod
 from crossearth_sar.crossearth_cli.main import main as ces_main
 
 CES = Path(sys.executable).with_name("ces")
@@ -120,7 +120,7 @@ def test_ces_models_convert_to_fp16_halves_the_file(tmp_path):
     import subprocess
     import sys
 
-    from crossearth_sar.core import checkpoints, model as model_mod
+    from crossearth_sar.core.models import checkpoints, model as model_mod
 
     m = model_mod.build("ti", num_classes=2, num_queries=4, ffn_hidden_dim=64, experts=2)
     src = checkpoints.save(m, tmp_path / "fp32.safetensors")

@@ -1,6 +1,6 @@
-"""A model file's header read without torch (core/model_header.py): a corrupt or truncated
+"""A model file's header read without torch (core/models/model_header.py): a corrupt or truncated
 model is refused with one line before torch is imported (issue 25: within 1.5 s instead of
-3 s), and a good one gives the same config as core.checkpoints."""
+3 s), and a good one gives the same config as core.models.checkpoints."""
 from __future__ import annotations
 
 import subprocess
@@ -8,14 +8,14 @@ import sys
 
 import pytest
 
-from crossearth_sar.core import model_header
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.models import model_header
 
 MODEL = "models/ces-s1-water.safetensors"
 
 
 def test_header_of_the_shipped_model(repo_root):
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.models import checkpoints
 
     cfg = model_header.read_config(repo_root / MODEL)
     assert cfg["kind"] == "model" and cfg == checkpoints.read_config(repo_root / MODEL)

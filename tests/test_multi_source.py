@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import rasterio
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.core.scene import sar_io
 from crossearth_sar.crossearth_cli.main import main
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes

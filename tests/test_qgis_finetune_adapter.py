@@ -65,7 +65,7 @@ def test_finetune_with_earth_adapter_passes_its_options_to_ces(with_venv_ces, ti
     cores (a ces process, torch, a training step): slow, as the other QGIS fine-tune run."""
     import processing
 
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.models import checkpoints
     from crossearth_sar.crossearth_cli import model_description
 
     scene = write_synthetic_scene(tmp_path / "scene.tif", size=128)

@@ -329,7 +329,7 @@ def test_segment_writes_styled_geopackage_and_loads_it_styled(with_venv_ces, tin
     import processing
     from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
 
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.models import checkpoints
 
     out = tmp_path / "landcover.gpkg"
     classes = tmp_path / "classes.tif"
@@ -465,7 +465,7 @@ def test_finetune_on_digitized_polygons_then_evaluate(with_venv_ces, tiny_model,
     HTML report. About 40 s on 2 busy cores: slow."""
     import json
 
-    from crossearth_sar.core import checkpoints
+    from crossearth_sar.core.models import checkpoints
 
     polygons = _digitized_polygons()
     model_out = tmp_path / "local.safetensors"

@@ -16,7 +16,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.core.scene import sar_io
 
 from _helpers_micro import micro_model

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from crossearth_sar.core import checkpoints
+from crossearth_sar.core.models import checkpoints
 from crossearth_sar.crossearth_cli.main import main
 
 from _helpers_train import ombria_balanced, tiny_model, write_png

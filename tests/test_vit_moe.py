@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from crossearth_sar.core.moe import BALANCE_WEIGHT, MoEFFN
-from crossearth_sar.core.vit import VARIANTS, build_backbone, build_backbone_from_config
+from crossearth_sar.core.models.moe import BALANCE_WEIGHT, MoEFFN
+from crossearth_sar.core.models.vit import VARIANTS, build_backbone, build_backbone_from_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: one intra-op thread
 

@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from ..core.errors import InputError, ParameterError
-from ..core.model import input_contract, trained_bands
+from ..core.models.model import input_contract, trained_bands
 from ..core.progress import ensure
 from ..core.tiler import NODATA_CLASS, resolve_device
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes

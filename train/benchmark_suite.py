@@ -26,7 +26,7 @@ A suite file (YAML or JSON; paths relative to it) names datasets and experiments
 
 ``max_images: N`` keeps N image/label pairs evenly spread over the name-sorted pairs (all when
 absent). Methods: ``none`` (the base as it is), ``decoder-only`` (backbone frozen, decoder
-trained: the paper's fine-tuning, lr 1e-4, batch 2) and ``earth-adapter`` (core/adapter.py
+trained: the paper's fine-tuning, lr 1e-4, batch 2) and ``earth-adapter`` (core/models/adapter.py
 trained with the decoder on the frozen backbone).
 
 Cells: a fine-tune per distinct (base, source, method, settings) and an evaluation per
@@ -59,8 +59,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..core.adapter_options import DEFAULTS as ADAPTER
 from ..core.errors import InputError
+from ..core.models.adapter_options import DEFAULTS as ADAPTER
 from ..core.number_checks import check_number
 from ..core.progress import ProgressCallback, ensure
 from .classes import ClassSpec, read_document
@@ -72,7 +72,7 @@ SUITE_KEYS = ("name", "classes", "datasets", "models", "evaluate", "baseline", "
 EXPERIMENT_KEYS = ("name", "base", "source", "targets", "method", "methods", "iters", "tile", "batch",
                    "lr", "warmup", "seed", "save_every", "adapter_rank", "adapter_cutoff")
 #: an experiment's settings when the suite does not give them: the fine-tuning recipe
-#: (train/hyperparameters.py) and the Earth-Adapter's defaults (core/adapter.py), with the
+#: (train/hyperparameters.py) and the Earth-Adapter's defaults (core/models/adapter.py), with the
 #: suite's own crop size and checkpoint interval
 DEFAULTS = {"tile": 512, "batch": FINETUNE.batch, "lr": FINETUNE.lr, "warmup": FINETUNE.warmup,
             "seed": FINETUNE.seed, "save_every": 50, "adapter_rank": ADAPTER["rank"],
@@ -259,7 +259,7 @@ class _Bases:
 
     def resolve(self, value: Any, where: str) -> Base:
         """The Base that ``value`` names; InputError naming ``where`` when it names none."""
-        from ..core import checkpoints
+        from ..core.models import checkpoints
 
         if not isinstance(value, str) or not value:
             raise InputError(f"{where}: must name a model (a models entry, {DEFAULT_BASE} or a path)")

@@ -3,7 +3,7 @@
 A checkpoint in ``work_dir`` is one unit of two files: ``last.state-NNNNNNNN.pt`` (optimizer,
 scheduler, the RNG states of every rank, iteration NNNNNNNN, best validation mIoU; a plain
 tensor/number dict read back with ``torch.load(weights_only=True)``) is written first, then
-``last.safetensors`` (the model, core.checkpoints, whose provenance names the iteration and so
+``last.safetensors`` (the model, core.models.checkpoints, whose provenance names the iteration and so
 its state file) replaces the previous one by an atomic rename: that rename is the commit.
 Until it, the previous model and its state file are untouched; after it, the new pair is
 complete; the superseded state file is removed last. A kill at any instant therefore leaves
@@ -26,8 +26,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..core import checkpoints
 from ..core.errors import InputError
+from ..core.models import checkpoints
 
 STATE_SUFFIX = ".state.pt"     # legacy (before checkpoints were one unit): last.state.pt
 
@@ -191,7 +191,7 @@ def prune_checkpoint_files(model_path: Path, iteration: int) -> None:
 
 
 def save_model(model: torch.nn.Module, path: Path, **provenance) -> None:
-    """Write the model file of a checkpoint (core.checkpoints.save)."""
+    """Write the model file of a checkpoint (core.models.checkpoints.save)."""
     checkpoints.save(model, path, **provenance)
 
 

@@ -31,9 +31,9 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader
 
-from ..core import checkpoints
 from ..core.errors import InputError, parameter
 from ..core.interrupts import Interrupts
+from ..core.models import checkpoints
 from ..core.progress import ProgressCallback, ensure
 from .checkpoint_commit import (  # noqa: F401 (checkpoint_iteration: also this module's API)
     all_rng_states,
@@ -161,7 +161,7 @@ def train(model: torch.nn.Module, train_set, work_dir: Path, cfg: TrainConfig, *
           device: Optional[torch.device] = None) -> TrainResult:
     """Train the parameters of ``model`` that require grad on ``train_set`` (CropDataset).
 
-    ``model`` follows core.model (``model(x, d)``, ``model.loss``, ``model.compute_descriptors``);
+    ``model`` follows core.models.model (``model(x, d)``, ``model.loss``, ``model.compute_descriptors``);
     call :func:`init_distributed` first under torchrun. Returns a :class:`TrainResult`;
     the trained weights stay in ``model`` (rank 0 also has ``work_dir/last.safetensors``).
     KeyboardInterrupt (Ctrl-C, SIGTERM) leaves a checkpoint of the last completed iteration.
@@ -230,7 +230,7 @@ class _Run:
             self.ddp = torch.nn.parallel.DistributedDataParallel(
                 model, device_ids=[self.dev.index] if self.dev.type == "cuda" else None)
             # every trainable parameter takes part in each step: idle experts stay in the graph
-            # with a zero gradient (core/moe.py), so DDP needs no find_unused_parameters
+            # with a zero gradient (core/models/moe.py), so DDP needs no find_unused_parameters
         self.forward = self.ddp if self.ddp is not None else model
 
         per_step = cfg.batch * cfg.accum

@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
-from ..core import checkpoints
 from ..core.errors import InputError
-from ..core.model import input_contract, trained_bands
+from ..core.models import checkpoints
+from ..core.models.model import input_contract, trained_bands
 from ..core.progress import ensure
 from ..core.scene import sar_io
 from ..core.tiler import NODATA_CLASS, resolve_device, run_tiled

@@ -28,7 +28,7 @@ from ..core.change import combine
 from ..core.change_classes import LABEL_MEANINGS, change_classes, positive_values, water_class
 from ..core.class_colors import is_background
 from ..core.errors import InputError, parameter
-from ..core.model import input_contract, trained_bands
+from ..core.models.model import input_contract, trained_bands
 from ..core.pipeline import classify_scene, raster_classes
 from ..core.progress import ensure
 from ..core.scene import sar_io

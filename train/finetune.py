@@ -18,10 +18,10 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from ..core import checkpoints
 from ..core.atomic import check_writable
 from ..core.errors import InputError, ParameterError, parameter
-from ..core.model import build_from_config, model_config, trained_bands
+from ..core.models import checkpoints
+from ..core.models.model import build_from_config, model_config, trained_bands
 from ..core.scene.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from ..core.windows import MIN_TILE
 from .augment import Augment
@@ -42,7 +42,7 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
     """(model, notes): the base checkpoint with ``classes``; a class count different from the
     base re-initializes only the tensors whose shape changes (the class layer); a "backbone"
     checkpoint gets a fresh head; no base: a randomly initialized ``variant``.
-    ``unfreeze`` False freezes the backbone. ``adapter`` ({kind, rank, cutoff}, core/adapter.py):
+    ``unfreeze`` False freezes the backbone. ``adapter`` ({kind, rank, cutoff}, core/models/adapter.py):
     add an Earth-Adapter (new, unless the base has one) and train it with the decoder, the
     backbone frozen."""
     if adapter is not None and unfreeze:

@@ -17,8 +17,8 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
-from crossearth_sar.core import checkpoints
-from crossearth_sar.core.model import input_contract, trained_bands
+from crossearth_sar.core.models import checkpoints
+from crossearth_sar.core.models.model import input_contract, trained_bands
 from crossearth_sar.core.pipeline import segment_scene
 from crossearth_sar.core.scene import sar_io
 

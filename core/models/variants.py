@@ -1,10 +1,10 @@
 """The model sizes, one record each: the backbone's architecture and the head's options in one
-place (a registry in the way timm keeps its variants). core/vit.py builds backbones from it,
-core/model.py whole models, core/checkpoints.py matches imported DINOv2 checkpoints to it.
+place (a registry in the way timm keeps its variants). core/models/vit.py builds backbones from it,
+core/models/model.py whole models, core/models/checkpoints.py matches imported DINOv2 checkpoints to it.
 
 Each record: ``embed_dim``, ``depth``, ``num_heads``, ``ffn`` ("mlp" or "swiglu", DINOv2's),
 ``feature_layers`` (the 4 blocks, 0-based, whose outputs feed the head) and ``head`` (options
-over core.mask2former.head.HEAD_DEFAULTS).
+over core.models.mask2former.head.HEAD_DEFAULTS).
 
 * ti: DINOv2-sized ViT-Ti with a CPU-sized head (width 128, 2 deformable encoder layers,
   narrow FFNs) that keeps the 9 masked-attention decoder layers, with a learned (deconv)
@@ -14,7 +14,7 @@ over core.mask2former.head.HEAD_DEFAULTS).
   Rein / CrossEarth.
 
 Criterion defaults (all sizes): class 2 / mask 5 / dice 5, no-object 0.1, 12544 points,
-oversample 3, importance 0.75, deep supervision (core.mask2former.head.HEAD_DEFAULTS).
+oversample 3, importance 0.75, deep supervision (core.models.mask2former.head.HEAD_DEFAULTS).
 :data:`MOE_DEFAULTS`: the mixture of experts every FFN becomes unless told otherwise.
 """
 from __future__ import annotations

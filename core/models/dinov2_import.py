@@ -16,8 +16,8 @@ from typing import Optional, Union
 
 import torch
 
+from ..errors import InputError, one_line
 from .checkpoints import materialize_buffers, open_safetensors
-from .errors import InputError, one_line
 from .parameter_counts import EXPERT_TENSOR
 from .variants import MOE_DEFAULTS, VARIANTS
 from .vit import DinoVisionTransformerMoE, backbone_config

@@ -14,7 +14,7 @@ rounding. ``S = min(B, T)``; with S == 1 (one thread, or a batch of one) it is a
 and so is a ``split_call`` inside a stream (a stream never waits on its own pool). Workers
 are threads kept for the process per (S, T / S), all started at once on first use; each call
 takes the caller's grad / inference mode into them. ``fn`` must be safe to call from several
-threads at once (eval-mode modules are; shared counters need a lock, see core.moe). PyTorch
+threads at once (eval-mode modules are; shared counters need a lock, see core.models.moe). PyTorch
 releases the GIL inside its ops, so the streams really run in parallel.
 """
 from __future__ import annotations

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 BALANCE_WEIGHT = 0.005  # lambda_BC of Eq. 11
 DESCRIPTOR_DIM = 3
-_COUNTS_LOCK = threading.Lock()  # expert_counts from parallel inference streams (core.cpu_streams)
+_COUNTS_LOCK = threading.Lock()  # expert_counts from parallel inference streams (core.models.cpu_streams)
 
 
 class Mlp(nn.Module):

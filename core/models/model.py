@@ -2,7 +2,7 @@
 
 ``model.config`` (JSON-able) is everything needed to rebuild the architecture and use the
 model: ``build_from_config(model.config)`` gives an identical module (the weights come from
-the checkpoint, core/checkpoints.py).
+the checkpoint, core/models/checkpoints.py).
 """
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..class_colors import HEX_COLOR, class_color
+from ..scene import descriptors as descriptors_mod
+from ..scene.sar_io import INPUT_CONTRACT
 from . import cpu_streams
-from .class_colors import HEX_COLOR, class_color
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
 from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
 from .mask2former.targets import semantic_targets
 from .model_header import input_contract, trained_bands  # noqa: F401 (also this module's API)
 from .parameter_counts import count_module
-from .scene import descriptors as descriptors_mod
-from .scene.sar_io import INPUT_CONTRACT
 from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
 from .vit import PATCH_SIZE, backbone_config, build_backbone_from_config
 
@@ -139,7 +139,7 @@ class CrossEarthSAR(nn.Module):
     def predict_proba(self, x: torch.Tensor, descriptors: Optional[torch.Tensor]) -> torch.Tensor:
         """Class probabilities [B, K, H, W] at the input size (sum to 1 over K). Call in eval mode.
 
-        On the CPU the inference path runs the batch as parallel streams (core.cpu_streams)."""
+        On the CPU the inference path runs the batch as parallel streams (core.models.cpu_streams)."""
         if not self.streams_on(x):
             return self._probabilities(x, descriptors)
         return cpu_streams.split_call(self._probabilities,
@@ -227,7 +227,8 @@ def build(variant: str = "ti", num_classes: int = 2, experts: int = MOE_DEFAULTS
     """A randomly initialized CrossEarthSAR.
 
     ``classes``: [{"name", "value", "color": "#rrggbb"}] (when given, it sets the number of
-    classes and ``num_classes`` is ignored; default ``num_classes`` generic ones). ``options``: backbone options of core.vit.backbone_config
+    classes and ``num_classes`` is ignored; default ``num_classes`` generic ones). ``options``: backbone options of
+    core.models.vit.backbone_config
     (straight_through, num_register_tokens, img_size, feature_layers, balance_weight, ...),
     head options of HEAD_DEFAULTS (num_queries, hidden_dim, dec_layers, num_points, loss
     weights, ...), input ``mean``/``std``/``bands``, and ``descriptors`` {bins, block, scaling,

@@ -11,7 +11,7 @@ Two forward paths with the same final prediction (to float rounding):
   their linear neighbours (the feature pyramid's last transposed convolution, the mask
   embeddings); on the CPU, deformable attention by one weighted gather
   (mask2former.ms_deform_attn); masked cross-attention with one mask for all heads.
-  :func:`set_fast_inference` switches it off (and the model's CPU streams, core.cpu_streams),
+  :func:`set_fast_inference` switches it off (and the model's CPU streams, core.models.cpu_streams),
   e.g. to compare both.
 """
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """Checkpoints (DESIGN §4): one ``.safetensors`` file = tensors + a JSON config. The DINOv2
-importers are in core/dinov2_import.py, the description ``ces info`` prints in
+importers are in core/models/dinov2_import.py, the description ``ces info`` prints in
 crossearth_cli/model_description.py.
 
 The config lives in the safetensors metadata under the key ``"crossearth_sar"``:
 ``format``, ``kind`` ("backbone" or "model"), ``variant``, ``backbone{...}``, ``experts``,
 ``top_k``, ``feature_layers``, ``descriptors{bins, block, scaling}``, ``provenance{...}`` (a
-whole model adds ``head``, ``classes``, ``input``... written by core.model). Loading never
+whole model adds ``head``, ``classes``, ``input``... written by core.models.model). Loading never
 unpickles; third-party ``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)``.
 """
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import Any, Optional, Union
 import torch
 import torch.nn as nn
 
+from ..atomic import atomic_output
+from ..errors import InputError, one_line
+from ..scene.descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
 from . import model_header
-from .atomic import atomic_output
-from .errors import InputError, one_line
-from .scene.descriptors import DEFAULT_CONFIG as DESCRIPTOR_CONFIG
 from .vit import DinoVisionTransformerMoE, build_backbone_from_config
 
 METADATA_KEY = model_header.METADATA_KEY
@@ -35,7 +35,7 @@ PathLike = Union[str, os.PathLike]
 # ---- saving ------------------------------------------------------------------------------------
 def _version() -> str:
     try:
-        from ..version import __version__
+        from ...version import __version__
         return __version__
     except ImportError:  # pragma: no cover
         return "unknown"
@@ -111,7 +111,7 @@ def open_safetensors(path: PathLike):
 
 
 def read_config(path: PathLike) -> dict:
-    """The JSON config of a checkpoint (metadata only, no tensor is read; core/model_header.py,
+    """The JSON config of a checkpoint (metadata only, no tensor is read; core/models/model_header.py,
     which needs no torch)."""
     return model_header.read_config(path)
 

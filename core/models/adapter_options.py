@@ -1,4 +1,4 @@
-"""The Earth-Adapter's options and their defaults (core/adapter.py), readable without torch:
+"""The Earth-Adapter's options and their defaults (core/models/adapter.py), readable without torch:
 the CLI's option defaults and the benchmark suites take them from here.
 
 ``DEFAULTS = {"kind": "earth-adapter", "rank": r, "cutoff": c}``: the bottleneck width r of

@@ -125,7 +125,7 @@ class DinoVisionTransformerMoE(nn.Module):
             for _ in range(depth))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self._init_weights()
-        # optional Earth-Adapter (core/adapter.py), after _init_weights: it has its own init
+        # optional Earth-Adapter (core/models/adapter.py), after _init_weights: it has its own init
         self.adapter = EarthAdapter(dim, depth, c["adapter"]) if c.get("adapter") else None
         if self.adapter is not None:
             self.config["adapter"] = dict(self.adapter.config)

@@ -4,7 +4,7 @@
 A .safetensors file is 8 bytes of header length (little-endian uint64), a JSON header of that
 many bytes (tensor names with ``dtype``, ``shape``, ``data_offsets`` [begin, end] into the data
 that follows; ``__metadata__`` string pairs), then the tensor data. CrossEarth-SAR keeps its
-JSON config in ``__metadata__[METADATA_KEY]`` (core/checkpoints.py writes it).
+JSON config in ``__metadata__[METADATA_KEY]`` (core/models/checkpoints.py writes it).
 
 * :func:`read_header` ``(path) -> dict``: the parsed header; InputError (one line naming the
   file) when the file is missing, too short, its header length or JSON is bad, or a tensor's
@@ -20,7 +20,7 @@ import struct
 from pathlib import Path
 from typing import Optional, Union
 
-from .errors import InputError
+from ..errors import InputError
 
 METADATA_KEY = "crossearth_sar"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
