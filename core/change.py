@@ -40,7 +40,6 @@ import rasterio
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window, transform as window_transform
 
-from . import vectorize
 from .change_checks import check_scenes
 from .change_classes import change_classes, change_lookup, vote_order
 from .errors import InputError, ParameterError
@@ -57,8 +56,9 @@ from .pipeline import (
     sieve_pixels,
     write_outputs,
 )
+from .products import vectorize
+from .products.class_raster import NODATA_CLASS
 from .progress import ProgressCallback, ensure
-from .qgis_style import NODATA_CLASS
 from .scene import sar_io
 
 PROGRESS_UNITS = 1000   # the "segment" stage runs 0..PROGRESS_UNITS over all scenes

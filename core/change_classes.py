@@ -20,7 +20,7 @@ from typing import Sequence
 import numpy as np
 
 from .class_colors import class_color, is_background
-from .qgis_style import NODATA_CLASS
+from .products.class_raster import NODATA_CLASS
 
 #: the change classes of a water model (values of the change raster)
 WATER_CHANGE = [
@@ -43,7 +43,7 @@ def water_class(classes: Sequence[dict]) -> dict | None:
 
 def change_classes(classes: Sequence[dict]) -> list[dict]:
     """The change classes [{"name", "value", "color", "background"}] for a model's raster
-    classes (core.qgis_style.raster_classes). ValueError for more than
+    classes (core.products.class_raster.raster_classes). ValueError for more than
     MAX_TRANSITION_CLASSES classes."""
     if water_class(classes) is not None:
         return [dict(c) for c in WATER_CHANGE]

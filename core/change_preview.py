@@ -9,7 +9,7 @@ the after scene's grid, before | after | change, and a legend below.
 Each panel's longer side is at most ``max_side`` pixels (decimated reads, so memory stays
 small for any scene size); a title above each, white gaps between. The legend lists the
 change classes with their share of the valid pixels. Grey stretch, blending and nodata
-white as in core.preview. Written directly: core.change makes it atomic with the other
+white as in core.products.preview. Written directly: core.change makes it atomic with the other
 outputs.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from .preview import MIN_WIDTH, OPACITY, PathLike, _out_shape, check_path, compose, grey_of, legend
-from .qgis_style import NODATA_CLASS
+from .products.class_raster import NODATA_CLASS
+from .products.preview import MIN_WIDTH, OPACITY, PathLike, _out_shape, check_path, compose, grey_of, legend
 
 MAX_SIDE = 512     # px, the longer side of each panel
 GAP = 8            # px of white between panels

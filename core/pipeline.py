@@ -2,7 +2,7 @@
 
 scene (core.scene.sar_io: scene-level normalization) → per-tile descriptors + model probabilities
 (core.tiler: blended windows, streamed rows) → class raster and confidence raster (tiled,
-compressed temporary GeoTIFFs) → sieve (core.vectorize) → polygons → outputs.
+compressed temporary GeoTIFFs) → sieve (core.products.vectorize) → polygons → outputs.
 
 Outputs (all written atomically, all or none):
 
@@ -28,14 +28,15 @@ import rasterio.shutil
 import torch
 from rasterio.windows import Window
 
-from . import tiler, vectorize
+from . import tiler
 from .atomic import atomic_output, check_writable
 from .errors import InputError, ParameterError, bare, parameter, word_parameters
 from .memory import release_free_memory
 from .models import cpu_streams
 from .models.model import input_contract, trained_bands
+from .products import vectorize
+from .products.class_raster import raster_classes  # noqa: F401 (also part of this module's API)
 from .progress import ProgressCallback, ensure
-from .qgis_style import raster_classes  # noqa: F401 (also part of this module's API)
 from .scene import sar_io
 from .scene.descriptors import unscale_descriptors
 
@@ -235,7 +236,7 @@ def write_outputs(classes_path: Path, confidence_tmp: Path, classes: Sequence[di
                   geodesic: bool = False) -> dict:
     """The outputs of a segmentation or change run, all or none (core.atomic): polygons of
     the (sieved) class raster, its COG, the confidence COG, and the picture ``draw(path)``
-    makes. Returns core.vectorize.vectorize's summary."""
+    makes. Returns core.products.vectorize.vectorize's summary."""
     with contextlib.ExitStack() as outputs:
         vec_tmp = outputs.enter_context(atomic_output(out_vector, overwrite))
         summary = vectorize.vectorize(classes_path, vec_tmp, classes,
@@ -255,7 +256,7 @@ def output_paths(out_vector: PathLike, raster, confidence, preview, overwrite: b
                  ) -> tuple[Path, Optional[Path], Optional[Path], Optional[Path]]:
     """The output paths of a run checked (formats, writable, all different): vector, class
     raster, confidence raster, preview; InputError naming the first that fails."""
-    from .preview import check_path
+    from .products.preview import check_path
 
     out_vector = Path(out_vector)
     vectorize.vector_format(out_vector)
@@ -331,7 +332,7 @@ def segment_scene(scene_path: PathLike, model: Union[torch.nn.Module, PathLike],
     ``min_area`` m² (default 4 pixels' area; 0 = no sieve); ``simplify`` metres (default 3/4
     pixel; 0 = exact pixel edges). ``model``: a CrossEarthSAR or a checkpoint path.
     ``domain`` / ``bands`` / ``complex_part``: passed to core.scene.sar_io.open_scene.
-    ``preview``: also write a PNG picture of the result there (core.preview).
+    ``preview``: also write a PNG picture of the result there (core.products.preview).
     Returns {"outputs": {"vector", ["raster"], ["confidence"]}, "warnings": [...],
     "class_area_m2": {name: m²}, "polygons": N, "timing": {...}, ...}.
     Raises InputError for bad input (nothing is written then).
@@ -382,7 +383,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
             vectorize.sieve_raster(raw_path, sieved_path, min_pixels, progress=progress)
             draw = None
             if preview_path is not None:
-                from .preview import write_preview
+                from .products.preview import write_preview
 
                 def draw(path):
                     write_preview(scene_path, sieved_path, classes, path)

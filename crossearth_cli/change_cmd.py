@@ -16,9 +16,10 @@ from .segment_cmd import _resolve_model, _side_output
 def _precheck(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
               outputs: dict, overwrite: bool, warn) -> None:
     """Outputs and scenes checked before torch is imported (exit 2, nothing written)."""
-    from ..core import change_checks, preview, vectorize
+    from ..core import change_checks
     from ..core.atomic import check_writable
     from ..core.models import model_header
+    from ..core.products import preview, vectorize
     from ..core.scene import raster_check
 
     vectorize.vector_format(outputs["vector"])

@@ -95,8 +95,8 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
 
     Scenes and output names are checked before torch is imported (a bad input is reported
     in well under a second); the checks that need core.pipeline come after."""
-    from ..core import preview, vectorize
     from ..core.atomic import check_writable
+    from ..core.products import preview, vectorize
     from ..core.scene import raster_check, sar_io
 
     for job in plan:

@@ -15,7 +15,7 @@ from qgis.core import (
 )
 
 from ..core.change_classes import change_classes
-from ..core.qgis_style import layer_name, raster_classes
+from ..core.products.class_raster import layer_name, raster_classes
 from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
 from .ces_arguments import change_arguments
 from .class_style import model_classes

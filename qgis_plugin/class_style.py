@@ -3,7 +3,7 @@
 A CrossEarth-SAR ``.safetensors`` file starts with an 8-byte little-endian header length and
 a JSON header whose ``__metadata__["crossearth_sar"]`` is the model config (DESIGN §4), with
 ``classes`` [{"name", "value", "color": "#rrggbb"}]. The class raster of ``ces segment`` holds
-the values of core.qgis_style.raster_classes (the label values when they fit 0..254, else the
+the values of core.products.class_raster.raster_classes (the label values when they fit 0..254, else the
 class indices 0..K-1; 255 = no data); it gets a paletted style saved beside it (``NAME.qml``,
 which QGIS applies whenever it opens the raster), background class transparent. The
 confidence raster (float32 0..1) gets a 0..1 colour ramp; a vector format without stored
@@ -31,7 +31,7 @@ from qgis.PyQt.QtXml import QDomDocument
 
 from ..core.errors import InputError
 from ..core.models import model_header
-from ..core.qgis_style import categorized_qml, is_background, raster_classes
+from ..core.products.class_raster import categorized_qml, is_background, raster_classes
 
 METADATA_KEY = model_header.METADATA_KEY
 # Confidence 0..1: red (unsure) through pale yellow to green (sure).

@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from crossearth_sar.core import class_colors, qgis_style
+from crossearth_sar.core import class_colors
 from crossearth_sar.core.class_colors import class_color, is_background
+from crossearth_sar.core.products import class_raster as qgis_style
 from crossearth_sar.train.classes import from_model_classes, infer_classes, parse_classes
 
 
@@ -78,7 +79,7 @@ def test_inferred_classes_never_get_black():
 
 def test_preview_leaves_land_grey_and_paints_water(tmp_path):
     """The preview follows the same rule: "land" is not painted, "water" is."""
-    from crossearth_sar.core import preview
+    from crossearth_sar.core.products import preview
 
     classes = [{"name": "land", "value": 0, "color": class_color("land", 0)},
                {"name": "water", "value": 1, "color": class_color("water", 1)}]

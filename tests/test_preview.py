@@ -1,5 +1,5 @@
 """``ces segment --preview``: the PNG picture read back, its colours checked where the classes
-are (core.preview and the CLI)."""
+are (core.products.preview and the CLI)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +10,8 @@ import rasterio
 from PIL import Image
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import preview
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.products import preview
 from crossearth_sar.crossearth_cli.main import main
 
 CLASSES = [{"name": "background", "value": 0, "color": "#d9d9d9"},

@@ -64,12 +64,12 @@ def _default_model_classes() -> list[dict]:
 
 @pytest.mark.parametrize("which", ["default model", "coded 10/20/30"])
 def test_class_raster_is_drawn_in_its_class_colours(qgis_app, tmp_path, which):
-    """The class raster written by ces holds core.qgis_style.raster_classes values (the
+    """The class raster written by ces holds core.products.class_raster.raster_classes values (the
     default model: water 255 written as 1); its saved style draws each class pixel in the
     class colour, background and nodata transparent."""
     from qgis.core import QgsRasterLayer
 
-    from crossearth_sar.core.qgis_style import is_background, raster_classes
+    from crossearth_sar.core.products.class_raster import is_background, raster_classes
     from crossearth_sar.qgis_plugin.class_style import style_class_raster
 
     classes = _default_model_classes() if which == "default model" else CODED
@@ -120,9 +120,9 @@ def test_confidence_raster_gets_a_zero_to_one_ramp(qgis_app, tmp_path):
 
 
 def _segmented_gpkg(tmp_path: Path, ext: str = ".gpkg") -> tuple[Path, np.ndarray, list]:
-    """A real ces vector output (core.vectorize) of a class raster: left half background,
+    """A real ces vector output (core.products.vectorize) of a class raster: left half background,
     a water square in the right half."""
-    from crossearth_sar.core import vectorize
+    from crossearth_sar.core.products import vectorize
 
     classes = [{"name": "background", "value": 0, "color": "#d9d9d9"},
                {"name": "water", "value": 1, "color": "#1f78b4"}]

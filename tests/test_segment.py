@@ -13,9 +13,10 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import pipeline, vectorize
+from crossearth_sar.core import pipeline
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.models import checkpoints
+from crossearth_sar.core.products import vectorize
 from crossearth_sar.crossearth_cli import segment_cmd
 from crossearth_sar.crossearth_cli.main import main
 

@@ -14,8 +14,8 @@ import shapely
 from rasterio.transform import from_origin
 from scipy import ndimage
 
-from crossearth_sar.core import qgis_style, vectorize
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.products import class_raster as qgis_style, vectorize
 
 CLASSES = [{"name": "land", "value": 0, "color": "#a0a060"},
            {"name": "water", "value": 1, "color": "#1f4fff"},

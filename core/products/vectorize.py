@@ -28,9 +28,9 @@ import rasterio.features
 import shapely
 from rasterio.windows import Window
 
-from . import qgis_style
-from .errors import InputError
-from .progress import ProgressCallback, ensure
+from ..errors import InputError
+from ..progress import ProgressCallback, ensure
+from . import class_raster as qgis_style
 
 NODATA_CLASS = 255
 LAYER = "landcover"

@@ -2,14 +2,14 @@
 quicklook with the classes in their colours over it, and a legend below.
 
 Inputs: the SAR scene (band 1 is shown; any raster GDAL reads) and the class raster of
-``ces segment`` on the same grid (uint8 values of core.qgis_style.raster_classes, 255 =
+``ces segment`` on the same grid (uint8 values of core.products.class_raster.raster_classes, 255 =
 nodata). Both are read decimated so that the longer side is at most ``max_side`` pixels
 (average for the scene, nearest for the classes), so memory stays small for any scene size.
 
 The picture: grey = the scene, stretched between its 2nd and 98th percentiles (of 10*log10
 when the values look like linear intensity or amplitude: all >= 0 and spanning more than a
 factor 50); a class pixel is the class colour blended over the grey with ``opacity``,
-except a background class (core.qgis_style.is_background), which is left grey; nodata
+except a background class (core.products.class_raster.is_background), which is left grey; nodata
 pixels of the scene are white. The map is at the top left, padded with white to at least
 MIN_WIDTH pixels across; the legend (a swatch and the name of each class, with its
 share of the valid pixels) is a band below the map. Written directly: the caller makes it
@@ -25,8 +25,8 @@ import numpy as np
 import rasterio
 from rasterio.enums import Resampling
 
-from .errors import InputError
-from .qgis_style import NODATA_CLASS, is_background, rgb
+from ..errors import InputError
+from .class_raster import NODATA_CLASS, is_background, rgb
 
 PathLike = Union[str, os.PathLike]
 MAX_SIDE = 1024            # px, the longer side of the map part of the picture

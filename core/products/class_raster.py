@@ -13,7 +13,7 @@ import sqlite3
 from typing import Any, Sequence
 from xml.sax.saxutils import quoteattr
 
-from .class_colors import PALETTE, is_background  # noqa: F401 (is_background: also this module's API)
+from ..class_colors import PALETTE, is_background  # noqa: F401 (is_background: also this module's API)
 
 STYLE_NAME = "CrossEarth-SAR classes"
 QGIS_VERSION = "3.22.0-Białowieża"
