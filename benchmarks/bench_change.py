@@ -75,7 +75,7 @@ def child(kind: str, after: str, before: str, model: str, out: str) -> dict:
 
         r = change_scenes(after, [before], model, out, device="cpu", overwrite=True)
     else:
-        from crossearth_sar.core.pipeline import segment_scene
+        from crossearth_sar.core.inference.pipeline import segment_scene
 
         r = segment_scene(after if kind == "segment after" else before, model, out,
                           device="cpu", overwrite=True)

@@ -60,7 +60,7 @@ def class_map(net, scene_path: Path, tile: int, overlap: int, batch: int) -> tup
     """(classes uint8 [H, W] (255 nodata), tiler stats) of the tiled inference of one scene."""
     import torch
 
-    from crossearth_sar.core import pipeline, tiler
+    from crossearth_sar.core.inference import pipeline, tiler
     from crossearth_sar.core.models.model import trained_bands
     from crossearth_sar.core.scene import sar_io
 

@@ -146,7 +146,7 @@ def child_rss(scene: Path, workdir: Path) -> dict:
     """Run in a fresh process: segment one scene with the tiny model, report the peak RSS."""
     import torch
 
-    from crossearth_sar.core import pipeline
+    from crossearth_sar.core.inference import pipeline
 
     torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
     import geopandas  # noqa: F401  (imported by the vector stage anyway: count it up front)
@@ -168,7 +168,7 @@ def efficiency(scene: Path, workdir: Path, tile: int, overlap: int, batch: int) 
     """forward-alone time / end-to-end time on the same tiles with a random ``ti`` model."""
     import torch
 
-    from crossearth_sar.core import pipeline, tiler
+    from crossearth_sar.core.inference import pipeline, tiler
     from crossearth_sar.core.models import model as model_mod
     from crossearth_sar.core.scene import sar_io
 

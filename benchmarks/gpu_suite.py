@@ -89,7 +89,7 @@ def fixed_predict(num_classes: int = 3):
 def blend(args, sizes, dev) -> dict:
     import torch
 
-    from crossearth_sar.core import tiler
+    from crossearth_sar.core.inference import tiler
     from crossearth_sar.core.scene import sar_io
 
     scene_path = args.work / "blend.tif"
@@ -127,7 +127,7 @@ def default_model():
 def bf16(args, sizes, dev) -> dict:
     import torch
 
-    from crossearth_sar.core import tiler
+    from crossearth_sar.core.inference import tiler
     from crossearth_sar.core.models.model import trained_bands
     from crossearth_sar.core.scene import sar_io
 
@@ -165,7 +165,7 @@ def ddp(args, sizes, dev) -> dict:
     """finetune under torchrun: 2 processes (nccl on one GPU where it allows two ranks on the
     same device), else 1 process."""
     sys.path.insert(0, str(ROOT / "tests"))
-    from crossearth_sar.core import scene_ranks
+    from crossearth_sar.core.inference import scene_ranks
     from crossearth_sar.core.models import checkpoints
 
     from _helpers_train import tiny_model, write_label, write_scene

@@ -1,7 +1,7 @@
 """``change_scenes``: flood extent from a before/after pair (issue 26; docs/interfaces.md).
 
 after scene + one or more reference ("before") scenes → each segmented on its own grid
-(core.pipeline.classify_scene: the SAR is never resampled) → the references' class and
+(core.inference.pipeline.classify_scene: the SAR is never resampled) → the references' class and
 confidence rasters warped onto the after scene's grid (GDAL warp, nearest), band of rows by
 band of rows → the reference vote → change classes (core.change_classes) → sieve → polygons
 and outputs as ``ces segment`` writes them.
@@ -43,8 +43,7 @@ from rasterio.windows import Window, transform as window_transform
 from .change_checks import check_scenes
 from .change_classes import change_classes, change_lookup, vote_order
 from .errors import InputError, ParameterError
-from .models.model import input_contract, trained_bands
-from .pipeline import (
+from .inference.pipeline import (
     DEFAULT_SIMPLIFY_PIXELS,
     PathLike,
     WarningLog,
@@ -56,6 +55,7 @@ from .pipeline import (
     sieve_pixels,
     write_outputs,
 )
+from .models.model import input_contract, trained_bands
 from .products import vectorize
 from .products.class_raster import NODATA_CLASS
 from .progress import ProgressCallback, ensure
@@ -149,7 +149,7 @@ def change_scenes(after_path: PathLike, before_paths: Sequence[PathLike], model,
                   bands: Optional[Sequence] = None, complex_part: str = "amplitude",
                   calibrated: Optional[bool] = None) -> dict:
     """The change product of ``after_path`` against the references ``before_paths`` (module
-    doc). Options as core.pipeline.segment_scene; ``min_area`` / ``simplify`` apply to the
+    doc). Options as core.inference.pipeline.segment_scene; ``min_area`` / ``simplify`` apply to the
     change map on the after grid. Returns {"outputs", "warnings", "polygons",
     "class_area_m2" (geodesic m² per change class), "classes", "timing", ...}.
     Raises InputError for bad input (nothing is written then)."""
@@ -165,7 +165,7 @@ def change_scenes(after_path: PathLike, before_paths: Sequence[PathLike], model,
 def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confidence,
                    preview, tile, overlap, batch, device, min_area, simplify, overwrite,
                    progress, warn, domain, bands, complex_part, calibrated) -> dict:
-    from . import tiler
+    from .inference import tiler
 
     progress = ensure(progress)
     warning = WarningLog(warn)

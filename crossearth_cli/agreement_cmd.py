@@ -136,8 +136,8 @@ def agreement(models, images, labels, classes_file, class_field, pair_pattern, t
 def _run(models, images, labels, classes_file, class_field, pair_pattern, tile, domain, bands,
          overlap, batch, device, json_path, md_path, overwrite, reporter,
          calibrated=None) -> dict:
+    from ..core.inference.window_grid import check_tiling
     from ..core.scene.sar_io import parse_bands
-    from ..core.windows import check_tiling
 
     if overlap is None:
         overlap = min(128, tile // 4)

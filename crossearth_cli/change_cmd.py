@@ -83,7 +83,7 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
                             complex_part=complex_part, calibrated=calibrated)
         if overlap is None:
             overlap = min(128, tile // 4)
-        from ..core import windows
+        from ..core.inference import window_grid as windows
 
         windows.check_tiling(tile, overlap, batch)
         model_path = _resolve_model(model)

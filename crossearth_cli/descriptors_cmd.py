@@ -69,7 +69,7 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
     from ..core.errors import InputError
     from ..core.scene import raster_check, sar_io
 
-    if output.suffix.lower() not in (".tif", ".tiff"):   # core.pipeline.RASTER_EXTENSIONS (no torch here)
+    if output.suffix.lower() not in (".tif", ".tiff"):   # core.inference.pipeline.RASTER_EXTENSIONS (no torch here)
         raise InputError(f"{output}: the descriptor map is a GeoTIFF (.tif or .tiff)")
     raster_check.check_file(scene)   # full-resolution pixels, not only the overviews
     reporter = Reporter(progress_mode)

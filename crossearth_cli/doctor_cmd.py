@@ -62,7 +62,7 @@ def _check_model(report: dict, device: str) -> None:
         return
     t0 = time.perf_counter()
     try:
-        from ..core import pipeline
+        from ..core.inference import pipeline
         from ..core.models import checkpoints
 
         net = checkpoints.load(default_model_path(), map_location="cpu")

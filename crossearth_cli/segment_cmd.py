@@ -94,7 +94,7 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
     """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written).
 
     Scenes and output names are checked before torch is imported (a bad input is reported
-    in well under a second); the checks that need core.pipeline come after."""
+    in well under a second); the checks that need core.inference.pipeline come after."""
     from ..core.atomic import check_writable
     from ..core.products import preview, vectorize
     from ..core.scene import raster_check, sar_io
@@ -109,7 +109,7 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
         with sar_io.open_scene(job["scene"], **open_options):
             pass
-    from ..core import pipeline  # imports torch
+    from ..core.inference import pipeline  # imports torch
 
     for job in plan:
         for key in ("raster", "confidence"):
@@ -173,7 +173,7 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     ranks = None
     try:
-        from ..core import scene_ranks, windows
+        from ..core.inference import scene_ranks, window_grid as windows
         from ..core.scene import sar_io
 
         open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
@@ -186,7 +186,7 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         plan = _plan(scenes, output, raster, confidence, created, preview)
         ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
         _precheck(ranks.todo, overwrite, open_options, min_area)   # before torch where it can
-        from ..core import pipeline, tiler
+        from ..core.inference import pipeline, tiler
         from ..core.models import checkpoints
 
         dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))
@@ -218,11 +218,11 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
 
 
 class _RankedRun:
-    """This process's share of the scenes (core.scene_ranks), the finished ones skipped;
+    """This process's share of the scenes (core.inference.scene_ranks), the finished ones skipped;
     with several processes: the rank's log and status, and rank 0's summary table."""
 
     def __init__(self, plan, scenes, output, overwrite, reporter):
-        from ..core import scene_ranks
+        from ..core.inference import scene_ranks
 
         self.sr, self.reporter = scene_ranks, reporter
         self.rank = scene_ranks.current_rank()

@@ -285,7 +285,7 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
 
     if model is not None:
         model_header.read_config(model)   # a corrupt model is refused before torch loads
-    from ..core.windows import check_tiling
+    from ..core.inference.window_grid import check_tiling
     from ..train.classes import classes_file_beside, load_classes
     from ..train.evaluate import evaluate as run_evaluate, load_model
     from ..train.expert_stats import plot_expert_report

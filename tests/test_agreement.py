@@ -20,8 +20,8 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
-from crossearth_sar.core import pipeline
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.inference import pipeline
 from crossearth_sar.core.models import checkpoints
 from crossearth_sar.crossearth_cli.main import main
 from crossearth_sar.train.agreement import agreement, check_class_names

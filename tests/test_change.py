@@ -15,8 +15,9 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from crossearth_sar.core import change, pipeline
+from crossearth_sar.core import change
 from crossearth_sar.core.change_classes import WATER_CHANGE, change_lookup
+from crossearth_sar.core.inference import pipeline
 from crossearth_sar.core.products.class_raster import raster_classes
 from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
 

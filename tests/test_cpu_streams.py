@@ -126,7 +126,7 @@ def test_a_stream_of_one_small_window_works():
 def test_the_tilers_predict_computes_descriptors_in_the_streams():
     """pipeline.make_predict on the CPU: descriptors and model per stream; the probabilities of
     one call, and every window's descriptors collected (for the domain-shift check)."""
-    from crossearth_sar.core import pipeline
+    from crossearth_sar.core.inference import pipeline
 
     net = _micro_eval()
     g = torch.Generator().manual_seed(2)

@@ -19,7 +19,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def _class_maps(scene_path, predict, device, classes=3, tile=128, overlap=32, batch=4):
-    from crossearth_sar.core import tiler
+    from crossearth_sar.core.inference import tiler
     from crossearth_sar.core.scene import sar_io
 
     with sar_io.open_scene(scene_path) as scene:
@@ -90,7 +90,7 @@ def test_training_step_under_bf16_autocast():
 def test_segment_scene_on_cuda_matches_cpu(tmp_path):
     import rasterio
 
-    from crossearth_sar.core import pipeline
+    from crossearth_sar.core.inference import pipeline
     from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
 
     runs = {}
@@ -107,7 +107,7 @@ def test_finetune_on_cuda_in_one_process(tmp_path):
     device had no index for torch.cuda.set_device)."""
     from click.testing import CliRunner
 
-    from crossearth_sar.core.devices import resolve_device
+    from crossearth_sar.core.inference.devices import resolve_device
     from crossearth_sar.core.models import checkpoints
     from crossearth_sar.crossearth_cli.main import cli
 

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from crossearth_sar.core import scene_ranks
+from crossearth_sar.core.inference import scene_ranks
 from crossearth_sar.core.models import checkpoints
 from crossearth_sar.train.finetune import parameter_digest
 

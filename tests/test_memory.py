@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from crossearth_sar.core.memory import release_free_memory
+from crossearth_sar.core.inference.memory import release_free_memory
 
 
 def _rss_mb() -> float:

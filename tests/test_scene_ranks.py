@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from crossearth_sar.core import scene_ranks
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.inference import scene_ranks
 from crossearth_sar.core.models import checkpoints
 
 from _helpers_segment import tiny_model, write_db_scene

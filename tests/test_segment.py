@@ -13,8 +13,8 @@ import rasterio
 import shapely
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import pipeline
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.inference import pipeline
 from crossearth_sar.core.models import checkpoints
 from crossearth_sar.core.products import vectorize
 from crossearth_sar.crossearth_cli import segment_cmd
@@ -283,7 +283,7 @@ def test_cli_sigterm_leaves_nothing(tiny_checkpoint, tmp_path):
 
 
 def test_raster_values_fall_back_to_indexes_when_a_label_value_is_255():
-    from crossearth_sar.core.pipeline import raster_classes
+    from crossearth_sar.core.inference.pipeline import raster_classes
 
     water = [{"name": "background", "value": 0, "color": "#000000"},
              {"name": "water", "value": 255, "color": "#0000ff"}]

@@ -13,7 +13,7 @@ import sys
 import pytest
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import pipeline
+from crossearth_sar.core.inference import pipeline
 
 from _helpers_segment import PointwiseSegmenter, write_db_scene
 

@@ -6,8 +6,8 @@ import pytest
 import torch
 from rasterio.windows import Window
 
-from crossearth_sar.core import tiler
 from crossearth_sar.core.errors import InputError
+from crossearth_sar.core.inference import tiler
 from crossearth_sar.core.scene import sar_io
 
 from _helpers_segment import PointwiseModel, write_db_scene

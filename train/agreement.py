@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from ..core.errors import InputError, ParameterError
+from ..core.inference.tiler import NODATA_CLASS, resolve_device
 from ..core.models.model import input_contract, trained_bands
 from ..core.progress import ensure
-from ..core.tiler import NODATA_CLASS, resolve_device
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
 from .data import RASTER_EXTS, SceneCache, expand_paths, load_labelled_scenes
 from .evaluate import predict_scene

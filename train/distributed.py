@@ -1,7 +1,7 @@
 """Distributed training set-up (torchrun: WORLD_SIZE, RANK, LOCAL_RANK) and the data order.
 
 * :func:`init_distributed` ``(device) -> (rank, world, device)``: starts the process group
-  (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1; the device from core.devices.
+  (gloo on CPU, nccl on CUDA) when WORLD_SIZE > 1; the device from core.inference.devices.
 * :class:`ResumableDistributedSampler`: each rank's shard of an endless, seeded stream of
   epochs that can start after any number of items, so a resumed run sees the same data order.
 """
@@ -14,7 +14,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
-from ..core.devices import resolve_device
+from ..core.inference.devices import resolve_device
 
 
 def init_distributed(device: str = "auto") -> tuple[int, int, torch.device]:

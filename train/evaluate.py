@@ -1,6 +1,6 @@
 """Evaluation (paper §5): per-class IoU, mIoU, overall accuracy, confusion matrix, expert use.
 
-Whole images are predicted with the scene engine's blended sliding windows (core/tiler.py)
+Whole images are predicted with the scene engine's blended sliding windows (core/inference/tiler.py)
 when they are larger than ``tile``, else in one window; predictions are compared with the
 labels (mapped through the classes: the model's own by label value, or a classes file with
 the same number of classes in the model's class order). Nodata and ignored pixels do not count.
@@ -15,11 +15,11 @@ import numpy as np
 import torch
 
 from ..core.errors import InputError
+from ..core.inference.tiler import NODATA_CLASS, resolve_device, run_tiled
 from ..core.models import checkpoints
 from ..core.models.model import input_contract, trained_bands
 from ..core.progress import ensure
 from ..core.scene import sar_io
-from ..core.tiler import NODATA_CLASS, resolve_device, run_tiled
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes, load_classes
 from .data import RASTER_EXTS, SceneCache, expand_paths, load_labelled_scenes
 from .expert_stats import expert_report
@@ -99,7 +99,7 @@ def predict_scene(model, scene, sink, *, tile: int = 512, overlap: int = 128, ba
                   device: str | torch.device = "cpu") -> None:
     """The model's class indices over the whole ``scene`` (a core.scene.sar_io.SarScene opened with
     the model's bands and input contract), row bands to ``sink(row0, classes uint8 [h, W],
-    confidence float32 [h, W])`` (core.tiler.run_tiled; NODATA_CLASS on nodata): blended
+    confidence float32 [h, W])`` (core.inference.tiler.run_tiled; NODATA_CLASS on nodata): blended
     windows of ``tile`` px when the scene is larger, else one window of the scene's size."""
     side = max(scene.width, scene.height)
     t = tile if side > tile else max(16, side)

@@ -9,7 +9,7 @@ images and flood labels, scored three ways on the same pixels.
 Each report is train.metrics.summarize's (per-class IoU, mIoU, accuracy, confusion matrix) over
 (background, water). The label set declares which of the two change definitions its water
 class means (``meaning`` in the classes file, or ``label_meaning``); the report names it
-``declared``. Each pair goes through the product's own path: core.pipeline.classify_scene on
+``declared``. Each pair goes through the product's own path: core.inference.pipeline.classify_scene on
 each image's own grid, core.change.combine onto the after grid (nearest), so the figures are
 those of ``ces change``, without the sieve.
 """
@@ -28,11 +28,11 @@ from ..core.change import combine
 from ..core.change_classes import LABEL_MEANINGS, change_classes, positive_values, water_class
 from ..core.class_colors import is_background
 from ..core.errors import InputError, parameter
+from ..core.inference.pipeline import classify_scene, raster_classes
+from ..core.inference.tiler import resolve_device
 from ..core.models.model import input_contract, trained_bands
-from ..core.pipeline import classify_scene, raster_classes
 from ..core.progress import ensure
 from ..core.scene import sar_io
-from ..core.tiler import resolve_device
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
 from .data import RASTER_EXTS, expand_paths, load_labelled_scenes, pair_files
 from .markdown import pct, table

@@ -20,10 +20,10 @@ import torch
 
 from ..core.atomic import check_writable
 from ..core.errors import InputError, ParameterError, parameter
+from ..core.inference.window_grid import MIN_TILE
 from ..core.models import checkpoints
 from ..core.models.model import build_from_config, model_config, trained_bands
 from ..core.scene.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
-from ..core.windows import MIN_TILE
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
 from .data import CropDataset, TileDataset, collate, load_labelled_scenes

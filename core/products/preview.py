@@ -13,7 +13,7 @@ except a background class (core.products.class_raster.is_background), which is l
 pixels of the scene are white. The map is at the top left, padded with white to at least
 MIN_WIDTH pixels across; the legend (a swatch and the name of each class, with its
 share of the valid pixels) is a band below the map. Written directly: the caller makes it
-atomic (core.pipeline writes it with the other outputs, all or none).
+atomic (core.inference.pipeline writes it with the other outputs, all or none).
 """
 from __future__ import annotations
 

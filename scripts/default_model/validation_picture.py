@@ -2,7 +2,7 @@
 the Sen1Floods11 Spain chip, the two calibrated c2smsfloods chips with the least labelled
 water and with the water fraction nearest one half, and the ETCI nebraska tile whose
 labelled water fraction is nearest one half (rules that do not look at the model). Predictions come from ``ces segment``'s own path
-(core.pipeline.segment_scene), so the picture shows what a user gets.
+(core.inference.pipeline.segment_scene), so the picture shows what a user gets.
 
     .venv/bin/python scripts/default_model/validation_picture.py MODEL OUT.png [--data ../shared/data]
 """
@@ -17,9 +17,9 @@ import numpy as np
 import rasterio
 from rasterio.windows import Window
 
+from crossearth_sar.core.inference.pipeline import segment_scene
 from crossearth_sar.core.models import checkpoints
 from crossearth_sar.core.models.model import input_contract, trained_bands
-from crossearth_sar.core.pipeline import segment_scene
 from crossearth_sar.core.scene import sar_io
 
 WATER, LAND, NODATA = (0.12, 0.47, 0.71), (0.85, 0.85, 0.85), (1.0, 1.0, 1.0)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, TypeVar
 
-from .errors import InputError
+from ..errors import InputError
 
 T = TypeVar("T")
 LIST_SUFFIXES = (".txt",)                     # a text file listing scenes, one per line
@@ -123,7 +123,7 @@ def finished(outputs: Sequence[Optional[Path]]) -> bool:
 def rank_device(device: str, rank: Rank) -> str:
     """``device`` for this rank: with several processes, ``auto``/``cuda`` become
     ``cuda:LOCAL_RANK`` (modulo the visible GPUs) where CUDA is present
-    (core.devices.resolve_device)."""
+    (core.inference.devices.resolve_device)."""
     if rank.world == 1:
         return device
     from .devices import resolve_device

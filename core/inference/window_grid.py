@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from rasterio.windows import Window
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 MIN_TILE = 16   # pixels: the smallest window or crop
 

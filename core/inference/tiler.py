@@ -26,9 +26,9 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from ..progress import ProgressCallback, ensure
 from .devices import resolve_device  # noqa: F401 (the tiler's API)
-from .progress import ProgressCallback, ensure
-from .windows import check_tiling, tile_windows, window_starts  # noqa: F401 (the tiler's API)
+from .window_grid import check_tiling, tile_windows, window_starts  # noqa: F401 (the tiler's API)
 
 NODATA_CLASS = 255
 

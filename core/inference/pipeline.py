@@ -1,7 +1,7 @@
 """``segment_scene``: the one place where reading, the model, tiling, rasters and vectors meet.
 
 scene (core.scene.sar_io: scene-level normalization) → per-tile descriptors + model probabilities
-(core.tiler: blended windows, streamed rows) → class raster and confidence raster (tiled,
+(core.inference.tiler: blended windows, streamed rows) → class raster and confidence raster (tiled,
 compressed temporary GeoTIFFs) → sieve (core.products.vectorize) → polygons → outputs.
 
 Outputs (all written atomically, all or none):
@@ -28,17 +28,17 @@ import rasterio.shutil
 import torch
 from rasterio.windows import Window
 
+from ..atomic import atomic_output, check_writable
+from ..errors import InputError, ParameterError, bare, parameter, word_parameters
+from ..models import cpu_streams
+from ..models.model import input_contract, trained_bands
+from ..products import vectorize
+from ..products.class_raster import raster_classes  # noqa: F401 (also part of this module's API)
+from ..progress import ProgressCallback, ensure
+from ..scene import sar_io
+from ..scene.descriptors import unscale_descriptors
 from . import tiler
-from .atomic import atomic_output, check_writable
-from .errors import InputError, ParameterError, bare, parameter, word_parameters
 from .memory import release_free_memory
-from .models import cpu_streams
-from .models.model import input_contract, trained_bands
-from .products import vectorize
-from .products.class_raster import raster_classes  # noqa: F401 (also part of this module's API)
-from .progress import ProgressCallback, ensure
-from .scene import sar_io
-from .scene.descriptors import unscale_descriptors
 
 PathLike = Union[str, os.PathLike]
 DEFAULT_MIN_PIXELS = 4          # --min-area default: regions under 4 pixels are sieved away
@@ -256,7 +256,7 @@ def output_paths(out_vector: PathLike, raster, confidence, preview, overwrite: b
                  ) -> tuple[Path, Optional[Path], Optional[Path], Optional[Path]]:
     """The output paths of a run checked (formats, writable, all different): vector, class
     raster, confidence raster, preview; InputError naming the first that fails."""
-    from .products.preview import check_path
+    from ..products.preview import check_path
 
     out_vector = Path(out_vector)
     vectorize.vector_format(out_vector)
@@ -280,7 +280,7 @@ def prepare_model(model: Union[torch.nn.Module, PathLike], device: str
     dev = tiler.resolve_device(device)
     model_path = None if isinstance(model, torch.nn.Module) else model
     if model_path is not None:
-        from .models import checkpoints
+        from ..models import checkpoints
 
         model = checkpoints.load(model, map_location="cpu")
     if getattr(model, "config", {}).get("kind", "model") != "model" or not hasattr(model, "classes"):
@@ -383,7 +383,7 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
             vectorize.sieve_raster(raw_path, sieved_path, min_pixels, progress=progress)
             draw = None
             if preview_path is not None:
-                from .products.preview import write_preview
+                from ..products.preview import write_preview
 
                 def draw(path):
                     write_preview(scene_path, sieved_path, classes, path)

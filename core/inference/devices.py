@@ -15,7 +15,7 @@ from typing import Optional
 
 import torch
 
-from .errors import ParameterError
+from ..errors import ParameterError
 
 CHOICES = "expected auto, cpu, cuda or cuda:N"
 
