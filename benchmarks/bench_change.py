@@ -71,7 +71,7 @@ def child(kind: str, after: str, before: str, model: str, out: str) -> dict:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     t0 = time.perf_counter()
     if kind == "change":
-        from crossearth_sar.core.change import change_scenes
+        from crossearth_sar.core.change.detect import change_scenes
 
         r = change_scenes(after, [before], model, out, device="cpu", overwrite=True)
     else:

@@ -1,5 +1,5 @@
 """``ces change AFTER --before REF [--before REF ...] -o OUT``: flood extent from a
-before/after pair (issue 26; core/change.py, docs/interfaces.md)."""
+before/after pair (issue 26; core/change/detect.py, docs/interfaces.md)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +16,8 @@ from .segment_cmd import _resolve_model, _side_output
 def _precheck(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
               outputs: dict, overwrite: bool, warn) -> None:
     """Outputs and scenes checked before torch is imported (exit 2, nothing written)."""
-    from ..core import change_checks
     from ..core.atomic import check_writable
+    from ..core.change import checks as change_checks
     from ..core.models import model_header
     from ..core.products import preview, vectorize
     from ..core.scene import raster_check
@@ -93,7 +93,7 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
                    "preview": _side_output(preview, output, "preview", False, ".png")}
         _precheck(after, befores, model_path, open_options, outputs, overwrite,
                   warn=lambda message: None)   # the date warning is given once, below
-        from ..core import change as change_mod
+        from ..core.change import detect as change_mod
 
         with sigterm_as_interrupt():
             result = change_mod.change_scenes(

@@ -2,7 +2,7 @@
 
 :class:`ChangeAlgorithm` reads the dialog into the values of
 ``ces_arguments.change_arguments`` (tested without an engine), runs ``ces``, and styles and
-names the layers it loads (core.change_classes: flood red, permanent
+names the layers it loads (core.change.classes: flood red, permanent
 water grey-blue, no water transparent).
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.change_classes import change_classes
+from ..core.change.classes import change_classes
 from ..core.products.class_raster import layer_name, raster_classes
 from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
 from .ces_arguments import change_arguments

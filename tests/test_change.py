@@ -1,4 +1,4 @@
-"""``ces change`` / core.change on a real pair whose truth is known (issue 26): the change
+"""``ces change`` / core.change.detect on a real pair whose truth is known (issue 26): the change
 classes are those of each date's own segmentation brought onto the after grid, pixel for
 pixel, across CRSs and pixel sizes, partial footprints, nodata in either date and several
 references; bad pairs are refused in one line naming both files, with nothing written."""
@@ -15,8 +15,8 @@ import pytest
 import rasterio
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 
-from crossearth_sar.core import change
-from crossearth_sar.core.change_classes import WATER_CHANGE, change_lookup
+from crossearth_sar.core.change import detect as change
+from crossearth_sar.core.change.classes import WATER_CHANGE, change_lookup
 from crossearth_sar.core.inference import pipeline
 from crossearth_sar.core.products.class_raster import raster_classes
 from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
@@ -182,7 +182,7 @@ def test_cli_summary_preview_and_a_reference_dated_after(tmp_path):
         assert (tmp_path / f"flood{suffix}").is_file(), suffix
     from PIL import Image
 
-    from crossearth_sar.core.change_preview import GAP, TITLE
+    from crossearth_sar.core.change.preview import GAP, TITLE
 
     picture = np.asarray(Image.open(tmp_path / "flood_preview.png").convert("RGB"))
     assert picture.shape[1] == 3 * 256 + 2 * GAP                          # three panels

@@ -1,4 +1,4 @@
-"""The change classes, their lookup and the reference vote (core/change_classes.py), and the
+"""The change classes, their lookup and the reference vote (core/change/classes.py), and the
 acquisition dates the change command warns by (core/scene/scene_date.py)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import rasterio
 from rasterio.transform import from_origin
 
-from crossearth_sar.core import change, change_classes
+from crossearth_sar.core.change import classes as change_classes, detect as change
 from crossearth_sar.core.class_colors import is_background
 from crossearth_sar.core.scene import scene_date
 

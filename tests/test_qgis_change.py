@@ -40,7 +40,7 @@ def test_flood_extent_runs_loads_styled_and_renders_flood_red(with_venv_ces, tmp
     import rasterio
     from qgis.core import QgsRasterLayer, QgsVectorLayer
 
-    from crossearth_sar.core.change_classes import WATER_CHANGE
+    from crossearth_sar.core.change.classes import WATER_CHANGE
 
     after, before, _, _ = write_pair(tmp_path)
     out, raster = tmp_path / "flood.gpkg", tmp_path / "flood_classes.tif"

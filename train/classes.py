@@ -26,7 +26,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..core.change_classes import LABEL_MEANINGS
+from ..core.change.classes import LABEL_MEANINGS
 from ..core.class_colors import HEX_COLOR, class_color
 from ..core.errors import InputError
 
@@ -39,7 +39,7 @@ class ClassSpec:
     """Classes in index order: ``classes[i] = {"name", "value", "values", "color"}`` (``value``
     the first of ``values``, the label values merged into the class); ``ignore`` values;
     ``meaning``: what the positive class of a water label set stands for when it labels a
-    flood (a key of core.change_classes.LABEL_MEANINGS: "new-water" or "water-after"), or
+    flood (a key of core.change.classes.LABEL_MEANINGS: "new-water" or "water-after"), or
     None when the file does not say."""
 
     classes: list[dict[str, Any]]

@@ -10,7 +10,7 @@ Each report is train.metrics.summarize's (per-class IoU, mIoU, accuracy, confusi
 (background, water). The label set declares which of the two change definitions its water
 class means (``meaning`` in the classes file, or ``label_meaning``); the report names it
 ``declared``. Each pair goes through the product's own path: core.inference.pipeline.classify_scene on
-each image's own grid, core.change.combine onto the after grid (nearest), so the figures are
+each image's own grid, core.change.detect.combine onto the after grid (nearest), so the figures are
 those of ``ces change``, without the sieve.
 """
 from __future__ import annotations
@@ -24,8 +24,8 @@ import numpy as np
 import rasterio
 import torch
 
-from ..core.change import combine
-from ..core.change_classes import LABEL_MEANINGS, change_classes, positive_values, water_class
+from ..core.change.classes import LABEL_MEANINGS, change_classes, positive_values, water_class
+from ..core.change.detect import combine
 from ..core.class_colors import is_background
 from ..core.errors import InputError, parameter
 from ..core.inference.pipeline import classify_scene, raster_classes

@@ -9,7 +9,7 @@ Looked for, in this order:
 * ``TIFFTAG_DATETIME`` ("YYYY:MM:DD HH:MM:SS"): often the processing date, so last.
 
 None when nothing can be read. Used to warn when a reference seems to be dated after the
-scene it is a reference for (core.change).
+scene it is a reference for (core.change.detect).
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 after scene + one or more reference ("before") scenes → each segmented on its own grid
 (core.inference.pipeline.classify_scene: the SAR is never resampled) → the references' class and
 confidence rasters warped onto the after scene's grid (GDAL warp, nearest), band of rows by
-band of rows → the reference vote → change classes (core.change_classes) → sieve → polygons
+band of rows → the reference vote → change classes (core.change.classes) → sieve → polygons
 and outputs as ``ces segment`` writes them.
 
 * Reference class of a pixel: the class most references give it, among the references that
@@ -17,7 +17,7 @@ and outputs as ``ces segment`` writes them.
 * Scenes without georeferencing are compared pixel for pixel and must have the same size
   (e.g. OMBRIA's before/after tiles).
 
-Refused with InputError before any model work (core.change_checks; nothing written): the same
+Refused with InputError before any model work (core.change.checks; nothing written): the same
 file twice, scenes whose footprints do not overlap, one scene georeferenced and the other
 not, and scenes read with different polarizations (the model would compare VV with HH). A
 reference whose acquisition date is after the after scene's is a warning, not an error.
@@ -40,10 +40,8 @@ import rasterio
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window, transform as window_transform
 
-from .change_checks import check_scenes
-from .change_classes import change_classes, change_lookup, vote_order
-from .errors import InputError, ParameterError
-from .inference.pipeline import (
+from ..errors import InputError, ParameterError
+from ..inference.pipeline import (
     DEFAULT_SIMPLIFY_PIXELS,
     PathLike,
     WarningLog,
@@ -55,11 +53,13 @@ from .inference.pipeline import (
     sieve_pixels,
     write_outputs,
 )
-from .models.model import input_contract, trained_bands
-from .products import vectorize
-from .products.class_raster import NODATA_CLASS
-from .progress import ProgressCallback, ensure
-from .scene import sar_io
+from ..models.model import input_contract, trained_bands
+from ..products import vectorize
+from ..products.class_raster import NODATA_CLASS
+from ..progress import ProgressCallback, ensure
+from ..scene import sar_io
+from .checks import check_scenes
+from .classes import change_classes, change_lookup, vote_order
 
 PROGRESS_UNITS = 1000   # the "segment" stage runs 0..PROGRESS_UNITS over all scenes
 
@@ -165,7 +165,7 @@ def change_scenes(after_path: PathLike, before_paths: Sequence[PathLike], model,
 def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confidence,
                    preview, tile, overlap, batch, device, min_area, simplify, overwrite,
                    progress, warn, domain, bands, complex_part, calibrated) -> dict:
-    from .inference import tiler
+    from ..inference import tiler
 
     progress = ensure(progress)
     warning = WarningLog(warn)
@@ -218,7 +218,7 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
         sieved = tmp / "change.tif"
         vectorize.sieve_raster(raw, sieved, min_pixels, progress=progress)
         def draw(path):
-            from .change_preview import write_change_preview
+            from .preview import write_change_preview
 
             write_change_preview(before_paths[0], after_path, rasters[0][0], rasters[-1][0],
                                  sieved, classes, change, path)

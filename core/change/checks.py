@@ -19,9 +19,9 @@ from typing import Callable, Sequence, Union
 from rasterio.transform import array_bounds
 from rasterio.warp import transform_bounds
 
-from .errors import InputError, parameter
-from .scene import sar_io
-from .scene.scene_date import scene_date
+from ..errors import InputError, parameter
+from ..scene import sar_io
+from ..scene.scene_date import scene_date
 
 PathLike = Union[str, os.PathLike]
 

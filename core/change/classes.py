@@ -19,8 +19,8 @@ from typing import Sequence
 
 import numpy as np
 
-from .class_colors import class_color, is_background
-from .products.class_raster import NODATA_CLASS
+from ..class_colors import class_color, is_background
+from ..products.class_raster import NODATA_CLASS
 
 #: the change classes of a water model (values of the change raster)
 WATER_CHANGE = [

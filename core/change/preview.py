@@ -4,12 +4,12 @@ the after scene's grid, before | after | change, and a legend below.
 * before: the (first) reference scene in grey, brought onto the after grid (GDAL warp,
   average; only for the picture), with its classes in their colours over it (nearest);
 * after: the after scene in grey with its classes;
-* change: the after scene in grey with the change classes (core.change_classes).
+* change: the after scene in grey with the change classes (core.change.classes).
 
 Each panel's longer side is at most ``max_side`` pixels (decimated reads, so memory stays
 small for any scene size); a title above each, white gaps between. The legend lists the
 change classes with their share of the valid pixels. Grey stretch, blending and nodata
-white as in core.products.preview. Written directly: core.change makes it atomic with the other
+white as in core.products.preview. Written directly: core.change.detect makes it atomic with the other
 outputs.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import rasterio
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
 
-from .products.class_raster import NODATA_CLASS
-from .products.preview import MIN_WIDTH, OPACITY, PathLike, _out_shape, check_path, compose, grey_of, legend
+from ..products.class_raster import NODATA_CLASS
+from ..products.preview import MIN_WIDTH, OPACITY, PathLike, _out_shape, check_path, compose, grey_of, legend
 
 MAX_SIDE = 512     # px, the longer side of each panel
 GAP = 8            # px of white between panels
