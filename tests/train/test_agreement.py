@@ -204,7 +204,7 @@ def test_three_real_models_on_a_real_chip(tmp_path, shared_data):
                      "--raster", str(out), "--min-area", "0", "--tile", "128",
                      "--device", "cpu"]) == 0
         rasters.append(_class_names_raster(out, checkpoints.read_config(p)["classes"]))
-    classes = Path(__file__).resolve().parents[1] / "examples" / "sen1floods11_classes.yaml"
+    classes = Path(__file__).resolve().parents[2] / "examples" / "sen1floods11_classes.yaml"
     assert main(["agreement", "--models", *map(str, paths), "--images", str(scene), "--labels",
                  str(label), "--classes", str(classes), "-o", str(tmp_path / "a.json"),
                  "--device", "cpu"]) == 0

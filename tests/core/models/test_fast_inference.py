@@ -12,7 +12,7 @@ import torch
 from crossearth_sar.core.models.mask2former.head import Mask2FormerHead, set_fast_inference
 from crossearth_sar.core.models.mask2former.ms_deform_attn import deformable_sample, gathered_sample
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "examples" / "Spain_7370579_S1Hand.tif"
 
 

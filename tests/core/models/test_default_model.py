@@ -13,7 +13,7 @@ import rasterio
 from crossearth_sar.core.models import checkpoints
 from crossearth_sar.crossearth_cli import model_description
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 MODEL = REPO / "models" / "ces-s1-water.safetensors"
 CHIP = REPO / "examples" / "Spain_7370579_S1Hand.tif"
 LABEL = REPO / "examples" / "Spain_7370579_LabelHand.tif"

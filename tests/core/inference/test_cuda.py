@@ -13,7 +13,7 @@ import torch
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[3]
 DEMO = ROOT / "examples" / "Spain_7370579_S1Hand.tif"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
