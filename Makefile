@@ -30,7 +30,7 @@ $(STAMP): setup.cfg pyproject.toml requirements/cpu-constraints.txt
 # constraints. Files already in it are kept; .complete is written last.
 wheels: $(WHEELS_STAMP)
 
-$(WHEELS_STAMP): $(STAMP) setup.cfg requirements/cpu-constraints.txt scripts/engine_wheels.py qgis_plugin/engine_setup.py
+$(WHEELS_STAMP): $(STAMP) setup.cfg requirements/cpu-constraints.txt scripts/engine_wheels.py qgis_plugin/engine_plan.py
 	$(PY) scripts/engine_wheels.py $(WHEELS) -c requirements/cpu-constraints.txt
 
 # QGIS 3.22 from Debian (and a virtual display for the desktop test), only when missing.

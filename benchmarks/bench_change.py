@@ -1,4 +1,4 @@
-"""Cost of a change run (issue 26) against segmenting its scenes. Prints, never asserts.
+"""Cost of a change run against segmenting its scenes. Prints, never asserts.
 
 Targets: a change run costs no more than segmenting its scenes plus a warp; its peak memory
 stays within 10 % of one ``ces segment`` run on the larger scene.

@@ -1,6 +1,6 @@
 """Peak memory of reading a large labelled scene for training. Prints, never asserts.
 
-``train.data.load_labelled_scenes`` keeps one byte a pixel (the class-index labels); while
+``train.labelled_scenes.load_labelled_scenes`` keeps one byte a pixel (the class-index labels); while
 reading it also holds the raw label band and the image's validity. This script writes a
 synthetic float32 dB scene with a NaN border and a uint8 label raster of the same grid, then
 loads them in a fresh process twice: with the validity read in row bands (the default) and
@@ -49,11 +49,11 @@ def write_pair(folder: Path, size: int, rows: int = 512) -> tuple[Path, Path]:
 
 def child(img: Path, lab: Path, band_pixels: int) -> dict:
     """In a fresh process: load the pair, report the peak RSS (VmHWM) and the labels' size."""
-    from crossearth_sar.train import data
+    from crossearth_sar.train import labelled_scenes
 
     before = peak_rss_mb()
-    data.VALID_BAND_PIXELS = band_pixels
-    scenes, classes = data.load_labelled_scenes([img], [lab])
+    labelled_scenes.VALID_BAND_PIXELS = band_pixels
+    scenes, classes = labelled_scenes.load_labelled_scenes([img], [lab])
     return {"band_pixels": band_pixels, "peak_rss_mb": round(peak_rss_mb(), 1),
             "rss_after_imports_mb": round(before, 1),
             "labels_mb": round(scenes[0].labels.nbytes / 2**20, 1),

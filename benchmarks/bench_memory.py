@@ -1,6 +1,6 @@
 """Peak memory of one training step (forward + loss + backward) of the whole model on the CPU.
 
-Target (issue 4): variant ``s`` at 1 x 3 x 518 x 518 under 8 GB peak resident memory.
+Target: variant ``s`` at 1 x 3 x 518 x 518 under 8 GB peak resident memory.
 The peak is the process's maximum resident set size (``resource.getrusage``), so it includes
 the interpreter, torch and the model's weights and gradients; the figure after building the
 model is printed too.

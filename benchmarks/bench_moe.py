@@ -1,4 +1,4 @@
-"""Forward time of the top-1 MoE backbone over the dense DINOv2 backbone (DESIGN §2).
+"""Forward time of the top-1 MoE backbone over the dense DINOv2 backbone (docs/contracts.md §2).
 
 Sparse dispatch should make top-1 cost about one dense FFN: target ratio <= 1.15.
 Runs dense and MoE alternately (so that load changes hit both), prints the median of each and

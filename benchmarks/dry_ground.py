@@ -1,5 +1,5 @@
 """False water on dry ground: the share of pixels called water where the calibrated
-validation chips hold no labelled water (issue 23's dry-ground row).
+validation chips hold no labelled water (the dry-ground row of the model card).
 
 Dry ground of a chip: every pixel covered by at least one ``--crop`` x ``--crop`` window
 (default 128) whose pixels are all labelled and none of them water. On those pixels, the
@@ -25,8 +25,9 @@ from crossearth_sar.core.models import checkpoints
 from crossearth_sar.core.models.model import input_contract, trained_bands
 from crossearth_sar.core.scene import sar_io
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
-from crossearth_sar.train.data import RASTER_EXTS, expand_paths, pair_files, read_label_raster
 from crossearth_sar.train.evaluate import predict_scene
+from crossearth_sar.train.file_pairing import RASTER_EXTS, expand_paths, pair_files
+from crossearth_sar.train.label_rasters import read_label_raster
 
 ROOT = Path(__file__).resolve().parents[1]
 CLASSES = ROOT / "scripts" / "default_model" / "s1f_classes.yaml"

@@ -51,7 +51,7 @@ if command -v nvidia-smi > /dev/null; then nvidia-smi > "$OUT/nvidia-smi.txt" 2>
 
 # limits add up to 470 s (the suite's budget is 8 minutes)
 if [ -n "$SMOKE" ]; then  # the suite tests itself: the CUDA tests are collected (and skip)
-  step cuda_tests 50 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider tests/test_cuda.py
+  step cuda_tests 50 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider tests/core/inference/test_cuda.py
 else
   step cuda_tests 50 "$PY" -m pytest -q -rs -m cuda -p no:cacheprovider tests/
 fi

@@ -26,7 +26,8 @@ import torch
 from crossearth_sar.core.scene import sar_io
 from crossearth_sar.train import metrics
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
-from crossearth_sar.train.data import RASTER_EXTS, expand_paths, pair_files, read_label_raster
+from crossearth_sar.train.file_pairing import RASTER_EXTS, expand_paths, pair_files
+from crossearth_sar.train.label_rasters import read_label_raster
 
 HERE = Path(__file__).resolve().parents[1] / "scripts" / "default_model"
 SPAIN = ("sen1floods11_spain/Spain_7370579_S1Hand.tif", "sen1floods11_spain/Spain_7370579_LabelHand.tif")

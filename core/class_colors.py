@@ -1,5 +1,5 @@
 """Class colours and the background rule: one home for the polygons, the class raster and
-the preview (issue 25).
+the preview.
 
 * :func:`class_color` ``(name, index) -> "#rrggbb"``: a colour that suits a land-cover name
   when the name says what the class is (water blue, urban red, vegetation green, bare soil

@@ -4,7 +4,7 @@ A message may name parameters of the Python API (``tile``, ``overwrite``, ``pair
 through :func:`parameter`; each face words them in its own terms with
 :meth:`InputError.worded`: the CLI as its flags (``--tile``), a data or suite file as its keys
 (the bare name, which is also what ``str(error)`` gives), QGIS as the dialog's labels (from the
-JSON error event's ``template`` and ``parameters``, docs/interfaces.md).
+JSON error event's ``template`` and ``parameters``, docs/contracts.md §5).
 """
 from __future__ import annotations
 

@@ -137,7 +137,7 @@ def _run(models, images, labels, classes_file, class_field, pair_pattern, tile, 
          overlap, batch, device, json_path, md_path, overwrite, reporter,
          calibrated=None) -> dict:
     from ..core.inference.window_grid import check_tiling
-    from ..core.scene.sar_io import parse_bands
+    from ..core.scene.contracts import parse_bands
 
     if overlap is None:
         overlap = min(128, tile // 4)

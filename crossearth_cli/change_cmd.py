@@ -1,5 +1,5 @@
 """``ces change AFTER --before REF [--before REF ...] -o OUT``: flood extent from a
-before/after pair (issue 26; core/change/detect.py, docs/interfaces.md)."""
+before/after pair (core/change/detect.py, docs/interfaces.md)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -77,9 +77,9 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
     """
     reporter = Reporter(progress_mode)
     try:
-        from ..core.scene import sar_io
+        from ..core.scene import contracts
 
-        open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
+        open_options = dict(domain=domain, bands=contracts.parse_bands(bands),
                             complex_part=complex_part, calibrated=calibrated)
         if overlap is None:
             overlap = min(128, tile // 4)

@@ -67,15 +67,16 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
     """
     from ..core.atomic import check_writable
     from ..core.errors import InputError
-    from ..core.scene import raster_check, sar_io
+    from ..core.products.outputs import RASTER_EXTENSIONS
+    from ..core.scene import contracts, raster_check, sar_io
 
-    if output.suffix.lower() not in (".tif", ".tiff"):   # core.inference.pipeline.RASTER_EXTENSIONS (no torch here)
+    if output.suffix.lower() not in RASTER_EXTENSIONS:
         raise InputError(f"{output}: the descriptor map is a GeoTIFF (.tif or .tiff)")
     raster_check.check_file(scene)   # full-resolution pixels, not only the overviews
     reporter = Reporter(progress_mode)
     if tile is None:
         tile = default_tile(scene)
-    band_specs = sar_io.parse_bands(bands)
+    band_specs = contracts.parse_bands(bands)
     try:  # bad input is reported before torch is imported (a second, not several)
         check_writable(output, overwrite)
         with sar_io.open_scene(scene, domain=domain, bands=band_specs, complex_part=complex_part,

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import click
 
-from ..core.scene import sar_io
+from ..core.scene import contracts, sar_io
 from .reporting import flag
+from .scene_description import describe_scene
 from .scene_options import calibrated_option, domain_option
 
 MODEL_SUFFIXES = (".safetensors",)
@@ -19,7 +20,7 @@ MODEL_SUFFIXES = (".safetensors",)
 @domain_option
 @calibrated_option
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV,VH or 1,2.")
-@click.option("--complex", "complex_part", type=click.Choice(sar_io.COMPLEX_PARTS),
+@click.option("--complex", "complex_part", type=click.Choice(contracts.COMPLEX_PARTS),
               default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
 def info(path: Path, as_json: bool, domain, calibrated, bands, complex_part) -> None:
     """Describe a SAR scene (size, bands, CRS, pixel size, domain, calibration, nodata) or a
@@ -46,11 +47,11 @@ def info(path: Path, as_json: bool, domain, calibrated, bands, complex_part) -> 
     from ..core.scene import raster_check
 
     raster_check.check_file(path)   # full-resolution pixels, not only the overviews
-    with sar_io.open_scene(path, domain=domain, bands=sar_io.parse_bands(bands),
+    with sar_io.open_scene(path, domain=domain, bands=contracts.parse_bands(bands),
                            complex_part=complex_part, calibrated=calibrated) as scene:
         described = scene.info(flag)
     if as_json:
         click.echo(json.dumps(described))
     else:
-        for line in sar_io.describe_info(described):
+        for line in describe_scene(described):
             click.echo(line)

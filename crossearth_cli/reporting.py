@@ -1,4 +1,4 @@
-"""Turn the core's progress callback into tqdm bars or JSON lines (DESIGN §5).
+"""Turn the core's progress callback into tqdm bars or JSON lines (docs/contracts.md §5).
 
 JSON mode prints one object per line on stdout::
 
@@ -107,7 +107,7 @@ def error_text(error: BaseException) -> str:
 def error_event(error: BaseException | str) -> dict[str, Any]:
     """The JSON ``error`` event of an error: its message in the CLI's words; for an InputError
     that names parameters also ``template`` (the message with each parameter as ``{name}``)
-    and ``parameters`` (their names), for other faces to word them (docs/interfaces.md)."""
+    and ``parameters`` (their names), for other faces to word them (docs/contracts.md §5)."""
     event: dict[str, Any] = {"event": "error", "message": error if isinstance(error, str)
                              else error_text(error)}
     if isinstance(error, InputError) and error.parameters:

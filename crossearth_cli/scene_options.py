@@ -2,7 +2,7 @@
 
 ``--domain``: one of core.scene.sar_io.DOMAIN_CHOICES (quicklook, linear, db, complex, and the
 linear kinds power / amplitude), or detected. ``--calibrated auto|yes|no`` (input contract 3,
-docs/interfaces.md): auto detects whether the scene holds calibrated backscatter; yes / no
+docs/contracts.md §3): auto detects whether the scene holds calibrated backscatter; yes / no
 override it. :func:`calibrated_value` turns the choice into open_scene's None / True / False.
 """
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Optional
 
 import click
 
-from ..core.scene import sar_io
+from ..core.scene import contracts
 
-DOMAIN_CHOICE = click.Choice(list(sar_io.DOMAIN_CHOICES))
-CALIBRATED_CHOICE = click.Choice(list(sar_io.CALIBRATED_CHOICES))
+DOMAIN_CHOICE = click.Choice(list(contracts.DOMAIN_CHOICES))
+CALIBRATED_CHOICE = click.Choice(list(contracts.CALIBRATED_CHOICES))
 DOMAIN_HELP = ("Override the detected value domain (power / amplitude: linear data of that "
                "kind).")
 CALIBRATED_HELP = ("Whether the scene holds calibrated backscatter (sigma0 / gamma0 in dB, "
@@ -24,7 +24,7 @@ CALIBRATED_HELP = ("Whether the scene holds calibrated backscatter (sigma0 / gam
 
 def calibrated_value(choice: Optional[str]) -> Optional[bool]:
     """"auto" / None -> None (detect), "yes" -> True, "no" -> False."""
-    return sar_io.CALIBRATED_CHOICES[(choice or "auto").lower()]
+    return contracts.CALIBRATED_CHOICES[(choice or "auto").lower()]
 
 
 def domain_option(f):

@@ -1,4 +1,4 @@
-"""``ces segment SCENE... -o OUT``: SAR scenes to land-cover polygons (DESIGN §5, §6)."""
+"""``ces segment SCENE... -o OUT``: SAR scenes to land-cover polygons (docs/contracts.md §5, §6)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -94,28 +94,23 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
     """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written).
 
     Scenes and output names are checked before torch is imported (a bad input is reported
-    in well under a second); the checks that need core.inference.pipeline come after."""
+    in well under a second)."""
     from ..core.atomic import check_writable
-    from ..core.products import preview, vectorize
+    from ..core.products import outputs, preview, vectorize
     from ..core.scene import raster_check, sar_io
 
     for job in plan:
-        vectorize.vector_format(job["vector"])
         ow = job.get("overwrite", overwrite)
+        vectorize.vector_format(job["vector"])
         check_writable(job["vector"], ow)
         if job["preview"] is not None:
             check_writable(preview.check_path(job["preview"]), ow)
+        for key in ("raster", "confidence"):
+            outputs.check_raster_path(job[key], ow)   # .tif / .tiff
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
-        with sar_io.open_scene(job["scene"], **open_options):
-            pass
-    from ..core.inference import pipeline  # imports torch
-
-    for job in plan:
-        for key in ("raster", "confidence"):
-            pipeline.check_raster_path(job[key], job.get("overwrite", overwrite))   # .tif / .tiff
         with sar_io.open_scene(job["scene"], **open_options) as scene:
-            pipeline.sieve_pixels(scene, min_area)
+            outputs.sieve_pixels(scene, min_area)
 
 
 def _summary_lines(result: dict) -> list[str]:
@@ -174,9 +169,9 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
     ranks = None
     try:
         from ..core.inference import scene_ranks, window_grid as windows
-        from ..core.scene import sar_io
+        from ..core.scene import contracts
 
-        open_options = dict(domain=domain, bands=sar_io.parse_bands(bands),
+        open_options = dict(domain=domain, bands=contracts.parse_bands(bands),
                             complex_part=complex_part, calibrated=calibrated)
         if overlap is None:
             overlap = min(128, tile // 4)

@@ -123,7 +123,7 @@ def training_options(mode: str):
 def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mode: str,
          variant: Optional[str] = None) -> None:
     from ..core.errors import InputError
-    from ..core.scene.sar_io import parse_bands
+    from ..core.scene.contracts import parse_bands
     from ..train.finetune import run_training
     from ..train.hyperparameters import TrainConfig
 
@@ -281,7 +281,7 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     from ..core.atomic import atomic_output, check_writable
     from ..core.errors import InputError, parameter
     from ..core.models import model_header
-    from ..core.scene.sar_io import parse_bands
+    from ..core.scene.contracts import parse_bands
 
     if model is not None:
         model_header.read_config(model)   # a corrupt model is refused before torch loads

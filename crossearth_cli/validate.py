@@ -59,7 +59,7 @@ def check_rasters(*groups) -> None:
     --images / --labels style ``groups`` (files, folders, globs) has readable full-resolution
     pixels (core.scene.raster_check); vector labels are left to their reader."""
     from ..core.scene import raster_check
-    from ..train.data import expand_paths, is_vector
+    from ..train.file_pairing import expand_paths, is_vector
 
     for items in groups:
         if items:

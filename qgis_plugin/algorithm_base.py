@@ -380,7 +380,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
                       classes: Optional[list[dict]] = None, name: Optional[str] = None) -> None:
         """Apply the style stored with ``path`` when Processing loads it (for a vector format
         that stores none, the categorized style of ``classes``), and name the layer ``name``
-        (core.products.class_raster.layer_name)."""
+        (core.products.layer_style.layer_name)."""
         if path and context.willLoadLayerOnCompletion(path):
             details = context.layerToLoadOnCompletionDetails(path)
             if name:

@@ -1,6 +1,6 @@
 """The ``ces`` command lines of the Processing algorithms, built from plain values (the way
 QGIS's own GDAL algorithms build theirs in ``getConsoleCommands``): no qgis, no engine, so each
-is unit-tested on its own (tests/test_qgis_arguments.py). An algorithm reads its dialog into
+is unit-tested on its own (tests/qgis/test_qgis_arguments.py). An algorithm reads its dialog into
 these values and runs the result with ``ces COMMAND ARGS --progress json``.
 
 Each function returns the arguments after the command name, as strings. Optional values that

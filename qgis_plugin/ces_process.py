@@ -2,9 +2,10 @@
 
 The provider never imports torch: every algorithm builds a ``ces ... --progress json``
 command line and hands it to :func:`run_ces`, which runs it with :class:`QProcess`, turns the
-JSON lines of DESIGN §5 into progress (every window) and stage text (once per stage), errors
-into one :class:`QgsProcessingException` (Processing shows it, once), and a Cancel into SIGINT (then SIGKILL) within 5 s, after
-which nothing is left at the output paths.
+JSON lines of the progress protocol (docs/contracts.md §5) into progress (every window) and
+stage text (once per stage), errors into one :class:`QgsProcessingException` (Processing shows
+it, once), and a Cancel into SIGINT (then SIGKILL) within 5 s, after which nothing is left at
+the output paths. The engine it runs is found by engine_lookup (never engine_installer).
 """
 from __future__ import annotations
 
@@ -81,12 +82,12 @@ def is_python_interpreter(path: str) -> bool:
 
 def resolve_ces(configured: Optional[str], engines_root: Optional[str] = None) -> CesCommand:
     """The ``ces`` command: the explicit setting (or the ``CES_EXECUTABLE`` environment
-    variable), else the managed engine of this plugin's version (engine_setup), else ``ces``
+    variable), else the managed engine of this plugin's version (engine_lookup), else ``ces``
     on PATH, else a managed engine of another version (run_ces then says what to do). A
     Python interpreter (setting or engine) runs ``python -I -m`` the CLI module.
     Raises QgsProcessingException (saying how to set one up) when nothing usable is found.
     """
-    from . import engine_setup
+    from . import engine_lookup
 
     value = (configured or "").strip() or os.environ.get(ENV_CES_EXECUTABLE, "").strip()
     if value:
@@ -104,12 +105,12 @@ def resolve_ces(configured: Optional[str], engines_root: Optional[str] = None) -
             raise QgsProcessingException(
                 f"The ces executable '{value}' is not executable. {HOW_TO_SET}")
     else:
-        root = engine_setup.engines_root(engines_root) if engines_root \
-            else engine_setup.configured_engines_root()
-        engine = engine_setup.managed_engine(root=root)
+        root = engine_lookup.engines_root(engines_root) if engines_root \
+            else engine_lookup.configured_engines_root()
+        engine = engine_lookup.managed_engine(root=root)
         path = shutil.which("ces") if engine is None else None
         if engine is None and path is None:   # an engine of another version (it will say so)
-            engine = engine_setup.managed_engine(None, root=root)
+            engine = engine_lookup.managed_engine(None, root=root)
         if engine is not None:
             return CesCommand(str(engine.python), ["-I", "-m", CLI_MODULE], engine.version)
         if path is None:
@@ -136,7 +137,7 @@ def engine_version(ces: CesCommand, timeout: float = 20.0) -> Optional[str]:
     if key not in _VERSIONS:
         import subprocess
 
-        from .engine_setup import engine_environment
+        from .engine_lookup import engine_environment
 
         try:
             done = subprocess.run([ces.program, *ces.arguments(["--version"])],
@@ -384,7 +385,7 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
     args = [str(a) for a in args]
     ces = ces or resolve_ces(configured_executable)
     from ..version import __version__
-    from .engine_setup import engine_environment
+    from .engine_lookup import engine_environment
 
     advice = version_advice(engine_version(ces), __version__)
     if advice:

@@ -1,4 +1,4 @@
-"""Flood extent from a before/after pair (``ces change``; issue 26).
+"""Flood extent from a before/after pair (``ces change``).
 
 :class:`ChangeAlgorithm` reads the dialog into the values of
 ``ces_arguments.change_arguments`` (tested without an engine), runs ``ces``, and styles and
@@ -15,7 +15,8 @@ from qgis.core import (
 )
 
 from ..core.change.classes import change_classes
-from ..core.products.class_raster import layer_name, raster_classes
+from ..core.products.class_raster import raster_classes
+from ..core.products.layer_style import layer_name
 from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
 from .ces_arguments import change_arguments
 from .class_style import model_classes

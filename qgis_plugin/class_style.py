@@ -1,7 +1,7 @@
 """Styles of the result layers, read from a model file without torch.
 
 A CrossEarth-SAR ``.safetensors`` file starts with an 8-byte little-endian header length and
-a JSON header whose ``__metadata__["crossearth_sar"]`` is the model config (DESIGN §4), with
+a JSON header whose ``__metadata__["crossearth_sar"]`` is the model config (docs/contracts.md §4), with
 ``classes`` [{"name", "value", "color": "#rrggbb"}]. The class raster of ``ces segment`` holds
 the values of core.products.class_raster.raster_classes (the label values when they fit 0..254, else the
 class indices 0..K-1; 255 = no data); it gets a paletted style saved beside it (``NAME.qml``,
@@ -29,9 +29,11 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 from qgis.PyQt.QtXml import QDomDocument
 
+from ..core.class_colors import is_background
 from ..core.errors import InputError
 from ..core.models import model_header
-from ..core.products.class_raster import categorized_qml, is_background, raster_classes
+from ..core.products.class_raster import raster_classes
+from ..core.products.layer_style import categorized_qml
 
 METADATA_KEY = model_header.METADATA_KEY
 # Confidence 0..1: red (unsure) through pale yellow to green (sure).

@@ -1,5 +1,5 @@
 """The "Set up CrossEarth-SAR engine" Processing algorithm (also for ``qgis_process``): builds
-the engine of engine_setup.py with the dialog's progress bar, log and Cancel."""
+the engine of engine_installer.py with the dialog's progress bar, log and Cancel."""
 from __future__ import annotations
 
 import os
@@ -17,19 +17,9 @@ from qgis.core import (
 
 from ..version import __version__
 from .algorithm_base import CesAlgorithm
-from .engine_setup import (
-    BACKEND_CHOICES,
-    CUDA_BACKEND,
-    DOWNLOAD_MB,
-    ENGINE_SIZE_MB,
-    SETTING_ENGINE_HOME,
-    EngineError,
-    EngineInstaller,
-    choose_backend,
-    configured_engines_root,
-    doctor_summary,
-    engines_root,
-)
+from .engine_installer import DOWNLOAD_MB, ENGINE_SIZE_MB, EngineInstaller, doctor_summary
+from .engine_lookup import SETTING_ENGINE_HOME, configured_engines_root, engines_root
+from .engine_plan import BACKEND_CHOICES, CUDA_BACKEND, EngineError, choose_backend
 
 BACKEND_OPTIONS = ["auto (CUDA when nvidia-smi finds a GPU)", "cpu", f"cuda ({CUDA_BACKEND})"]
 
@@ -54,7 +44,7 @@ the engine folder (install.log).</p>
 
 
 class EngineSetupAlgorithm(CesAlgorithm):
-    """Runs engine_setup.EngineInstaller; outputs the engine folder and the check report."""
+    """Runs engine_installer.EngineInstaller; outputs the engine folder and the check report."""
     NAME = "setup_engine"
     DISPLAY_NAME = "Set up CrossEarth-SAR engine"
     GROUP = "Setup"

@@ -228,8 +228,8 @@ class FinetuneAlgorithm(CesAlgorithm):
 
 def models_folder() -> str:
     """The folder where fine-tuned models are kept by default: ``models`` beside the engines
-    (engine_setup.configured_engines_root(), e.g. ~/.local/share/CrossEarth-SAR/models)."""
-    from .engine_setup import configured_engines_root
+    (engine_lookup.configured_engines_root(), e.g. ~/.local/share/CrossEarth-SAR/models)."""
+    from .engine_lookup import configured_engines_root
 
     return str(configured_engines_root().parent / "models")
 

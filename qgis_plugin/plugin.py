@@ -1,5 +1,5 @@
 """The QGIS plugin object: registers the CrossEarth-SAR Processing provider and, in the
-desktop, the Plugins-menu action "Set up CrossEarth-SAR engine" (engine_setup.py, run as a
+desktop, the Plugins-menu action "Set up CrossEarth-SAR engine" (engine_installer.py, run as a
 QgsTask with progress and Cancel in QGIS's task bar)."""
 from __future__ import annotations
 
@@ -72,14 +72,9 @@ class CrossEarthSARPlugin:
         from qgis.PyQt.QtWidgets import QMessageBox
 
         from ..version import __version__
-        from .engine_setup import (
-            DOWNLOAD_MB,
-            ENGINE_SIZE_MB,
-            EngineInstaller,
-            configured_engines_root,
-            detect_backend,
-            make_setup_task,
-        )
+        from .engine_installer import DOWNLOAD_MB, ENGINE_SIZE_MB, EngineInstaller, make_setup_task
+        from .engine_lookup import configured_engines_root
+        from .engine_plan import detect_backend
 
         root = configured_engines_root()
         backend = detect_backend()
@@ -101,7 +96,7 @@ class CrossEarthSARPlugin:
         from qgis.core import Qgis
         from qgis.PyQt.QtWidgets import QMessageBox
 
-        from .engine_setup import doctor_summary
+        from .engine_installer import doctor_summary
 
         self.task = None
         if engine is not None:

@@ -6,7 +6,7 @@ from qgis.core import (
     QgsProcessingParameterRasterLayer,
 )
 
-from ..core.products.class_raster import layer_name
+from ..core.products.layer_style import layer_name
 from .algorithm_base import (
     CALIBRATED,
     EMBEDDED_MODEL_HINT,

@@ -4,7 +4,7 @@
 repository (``make wheels`` runs it with .venv's Python into .wheels/); needs only pip.
 
 Downloads, as wheels only (``pip download --only-binary=:all:``), everything an offline
-setup installs (engine_setup.offline_requirements(): the packaging tools, PyTorch and the
+setup installs (engine_plan.offline_requirements(): the packaging tools, PyTorch and the
 install_requires of setup.cfg) for the Python running this script (its version and
 platform; pass ``--python-version``/``--platform`` for another computer). pip's configured
 index is used, and options after DIR go to pip (e.g. ``-c requirements/cpu-constraints.txt``).
@@ -31,24 +31,24 @@ def install_requires(setup_cfg: Path = ROOT / "setup.cfg") -> list[str]:
             if line.strip()]
 
 
-def _engine_setup():
-    """qgis_plugin/engine_setup.py of this folder (imported as crossearth_sar, whatever the
+def _engine_plan():
+    """qgis_plugin/engine_plan.py of this folder (imported as crossearth_sar, whatever the
     folder's name; standard library only, like the module)."""
     spec = importlib.util.spec_from_file_location("crossearth_sar", ROOT / "__init__.py",
                                                   submodule_search_locations=[str(ROOT)])
     package = importlib.util.module_from_spec(spec)
     sys.modules["crossearth_sar"] = package
     spec.loader.exec_module(package)
-    from crossearth_sar.qgis_plugin import engine_setup
+    from crossearth_sar.qgis_plugin import engine_plan
 
-    return engine_setup
+    return engine_plan
 
 
 def main(argv: list[str]) -> int:
     if not argv or argv[0].startswith("-"):
         print("usage: python3 scripts/engine_wheels.py DIR [pip download options]", file=sys.stderr)
         return 2
-    offline_requirements = _engine_setup().offline_requirements
+    offline_requirements = _engine_plan().offline_requirements
     folder, pip_options = Path(argv[0]), argv[1:]
     folder.mkdir(parents=True, exist_ok=True)
     (folder / COMPLETE).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""A real before/after pair whose truth is known, for the change tests (issue 26).
+"""A real before/after pair whose truth is known, for the change tests.
 
 The after scene is a crop of the Sen1Floods11 Spain chip (examples/, dB, VV + VH, EPSG:4326).
 The before scene is the same crop with its labelled water replaced by land backscatter of the

@@ -1,8 +1,10 @@
-"""Fixtures and helpers for the QGIS plugin tests: one headless QgsApplication per session,
-Processing initialized, the CrossEarth-SAR provider registered, a throw-away profile.
+"""Helpers for the QGIS plugin tests (their fixtures, one headless QgsApplication per session
+with Processing initialized, the provider registered and a throw-away profile, are in
+tests/qgis/conftest.py): the demo pair, the ``ces`` of this environment, ``qgis_process``,
+the provider's setting, a tiny model, synthetic scenes, a recording feedback, rendering.
 
 Tests import this module after ``pytest.importorskip("qgis.core")``, so they skip only where
-QGIS is absent.
+QGIS is absent; it imports no QGIS module at import time.
 """
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Helpers for the scene-engine tests: synthetic SAR GeoTIFFs and a pointwise stand-in model."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -8,6 +9,10 @@ import numpy as np
 import rasterio
 import torch
 from rasterio.transform import from_origin
+from rasterio.windows import Window
+
+from crossearth_sar.core.products import vectorize
+from crossearth_sar.core.scene.pixel_size import geod_of, is_geographic, unit_factor
 
 
 def write_db_scene(path: Path, width: int, height: int, *, seed: int = 0, crs: str = "EPSG:32630",
@@ -85,3 +90,30 @@ def tiny_model(classes: list[dict]):
     return model.build("ti", experts=2, classes=classes, hidden_dim=32, mask_dim=32,
                        num_queries=8, dec_layers=1, enc_layers=1, dec_ffn_dim=64,
                        enc_ffn_dim=64, enc_heads=4, dec_heads=4)
+
+
+def raster_class_areas_m2(path: str | os.PathLike, band_rows: Optional[int] = None) -> dict[int, float]:
+    """Area in m² of each class value of a class raster (geodesic per row on geographic CRSs)."""
+    totals: dict[int, float] = {}
+    with rasterio.open(path) as src:
+        band_rows = band_rows or vectorize.rows_per_band(src.width)
+        geographic = is_geographic(src.crs)
+        geod = geod_of(src.crs) if geographic else None
+        flat = abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d) \
+            * unit_factor(src.crs) ** 2
+        for r0 in range(0, src.height, band_rows):
+            h = min(band_rows, src.height - r0)
+            arr = src.read(1, window=Window(0, r0, src.width, h))
+            for r in range(h):
+                if geographic:
+                    x0, y0 = src.transform @ (0, r0 + r)
+                    x1, y1 = src.transform @ (1, r0 + r + 1)
+                    ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
+                    area = abs(geod.polygon_area_perimeter(*zip(*ring))[0])
+                else:
+                    area = flat
+                vals, counts = np.unique(arr[r], return_counts=True)
+                for v, n in zip(vals.tolist(), counts.tolist()):
+                    if v != vectorize.NODATA_CLASS:
+                        totals[v] = totals.get(v, 0.0) + n * area
+    return totals

@@ -36,8 +36,10 @@ from ..core.inference.tiler import NODATA_CLASS, resolve_device
 from ..core.models.model import input_contract, trained_bands
 from ..core.progress import ensure
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
-from .data import RASTER_EXTS, SceneCache, expand_paths, load_labelled_scenes
+from .datasets import SceneCache
 from .evaluate import predict_scene
+from .file_pairing import RASTER_EXTS, expand_paths
+from .labelled_scenes import load_labelled_scenes
 from .markdown import pct, table
 from .metrics import confusion_matrix, iou_per_class, summarize
 

@@ -2,7 +2,7 @@
 
 A sample is a dict of numpy arrays: x float32 [3, h, w] (0..1 model input), phys float32
 [h, w] (x's first channel, for the descriptors), valid bool [h, w], target uint8 [h, w].
-Random crops are chosen by :func:`train.data.choose_window`; here:
+Random crops are chosen by :func:`train.crop_sampling.choose_window`; here:
 
 * flips and rot90 (the 8 symmetries of the square);
 * speckle: multiplicative Gamma noise of L looks (mean 1, variance 1/L) on the intensity;
@@ -23,7 +23,7 @@ over the IW swath (1/cos of 29-46° incidence); land backscatter across the swat
 ±1.5 dB (0.1-0.2 dB per degree); the error of an estimated calibration from the water
 fraction of a scene, about 1-2 dB (core/scene/sar_io.py). The gain, log-uniform in
 :data:`GAIN_RANGE`: an estimated calibration maps every scene's 70-95 % quantile span onto
-the same 4 dB (core/sar_io.REFERENCE_DB), while calibrated scenes span 2.1-5.2 dB there (the
+the same 4 dB (REFERENCE_DB, core/scene/contracts.py), while calibrated scenes span 2.1-5.2 dB there (the
 four calibrated chips in ../shared/data: smooth farmland to textured towns and relief), so
 true over estimated contrast lies in about 0.53-1.3. Under input contract 3 the gain acts
 around the land level the estimate anchors (the middle of REFERENCE_DB), so that land
@@ -37,7 +37,7 @@ from typing import Any, Optional
 
 import numpy as np
 
-from ..core.scene.sar_io import REFERENCE_DB
+from ..core.scene.contracts import REFERENCE_DB
 
 QUICKLOOK_SPAN_DB = 25.0   # an 8-bit quicklook is assumed to stretch about 25 dB over 0..255
 #: contrast factor range of the calibration jitter (module doc), drawn log-uniform

@@ -67,7 +67,7 @@ def _run_finetune(suite: Suite, ft: Finetune, out: Path, device: str, progress, 
     resume = (work / "last.safetensors").is_file()
     resumed_from = None
     if resume:
-        from .engine import checkpoint_iteration
+        from .training_loop import checkpoint_iteration
 
         resumed_from = checkpoint_iteration(work / "last.safetensors")
     before = float((_read_json(wall_file) or {}).get("elapsed_s", 0.0))

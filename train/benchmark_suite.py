@@ -44,7 +44,7 @@ cells into the output folder and writes the tables::
 Cell ids end in a digest of everything that defines the cell (the base file's bytes, the
 dataset's files and mapping, the settings), so a rerun reuses finished cells, a changed
 setting makes a new cell, and an interrupted fine-tune continues from its checkpoint
-(train/engine.py ``resume``). IoU in the JSON as fractions, in Markdown and CSV in percent;
+(train/training_loop.py ``resume``). IoU in the JSON as fractions, in Markdown and CSV in percent;
 changes are value minus baseline value, per class and for mIoU.
 """
 from __future__ import annotations
@@ -213,7 +213,7 @@ def _subset(pairs: list, n: Optional[int]) -> list:
 
 def _resolve_dataset(src: Source, where: str) -> Dataset:
     """Explicit image and label lists (paired, subset by ``max_images``)."""
-    from .data import RASTER_EXTS, expand_paths, is_vector, pair_files
+    from .file_pairing import RASTER_EXTS, expand_paths, is_vector, pair_files
 
     n = src.extra.get("max_images")
     if n is not None:
@@ -235,7 +235,8 @@ def _check_dataset(ds: Dataset, where: str) -> int:
     """Every raster readable, every label on its image's grid with known values (the readers
     training and evaluation use); the number of images."""
     from ..core.scene import raster_check
-    from .data import is_vector, load_labelled_scenes
+    from .file_pairing import is_vector
+    from .labelled_scenes import load_labelled_scenes
 
     src = ds.source
     for p in [*src.images, *src.labels]:

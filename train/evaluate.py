@@ -1,6 +1,6 @@
 """Evaluation (paper §5): per-class IoU, mIoU, overall accuracy, confusion matrix, expert use.
 
-Whole images are predicted with the scene engine's blended sliding windows (core/inference/tiler.py)
+Whole images are predicted with the tiler's blended sliding windows (core/inference/tiler.py)
 when they are larger than ``tile``, else in one window; predictions are compared with the
 labels (mapped through the classes: the model's own by label value, or a classes file with
 the same number of classes in the model's class order). Nodata and ignored pixels do not count.
@@ -19,10 +19,12 @@ from ..core.inference.tiler import NODATA_CLASS, resolve_device, run_tiled
 from ..core.models import checkpoints
 from ..core.models.model import input_contract, trained_bands
 from ..core.progress import ensure
-from ..core.scene import sar_io
-from .classes import IGNORE_INDEX, ClassSpec, from_model_classes, load_classes
-from .data import RASTER_EXTS, SceneCache, expand_paths, load_labelled_scenes
+from ..core.scene import pooled
+from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
+from .datasets import SceneCache
 from .expert_stats import expert_report
+from .file_pairing import RASTER_EXTS, expand_paths
+from .labelled_scenes import load_labelled_scenes
 from .metrics import confusion_matrix, summarize
 
 
@@ -61,10 +63,10 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
     stats = calibration = None
     contract = input_contract(model.config)
     if stretch == "source" and contract == 2:
-        stats = sar_io.pooled_statistics(expand_paths(images, "images", RASTER_EXTS),
+        stats = pooled.pooled_statistics(expand_paths(images, "images", RASTER_EXTS),
                                          prefer=preferred, contract=2, **opts)
     elif stretch == "source" and contract >= 3:
-        calibration = sar_io.pooled_calibration(expand_paths(images, "images", RASTER_EXTS),
+        calibration = pooled.pooled_calibration(expand_paths(images, "images", RASTER_EXTS),
                                                 prefer=preferred, **opts)
     scenes, classes = load_labelled_scenes(images, labels, classes, class_field, pair_pattern,
                                            prefer_bands=preferred, stats=stats,
@@ -110,8 +112,3 @@ def predict_scene(model, scene, sink, *, tile: int = 512, overlap: int = 128, ba
 
     run_tiled(scene, predict, len(model.classes), sink, tile=t, overlap=ov, batch=batch,
               device=device)
-
-
-def classes_for(model, classes_file: Optional[str]) -> Optional[ClassSpec]:
-    """The classes file's ClassSpec, or None (the model's own classes)."""
-    return load_classes(classes_file) if classes_file else None

@@ -1,4 +1,4 @@
-"""Evaluation of a change product (issue 26): after images with their reference ("before")
+"""Evaluation of a change product: after images with their reference ("before")
 images and flood labels, scored three ways on the same pixels.
 
 * ``single_date``: the after image's own water (what ``ces evaluate`` without references
@@ -34,7 +34,8 @@ from ..core.models.model import input_contract, trained_bands
 from ..core.progress import ensure
 from ..core.scene import sar_io
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes
-from .data import RASTER_EXTS, expand_paths, load_labelled_scenes, pair_files
+from .file_pairing import RASTER_EXTS, expand_paths, pair_files
+from .labelled_scenes import load_labelled_scenes
 from .markdown import pct, table
 from .metrics import confusion_matrix, summarize
 

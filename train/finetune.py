@@ -2,7 +2,7 @@
 
 :func:`run_training` is shared with continued pre-training (its recipe: train/hyperparameters.py): it reads
 the labelled data, prepares the model from a base checkpoint (a whole model, or an imported
-DINOv2 backbone of kind "backbone"), trains (train/engine.py, DDP under torchrun), stores the
+DINOv2 backbone of kind "backbone"), trains (train/training_loop.py, DDP under torchrun), stores the
 training data's descriptor statistics in the output's config and writes the output
 checkpoint atomically: the best-validation model when validation data is given, else the
 last one.
@@ -26,9 +26,10 @@ from ..core.models.model import build_from_config, model_config, trained_bands
 from ..core.scene.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
-from .data import CropDataset, TileDataset, collate, load_labelled_scenes
-from .engine import TrainConfig, barrier, init_distributed, is_main, train
+from .datasets import CropDataset, TileDataset, collate
+from .labelled_scenes import load_labelled_scenes
 from .sources import load_data_file, load_source_scenes
+from .training_loop import TrainConfig, barrier, init_distributed, is_main, train
 
 
 def freeze_backbone(model) -> None:
@@ -149,8 +150,8 @@ def record_input(model, scenes, open_options: dict) -> None:
     the longest band-name list among the training scenes (e.g. ["VV", "VH"] when dual-pol
     tiles are in the mix), so segment and evaluate pick those bands without flags and fall
     back to the first band (copied 3x) for single-pol scenes."""
-    from ..core.scene import sar_io
-    from .data import SceneCache
+    from ..core.scene import contracts
+    from .datasets import SceneCache
 
     cache, best = SceneCache(size=1, **open_options), None
     seen = set()
@@ -163,10 +164,10 @@ def record_input(model, scenes, open_options: dict) -> None:
         if all(names) and (best is None or len(names) > len(best)) and len(names) <= 2:
             best = [str(n).upper() for n in names]
     cache.close()
-    if model.config["input"].get("contract") != sar_io.INPUT_CONTRACT:
+    if model.config["input"].get("contract") != contracts.INPUT_CONTRACT:
         # a base from before contract 2 saw other descriptor values: today's scaling
         model.config["descriptors"]["scaling"] = copy.deepcopy(DEFAULT_SCALING)
-    model.config["input"]["contract"] = sar_io.INPUT_CONTRACT
+    model.config["input"]["contract"] = contracts.INPUT_CONTRACT
     if best:
         model.config["input"]["bands"] = best
 

@@ -39,7 +39,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.scene import sar_io
+from ..core.scene import contracts, pooled
 from .classes import ClassSpec, _label_values, load_classes, parse_classes, read_document
 
 STRETCHES = ("scene", "source")
@@ -152,10 +152,10 @@ def parse_calibrated(value: Any, where: str) -> Optional[bool]:
     if isinstance(value, bool):
         return value
     key = str(value).strip().lower() if value is not None else "auto"
-    if key not in sar_io.CALIBRATED_CHOICES:
+    if key not in contracts.CALIBRATED_CHOICES:
         raise InputError(f"{where}: calibrated {value!r} is not one of "
-                         f"{', '.join(sar_io.CALIBRATED_CHOICES)}")
-    return sar_io.CALIBRATED_CHOICES[key]
+                         f"{', '.join(contracts.CALIBRATED_CHOICES)}")
+    return contracts.CALIBRATED_CHOICES[key]
 
 
 def _nodata_values(value: Any, where: str) -> list:
@@ -194,11 +194,11 @@ def parse_source(s: Any, i: int, model: ClassSpec, path: Path, what: str = "sour
     if stretch not in STRETCHES:
         raise InputError(f"{where}: stretch {stretch!r} is not one of {', '.join(STRETCHES)}")
     domain = s.get("domain")
-    if domain is not None and domain not in sar_io.DOMAIN_CHOICES:
+    if domain is not None and domain not in contracts.DOMAIN_CHOICES:
         raise InputError(f"{where}: domain {domain!r} is not one of "
-                         f"{', '.join(sar_io.DOMAIN_CHOICES)}")
+                         f"{', '.join(contracts.DOMAIN_CHOICES)}")
     bands = s.get("bands")
-    bands = sar_io.parse_bands(",".join(map(str, bands)) if isinstance(bands, list) else bands)
+    bands = contracts.parse_bands(",".join(map(str, bands)) if isinstance(bands, list) else bands)
     base = path.parent
     return Source(
         name=name, images=_paths(s["images"], base, "images", where),
@@ -256,9 +256,10 @@ def load_data_file(path: os.PathLike | str) -> DataFile:
 
 def load_source_scenes(data: DataFile, prefer_bands=None, complex_part: str = "amplitude",
                        progress=None, log=None) -> list:
-    """Every source's labelled scenes (train.data.LabelledScene) with the source's open
+    """Every source's labelled scenes (train.labelled_scenes.LabelledScene) with the source's open
     options (pooled stretch, bands, domain) and crop weights weight_s / n_s."""
-    from .data import RASTER_EXTS, expand_paths, load_labelled_scenes
+    from .file_pairing import RASTER_EXTS, expand_paths
+    from .labelled_scenes import load_labelled_scenes
 
     out = []
     for src in data.sources:
@@ -267,7 +268,7 @@ def load_source_scenes(data: DataFile, prefer_bands=None, complex_part: str = "a
         try:
             if src.stretch == "source":
                 files = expand_paths(src.images, "images", RASTER_EXTS)
-                calibration = sar_io.pooled_calibration(files, complex_part=complex_part,
+                calibration = pooled.pooled_calibration(files, complex_part=complex_part,
                                                         prefer=prefer_bands, **opts)
             scenes, _ = load_labelled_scenes(
                 src.images, src.labels, src.classes, src.class_field, src.pair_pattern,

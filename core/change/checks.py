@@ -1,4 +1,4 @@
-"""The checks of a before/after pair (issue 26), made before any model work: torch-free, so
+"""The checks of a before/after pair, made before any model work: torch-free, so
 ``ces change`` refuses bad input in well under a second (nothing written).
 
 * :func:`check_distinct`: no file given twice (as the after scene or a reference);

@@ -1,4 +1,4 @@
-"""The classes of a change product (issue 26), from the classes of the model that made it.
+"""The classes of a change product, from the classes of the model that made it.
 
 * A *water model* (one class that is not background, e.g. ces-s1-water's background / water)
   gives :data:`WATER_CHANGE`: ``no water`` 0 (water on neither date; drawn without fill),

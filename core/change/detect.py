@@ -1,4 +1,4 @@
-"""``change_scenes``: flood extent from a before/after pair (issue 26; docs/interfaces.md).
+"""``change_scenes``: flood extent from a before/after pair (docs/interfaces.md).
 
 after scene + one or more reference ("before") scenes → each segmented on its own grid
 (core.inference.pipeline.classify_scene: the SAR is never resampled) → the references' class and
@@ -41,23 +41,14 @@ from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window, transform as window_transform
 
 from ..errors import InputError, ParameterError
-from ..inference.pipeline import (
-    DEFAULT_SIMPLIFY_PIXELS,
-    PathLike,
-    WarningLog,
-    classify_scene,
-    gdal_cache_bytes,
-    output_paths,
-    prepare_model,
-    raster_classes,
-    sieve_pixels,
-    write_outputs,
-)
+from ..inference.pipeline import PathLike, WarningLog, classify_scene, gdal_cache_bytes, prepare_model
 from ..models.model import input_contract, trained_bands
 from ..products import vectorize
-from ..products.class_raster import NODATA_CLASS
+from ..products.class_raster import NODATA_CLASS, raster_classes
+from ..products.outputs import DEFAULT_SIMPLIFY_PIXELS, output_paths, sieve_pixels, write_outputs
 from ..progress import ProgressCallback, ensure
 from ..scene import sar_io
+from ..scene.pixel_size import metres_to_crs_units, pixel_area_m2
 from .checks import check_scenes
 from .classes import change_classes, change_lookup, vote_order
 
@@ -212,9 +203,9 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
         raw, conf = tmp / "change_raw.tif", tmp / "change_confidence.tif"
         combine(*rasters[-1], rasters[:-1], classes, raw, conf, progress=progress)
         crs, transform, width, height = grid
-        px_size = math.sqrt(max(vectorize.pixel_area_m2(crs, transform, width, height), 1e-12))
+        px_size = math.sqrt(max(pixel_area_m2(crs, transform, width, height), 1e-12))
         simplify_m = DEFAULT_SIMPLIFY_PIXELS * px_size if simplify is None else float(simplify)
-        tolerance = vectorize.metres_to_crs_units(simplify_m, crs, transform, width, height)
+        tolerance = metres_to_crs_units(simplify_m, crs, transform, width, height)
         sieved = tmp / "change.tif"
         vectorize.sieve_raster(raw, sieved, min_pixels, progress=progress)
         def draw(path):

@@ -13,7 +13,6 @@ Outputs (all written atomically, all or none):
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import tempfile
@@ -24,27 +23,23 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import rasterio
-import rasterio.shutil
 import torch
 from rasterio.windows import Window
 
-from ..atomic import atomic_output, check_writable
-from ..errors import InputError, ParameterError, bare, parameter, word_parameters
+from ..errors import InputError, bare, word_parameters
 from ..models import cpu_streams
 from ..models.model import input_contract, trained_bands
 from ..products import vectorize
 from ..products.class_raster import raster_classes  # noqa: F401 (also part of this module's API)
+from ..products.outputs import DEFAULT_SIMPLIFY_PIXELS, output_paths, sieve_pixels, write_outputs
 from ..progress import ProgressCallback, ensure
-from ..scene import sar_io
-from ..scene.descriptors import unscale_descriptors
+from ..scene import sar_io, values
+from ..scene.pixel_size import metres_to_crs_units, pixel_area_m2
 from . import tiler
+from .domain_shift import domain_shift_warning
 from .memory import release_free_memory
 
 PathLike = Union[str, os.PathLike]
-DEFAULT_MIN_PIXELS = 4          # --min-area default: regions under 4 pixels are sieved away
-DEFAULT_SIMPLIFY_PIXELS = 0.75  # --simplify default: 3/4 pixel (smooths 1-px stairs, keeps 1-px² bumps)
-RASTER_EXTENSIONS = (".tif", ".tiff")
-SHIFT_Z = 3.0                   # domain-shift warning: scene median this many train stds away
 GDAL_CACHE_MB = (16, 256)       # GDAL block cache while segmenting, MiB: (least, most)
 
 
@@ -62,20 +57,10 @@ def gdal_cache_bytes(scene_path: PathLike) -> int:
             src = rasterio.open(scene_path)
         with src:
             bh, bw = src.block_shapes[0]
-            row = math.ceil(src.width / bw) * bh * bw * sar_io.numpy_dtype(src.dtypes[0]).itemsize
+            row = math.ceil(src.width / bw) * bh * bw * values.numpy_dtype(src.dtypes[0]).itemsize
     except (rasterio.errors.RasterioError, OSError, ValueError):
         return least
     return int(min(max(2 * row, least), most))
-
-
-def check_raster_path(path: Optional[PathLike], overwrite: bool) -> Optional[Path]:
-    """``path`` checked as a raster output (a .tif / .tiff GeoTIFF, writable); None stays None."""
-    if path is None:
-        return None
-    path = Path(path)
-    if path.suffix.lower() not in RASTER_EXTENSIONS:
-        raise InputError(f"{path}: raster outputs are GeoTIFFs (.tif or .tiff)")
-    return check_writable(path, overwrite)
 
 
 class _RasterSink:
@@ -102,73 +87,6 @@ class _RasterSink:
         self.confidence.close()
 
 
-def write_cog(src_path: PathLike, dst_path: PathLike, resampling: str = "nearest") -> None:
-    """Copy a GeoTIFF as a Cloud-Optimized GeoTIFF (tiled 512, deflate, overviews)."""
-    rasterio.shutil.copy(str(src_path), str(dst_path), driver="COG", compress="deflate",
-                         blocksize=512, overview_resampling=resampling, bigtiff="if_safer")
-
-
-def _train_reference(train_stats: dict, names: Sequence[str]):
-    """(mean [3], std [3], p01 [3] or None, p99 [3] or None) from either stats layout, or None.
-
-    Layouts: train.finetune's {"H_DE": {"mean", "std", "p01", "p99"}, "ENL": {...},
-    "R_LR": {...}, "tiles": n}, or {"mean": [3], "std": [3]}.
-    """
-    try:
-        if all(isinstance(train_stats.get(n), dict) for n in names):
-            per = [train_stats[n] for n in names]
-            mean = np.array([float(d["mean"]) for d in per])
-            std = np.array([float(d["std"]) for d in per])
-            lo = np.array([float(d["p01"]) for d in per]) if all("p01" in d for d in per) else None
-            hi = np.array([float(d["p99"]) for d in per]) if all("p99" in d for d in per) else None
-            return mean, std, lo, hi
-        mean = np.asarray(train_stats["mean"], np.float64).reshape(-1)
-        std = np.asarray(train_stats["std"], np.float64).reshape(-1)
-        if mean.size == 3 and std.size == 3:
-            return mean, std, None, None
-    except (KeyError, TypeError, ValueError):
-        pass
-    return None
-
-
-def domain_shift_warning(descriptors: np.ndarray, train_stats: Optional[dict],
-                         names: Sequence[str] = ("H_DE", "ENL", "R_LR"),
-                         z_limit: float = SHIFT_Z,
-                         scaling: Optional[dict] = None) -> Optional[str]:
-    """A warning when the scene's per-tile descriptors [N, 3] sit far from the training data.
-
-    The message gives the far descriptors in the raw units ``ces descriptors`` reports (the
-    scaled values unscaled with ``scaling``, the model's descriptors.scaling): the scene's
-    median tile and the training tiles' 1-99 % range (or mean ± 2 std when no percentiles).
-
-    ``train_stats``: the checkpoint's descriptors.train_stats (scaled descriptors, as the model
-    sees them; see :func:`_train_reference` for the layouts). A descriptor is far when the
-    scene's median tile is more than ``z_limit`` training stds from the training mean and
-    (when known) outside the training 1st..99th percentiles. None when nothing is far or
-    nothing is known.
-    """
-    if not train_stats or descriptors is None or len(descriptors) == 0:
-        return None
-    ref = _train_reference(train_stats, names)
-    if ref is None:
-        return None
-    mean, std, lo, hi = ref
-    scene = np.median(np.asarray(descriptors, np.float64), axis=0)
-    far = np.abs(scene - mean) / np.maximum(std, 1e-6) > z_limit
-    if lo is not None and hi is not None:
-        far &= (scene < lo) | (scene > hi)
-    if not far.any():
-        return None
-    low = lo if lo is not None else mean - 2 * std
-    high = hi if hi is not None else mean + 2 * std
-    raw_scene, raw_lo, raw_hi = (unscale_descriptors(v, scaling) for v in (scene, low, high))
-    parts = [f"{n} {s:.3g} (training tiles {a:.3g}..{b:.3g})"
-             for n, s, a, b, f in zip(names, raw_scene, raw_lo, raw_hi, far) if f]
-    return ("the scene looks unlike the model's training data (median tile descriptors, in "
-            "the units of ces descriptors: " + "; ".join(parts) + "); expect degraded "
-            "results, consider fine-tuning on this kind of SAR")
-
-
 def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> tiler.Predict:
     """The tiler's predict callable for a CrossEarthSAR: descriptors per tile, probabilities.
 
@@ -193,26 +111,6 @@ def make_predict(model: torch.nn.Module, collected: Optional[list] = None) -> ti
     return predict
 
 
-def sieve_pixels(scene: sar_io.SarScene, min_area: Optional[float]) -> int:
-    """The sieve threshold in pixels for ``min_area`` m² (None: DEFAULT_MIN_PIXELS).
-
-    The default shrinks to fit a scene of a few pixels (a 1 x 1 scene is not sieved); an
-    explicit ``min_area`` of the whole scene's area or more would merge every region into
-    one and is refused (ParameterError naming ``min_area`` and the scene's area).
-    """
-    pixels = scene.width * scene.height
-    if min_area is None:
-        return min(DEFAULT_MIN_PIXELS, pixels - 1)
-    px_area = vectorize.pixel_area_m2(scene.crs, scene.transform, scene.width, scene.height)
-    need = int(math.ceil(float(min_area) / max(px_area, 1e-12)))
-    if need > 1 and need >= pixels:
-        raise ParameterError("min_area", f"{min_area:g}",
-                             f"not smaller than the whole scene ({scene.width} x {scene.height} "
-                             f"px, {pixels * px_area:.6g} m²); give a smaller value, or 0 to "
-                             f"keep every pixel", scene.path)
-    return need
-
-
 class WarningLog:
     """A run's warnings: called with a message, it keeps it (``messages``, for the result,
     parameters worded by name) and passes it on to ``warn`` (the CLI's or QGIS's reporter, which
@@ -227,50 +125,6 @@ class WarningLog:
         self.messages.append(word_parameters(message, bare))
         if self.warn is not None:
             self.warn(message)
-
-
-def write_outputs(classes_path: Path, confidence_tmp: Path, classes: Sequence[dict],
-                  out_vector: Path, raster_path: Optional[Path], confidence_path: Optional[Path],
-                  preview_path: Optional[Path], draw: Optional[Callable[[Path], object]], *,
-                  tolerance: float, overwrite: bool, progress: ProgressCallback,
-                  geodesic: bool = False) -> dict:
-    """The outputs of a segmentation or change run, all or none (core.atomic): polygons of
-    the (sieved) class raster, its COG, the confidence COG, and the picture ``draw(path)``
-    makes. Returns core.products.vectorize.vectorize's summary."""
-    with contextlib.ExitStack() as outputs:
-        vec_tmp = outputs.enter_context(atomic_output(out_vector, overwrite))
-        summary = vectorize.vectorize(classes_path, vec_tmp, classes,
-                                      confidence_raster=confidence_tmp, simplify=tolerance,
-                                      progress=progress, geodesic=geodesic)
-        if raster_path is not None:
-            write_cog(classes_path, outputs.enter_context(atomic_output(raster_path, overwrite)))
-        if confidence_path is not None:
-            write_cog(confidence_tmp, outputs.enter_context(
-                atomic_output(confidence_path, overwrite)), resampling="average")
-        if preview_path is not None and draw is not None:
-            draw(outputs.enter_context(atomic_output(preview_path, overwrite)))
-    return summary
-
-
-def output_paths(out_vector: PathLike, raster, confidence, preview, overwrite: bool
-                 ) -> tuple[Path, Optional[Path], Optional[Path], Optional[Path]]:
-    """The output paths of a run checked (formats, writable, all different): vector, class
-    raster, confidence raster, preview; InputError naming the first that fails."""
-    from ..products.preview import check_path
-
-    out_vector = Path(out_vector)
-    vectorize.vector_format(out_vector)
-    check_writable(out_vector, overwrite)
-    raster_path = check_raster_path(raster, overwrite)
-    confidence_path = check_raster_path(confidence, overwrite)
-    preview_path = None if preview is None else check_writable(check_path(preview), overwrite)
-    finals = [p.resolve() for p in (out_vector, raster_path, confidence_path, preview_path)
-              if p is not None]
-    if len(set(finals)) != len(finals):
-        raise InputError(f"{out_vector}: the vector, {parameter('raster')}, "
-                         f"{parameter('confidence')} and {parameter('preview')} "
-                         f"outputs must differ")
-    return out_vector, raster_path, confidence_path, preview_path
 
 
 def prepare_model(model: Union[torch.nn.Module, PathLike], device: str
@@ -366,11 +220,11 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
             warning(w)
         if scene.nodata_fraction >= 1.0:
             raise InputError(f"{scene_path}: contains no valid pixel (entirely nodata)")
-        px_area = vectorize.pixel_area_m2(scene.crs, scene.transform, scene.width, scene.height)
+        px_area = pixel_area_m2(scene.crs, scene.transform, scene.width, scene.height)
         min_pixels = sieve_pixels(scene, min_area)
         px_size = math.sqrt(max(px_area, 1e-12))
         simplify_m = DEFAULT_SIMPLIFY_PIXELS * px_size if simplify is None else float(simplify)
-        tolerance = vectorize.metres_to_crs_units(simplify_m, scene.crs, scene.transform,
+        tolerance = metres_to_crs_units(simplify_m, scene.crs, scene.transform,
                                                   scene.width, scene.height)
         folder = out_vector.parent if str(out_vector.parent) else Path(".")
         with tempfile.TemporaryDirectory(prefix=".ces-segment-", dir=folder) as tmp:

@@ -26,11 +26,10 @@ import numpy as np
 import torch
 from rasterio.windows import Window
 
+from ..products.class_raster import NODATA_CLASS
 from ..progress import ProgressCallback, ensure
 from .devices import resolve_device  # noqa: F401 (the tiler's API)
 from .window_grid import check_tiling, tile_windows, window_starts  # noqa: F401 (the tiler's API)
-
-NODATA_CLASS = 255
 
 # predict(x [B,3,h,w], phys [B,h,w], valid [B,h,w]) -> probabilities [B,K,h,w] (sum 1 over K)
 Predict = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

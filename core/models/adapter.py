@@ -1,4 +1,4 @@
-"""Earth-Adapter: parameter-efficient fine-tuning of a frozen backbone (issue 17; the
+"""Earth-Adapter: parameter-efficient fine-tuning of a frozen backbone (the
 Earth-Adapter / CrossEarth design, written from its published description).
 
 After every backbone block l, the patch tokens P [B, N, C] on their grid (h, w) (not the

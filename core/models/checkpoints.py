@@ -1,4 +1,4 @@
-"""Checkpoints (DESIGN §4): one ``.safetensors`` file = tensors + a JSON config. The DINOv2
+"""Checkpoints (docs/contracts.md §4): one ``.safetensors`` file = tensors + a JSON config. The DINOv2
 importers are in core/models/dinov2_import.py, the description ``ces info`` prints in
 crossearth_cli/model_description.py.
 

@@ -1,4 +1,4 @@
-"""Import DINOv2 backbones (DESIGN §4): an official DINOv2 ``.pth`` or a HuggingFace
+"""Import DINOv2 backbones (docs/contracts.md §4): an official DINOv2 ``.pth`` or a HuggingFace
 ``Dinov2Model`` / ``Dinov2WithRegistersModel`` checkpoint becomes a CrossEarth-SAR backbone whose
 every FFN is upcycled into a mixture of experts (copies of the DINOv2 FFN, routers with a small
 random init). Third-party ``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)``;

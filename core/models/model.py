@@ -16,7 +16,7 @@ from torch import nn
 
 from ..class_colors import HEX_COLOR, class_color
 from ..scene import descriptors as descriptors_mod
-from ..scene.sar_io import INPUT_CONTRACT
+from ..scene.contracts import INPUT_CONTRACT
 from . import cpu_streams
 from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid

@@ -1,4 +1,4 @@
-"""Physics-guided sparse mixture-of-experts FFN (paper §3.3, DESIGN §2).
+"""Physics-guided sparse mixture-of-experts FFN (paper §3.3, docs/contracts.md §2).
 
 Router: pi = softmax(W_r [Z || S] + b_r) over ``n`` experts, S = the tile's 3 scaled descriptors
 repeated over its tokens. Each token goes to its top-k experts; gates are renormalized over

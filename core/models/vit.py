@@ -1,4 +1,4 @@
-"""DINOv2 ViT (patch 14) whose FFNs are physics-guided sparse MoEs (DESIGN §2).
+"""DINOv2 ViT (patch 14) whose FFNs are physics-guided sparse MoEs (docs/contracts.md §2).
 
 Parameter names follow the official DINOv2 code (``blocks.N.attn.qkv.weight``, ``ls1.gamma``,
 ...) except the FFNs: ``blocks.N.mlp.router.*`` and ``blocks.N.mlp.experts.E.fc1.*``

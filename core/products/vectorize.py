@@ -1,4 +1,4 @@
-"""Class raster → clean land-cover polygons → a vector file (DESIGN §6).
+"""Class raster → clean land-cover polygons → a vector file (docs/contracts.md §6).
 
 Steps, each streaming over the raster in bands of rows (memory O(width × band), never the
 whole scene):
@@ -30,9 +30,10 @@ from rasterio.windows import Window
 
 from ..errors import InputError
 from ..progress import ProgressCallback, ensure
-from . import class_raster as qgis_style
+from ..scene.pixel_size import geod_of, is_geographic, unit_factor
+from . import layer_style
+from .class_raster import NODATA_CLASS
 
-NODATA_CLASS = 255
 LAYER = "landcover"
 # GeoPackage 1.2: read without warnings by the GDAL of QGIS 3.22 (GDAL >= 3.3 writes 1.4 by
 # default, which older GDALs report as only partially supported).
@@ -64,80 +65,6 @@ def vector_format(path: str | os.PathLike) -> str:
             raise InputError(f"{path}: GeoParquet output needs the pyarrow package "
                              f"(pip install pyarrow), or use .gpkg") from None
     return VECTOR_FORMATS[ext]
-
-
-# -- geometry of the grid ------------------------------------------------------------------
-def _is_geographic(crs) -> bool:
-    return crs is not None and bool(getattr(crs, "is_geographic", False))
-
-
-def _geod(crs):
-    import pyproj
-
-    return pyproj.CRS.from_user_input(crs.to_wkt()).get_geod()
-
-
-def _unit_factor(crs) -> float:
-    """Metres per CRS linear unit (1 when unknown)."""
-    if crs is None:
-        return 1.0
-    try:
-        return float(crs.linear_units_factor[1])
-    except Exception:
-        return 1.0
-
-
-def pixel_size_m(crs, transform, width: int, height: int) -> tuple[float, float]:
-    """(x, y) size in metres of the pixel at the scene centre (CRS units when no CRS)."""
-    if _is_geographic(crs):
-        geod = _geod(crs)
-        cx, cy = transform @ (width / 2.0, height / 2.0)
-        ex, ey = transform @ (width / 2.0 + 1, height / 2.0)
-        sx, sy = transform @ (width / 2.0, height / 2.0 + 1)
-        return (geod.inv(cx, cy, ex, ey)[2], geod.inv(cx, cy, sx, sy)[2])
-    f = _unit_factor(crs)
-    return (math.hypot(transform.a, transform.d) * f, math.hypot(transform.b, transform.e) * f)
-
-
-def pixel_area_m2(crs, transform, width: int, height: int) -> float:
-    """Area in m² of the pixel at the scene centre."""
-    sx, sy = pixel_size_m(crs, transform, width, height)
-    return sx * sy
-
-
-def metres_to_crs_units(metres: float, crs, transform, width: int, height: int) -> float:
-    """A length in metres as CRS units (degrees on geographic CRSs, at the scene centre)."""
-    if _is_geographic(crs):
-        sx, _ = pixel_size_m(crs, transform, width, height)
-        return metres / max(sx, 1e-12) * math.hypot(transform.a, transform.d)
-    return metres / _unit_factor(crs)
-
-
-def raster_class_areas_m2(path: str | os.PathLike, band_rows: Optional[int] = None) -> dict[int, float]:
-    """Area in m² of each class value of a class raster (geodesic per row on geographic CRSs)."""
-    totals: dict[int, float] = {}
-    with rasterio.open(path) as src:
-        band_rows = band_rows or rows_per_band(src.width)
-        geographic = _is_geographic(src.crs)
-        geod = _geod(src.crs) if geographic else None
-        flat = abs(src.transform.a * src.transform.e - src.transform.b * src.transform.d) \
-            * _unit_factor(src.crs) ** 2
-        for r0 in range(0, src.height, band_rows):
-            h = min(band_rows, src.height - r0)
-            arr = src.read(1, window=Window(0, r0, src.width, h))
-            for r in range(h):
-                if geographic:
-                    x0, y0 = src.transform @ (0, r0 + r)
-                    x1, y1 = src.transform @ (1, r0 + r + 1)
-                    ring = [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
-                    area = abs(geod.polygon_area_perimeter(*zip(*ring))[0])
-                else:
-                    area = flat
-                vals, counts = np.unique(arr[r], return_counts=True)
-                for v, n in zip(vals.tolist(), counts.tolist()):
-                    if v != NODATA_CLASS:
-                        totals[v] = totals.get(v, 0.0) + n * area
-    return totals
 
 
 # -- raster steps --------------------------------------------------------------------------
@@ -246,7 +173,7 @@ def polygon_areas_m2(geoms: np.ndarray, crs, geodesic: bool = False) -> np.ndarr
     """Areas in m²: geodesic (the CRS's ellipsoid) on geographic CRSs, else planar; with
     ``geodesic``, geodesic in projected CRSs too (the polygons taken to the CRS's geodetic
     CRS first)."""
-    if crs is not None and geodesic and not _is_geographic(crs):
+    if crs is not None and geodesic and not is_geographic(crs):
         import pyproj
 
         projected = pyproj.CRS.from_user_input(crs.to_wkt())
@@ -254,9 +181,9 @@ def polygon_areas_m2(geoms: np.ndarray, crs, geodesic: bool = False) -> np.ndarr
         geoms = shapely.transform(
             geoms, lambda xy: np.column_stack(to_geo.transform(xy[:, 0], xy[:, 1])))
         crs = projected.geodetic_crs
-    if not _is_geographic(crs):
-        return shapely.area(geoms) * _unit_factor(crs) ** 2
-    geod = _geod(crs)
+    if not is_geographic(crs):
+        return shapely.area(geoms) * unit_factor(crs) ** 2
+    geod = geod_of(crs)
     oriented = shapely.orient_polygons(geoms)  # exterior CCW, holes CW: positive areas
     return np.array([abs(geod.geometry_area_perimeter(g)[0]) for g in oriented], np.float64)
 
@@ -283,7 +210,7 @@ def write_vector(frame, path: str | os.PathLike, classes: Sequence[dict], driver
             kwargs["VERSION"] = GPKG_VERSION
         frame.to_file(path, **kwargs)
     if driver == "GPKG":
-        qgis_style.write_gpkg_style(path, LAYER, qgis_style.categorized_qml(classes))
+        layer_style.write_gpkg_style(path, LAYER, layer_style.categorized_qml(classes))
 
 
 def vectorize(class_raster: str | os.PathLike, out_path: str | os.PathLike,

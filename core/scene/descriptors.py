@@ -1,4 +1,4 @@
-"""SAR physical descriptors of a tile (paper §3.2, DESIGN §2): H_DE, ENL and R_LR.
+"""SAR physical descriptors of a tile (paper §3.2, docs/contracts.md §2): H_DE, ENL and R_LR.
 
 All three are computed on what ``sar_io`` returns as ``phys``: the tile's first channel of
 the model input, i.e. its band's log representation stretched with the scene's 1-99 %

@@ -4,7 +4,7 @@ Each case runs ``ces`` in-process (crossearth_cli.main.main, as the console scri
 in a folder of real files (GDAL rasters, safetensors models, YAML classes files) and
 asserts: exit status 2, exactly one stderr line ``ces: error: ...`` naming the file or flag
 at fault, no traceback, and no file created, changed or removed (the folder's names,
-contents and modes are hashed before and after). The cases of issue 15's "Why" are marked
+contents and modes are hashed before and after). The cases first reported by users are marked
 in their ids (why-...).
 """
 from __future__ import annotations

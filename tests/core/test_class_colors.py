@@ -1,4 +1,4 @@
-"""Class colours and the background rule (issue 25): no black, colours that suit land-cover
+"""Class colours and the background rule: no black, colours that suit land-cover
 names, background recognised by background-like names or ``background: true``, and the same
 rule in the GeoPackage style, the class raster style and the preview."""
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 from crossearth_sar.core import class_colors
 from crossearth_sar.core.class_colors import class_color, is_background
-from crossearth_sar.core.products import class_raster as qgis_style
+from crossearth_sar.core.products import class_raster, layer_style
 from crossearth_sar.train.classes import from_model_classes, infer_classes, parse_classes
 
 
@@ -44,7 +44,7 @@ def test_no_background_class_means_everything_is_filled():
                                       {"name": "forest", "value": 2}]}, "lc.yaml")
     assert [c["color"] for c in spec.classes] == ["#1f78b4", "#e31a1c", "#33a02c"]
     assert not any(is_background(c) for c in spec.classes)
-    qml = qgis_style.categorized_qml(qgis_style.raster_classes(spec.to_config()))
+    qml = layer_style.categorized_qml(class_raster.raster_classes(spec.to_config()))
     assert 'v="no"' not in qml                  # no symbol without fill
 
 
@@ -54,7 +54,7 @@ def test_land_water_labels_draw_land_without_fill_and_water_blue():
     land, water = spec.classes
     assert land["color"] != "#000000" and water["color"] == "#1f78b4"
     assert is_background(land) and not is_background(water)
-    qml = qgis_style.categorized_qml(qgis_style.raster_classes(spec.to_config()))
+    qml = layer_style.categorized_qml(class_raster.raster_classes(spec.to_config()))
     assert qml.count('v="no"') == 1             # one symbol (land) without fill
 
 

@@ -1,4 +1,4 @@
-"""The QGIS "Flood extent (before/after)" algorithm (issue 26) in real QGIS 3.22: its
+"""The QGIS "Flood extent (before/after)" algorithm in real QGIS 3.22: its
 ``ces change`` arguments (built without an engine), a run on a real pair whose result loads
 styled and renders flood in red, progress across both scenes, and Cancel."""
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""The engine setup of the QGIS plugin (qgis_plugin/engine_setup.py) and how the provider
-finds and runs the engine: per-user folders, the isolated environment, the lookup order, the
-version check, the install lock, real setup runs (venv, Cancel, a pip failure classified),
-``ces doctor --json``, and ``canExecute`` without an engine. The full online/offline build
-of an engine is in test_qgis_engine_build.py (slow)."""
+"""The engine of the QGIS plugin: its setup (qgis_plugin/engine_plan.py, engine_installer.py)
+and how the provider finds and runs it (engine_lookup.py): per-user folders, the isolated
+environment, the lookup order, the version check, the install lock, real setup runs (venv,
+Cancel, a pip failure classified), ``ces doctor --json``, and ``canExecute`` without an
+engine. The full online/offline build of an engine is in test_qgis_engine_build.py (slow)."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ import pytest
 
 pytest.importorskip("qgis.core")
 
-from crossearth_sar.qgis_plugin import engine_setup as es  # noqa: E402
+from crossearth_sar.qgis_plugin import engine_installer, engine_lookup, engine_plan  # noqa: E402
 from crossearth_sar.version import __version__  # noqa: E402
 
 from _helpers_qgis import (  # noqa: E402
@@ -32,25 +32,25 @@ pytestmark = pytest.mark.qgis
 # --- where ---------------------------------------------------------------------------------
 def test_engine_folders_per_platform_and_override():
     home = {"HOME": "/home/ana"}
-    assert es.engines_root(env={**home, "LOCALAPPDATA": r"C:\Users\ana\AppData\Local"},
-                           platform="win32") == Path(r"C:\Users\ana\AppData\Local") / "CrossEarth-SAR" / "engines"
-    assert es.engines_root(env=home, platform="darwin") == \
+    assert engine_lookup.engines_root(env={**home, "LOCALAPPDATA": r"C:\Users\ana\AppData\Local"},
+                                      platform="win32") == Path(r"C:\Users\ana\AppData\Local") / "CrossEarth-SAR" / "engines"
+    assert engine_lookup.engines_root(env=home, platform="darwin") == \
         Path("/home/ana/Library/Application Support/CrossEarth-SAR/engines")
-    assert es.engines_root(env=home, platform="linux") == Path("/home/ana/.local/share/CrossEarth-SAR/engines")
-    assert es.engines_root(env={**home, "XDG_DATA_HOME": "/data"}, platform="linux") == \
+    assert engine_lookup.engines_root(env=home, platform="linux") == Path("/home/ana/.local/share/CrossEarth-SAR/engines")
+    assert engine_lookup.engines_root(env={**home, "XDG_DATA_HOME": "/data"}, platform="linux") == \
         Path("/data/CrossEarth-SAR/engines")
-    assert es.engines_root(env={**home, "CES_ENGINE_HOME": "/opt/ces"}, platform="linux") == Path("/opt/ces")
-    assert es.engines_root("/mine", env={**home, "CES_ENGINE_HOME": "/opt/ces"}) == Path("/mine")
+    assert engine_lookup.engines_root(env={**home, "CES_ENGINE_HOME": "/opt/ces"}, platform="linux") == Path("/opt/ces")
+    assert engine_lookup.engines_root("/mine", env={**home, "CES_ENGINE_HOME": "/opt/ces"}) == Path("/mine")
     # never inside the plugin folder, whatever the platform
     for platform in ("win32", "darwin", "linux"):
-        root = es.engines_root(env={**home, "LOCALAPPDATA": "/home/ana/AppData/Local"},
-                               platform=platform)
-        assert es.PLUGIN_FOLDER not in root.parents
+        root = engine_lookup.engines_root(env={**home, "LOCALAPPDATA": "/home/ana/AppData/Local"},
+                                          platform=platform)
+        assert engine_installer.PLUGIN_FOLDER not in root.parents
 
 
 def test_install_commands_online_and_offline(tmp_path):
     build, source = tmp_path / ".build-x", tmp_path / "src"
-    online = es.install_steps("/usr/bin/python3", build, "cu126", source, platform="linux")
+    online = engine_plan.install_steps("/usr/bin/python3", build, "cu126", source, platform="linux")
     python = str(build / "venv" / "bin" / "python")
     assert online[0].command == ["/usr/bin/python3", "-I", "-m", "venv", str(build / "venv")]
     for step in online[1:]:
@@ -61,11 +61,11 @@ def test_install_commands_online_and_offline(tmp_path):
     package = online[3].command
     assert package[-1] == str(source) and "--no-index" not in package
     assert online[-1].command[-4:] == ["doctor", "--json", "--device", "auto"]   # cu126
-    offline = es.install_steps("/usr/bin/python3", build, "cpu", source, wheels=tmp_path / "w")
+    offline = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source, wheels=tmp_path / "w")
     for step in offline[1:4]:
         assert step.command[step.command.index("--find-links") + 1] == str(tmp_path / "w")
         assert "--no-index" in step.command and "--index-url" not in step.command
-    windows = es.install_steps("py.exe", build, "cpu", source, platform="win32")
+    windows = engine_plan.install_steps("py.exe", build, "cpu", source, platform="win32")
     assert windows[1].command[0] == str(build / "venv" / "Scripts" / "python.exe")
 
 
@@ -74,22 +74,22 @@ def test_offline_install_uses_uv_only_when_the_wheel_folder_holds_it(tmp_path):
     wheels.mkdir()
     (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
     python = str(build / "venv" / "bin" / "python")
-    without = es.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
+    without = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
     assert [s.command[:4] for s in without[1:4]] == [[python, "-I", "-m", "pip"]] * 3
     assert "uv" not in without[1].command
     (wheels / "uv-0.13.9-py3-none-manylinux_2_17_x86_64.whl").write_bytes(b"")
-    steps = es.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
+    steps = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
     assert steps[1].command[:4] == [python, "-I", "-m", "pip"] and steps[1].command[-1] == "uv"
     uv = [str(build / "venv" / "bin" / "uv"), "--no-config", "--cache-dir",
-          str(build / es.UV_CACHE), "pip", "install", "--python", python]
+          str(build / engine_plan.UV_CACHE), "pip", "install", "--python", python]
     for step in steps[2:4]:
         assert step.command[:len(uv)] == uv
         assert step.command[step.command.index("--find-links") + 1] == str(wheels)
         assert "--no-index" in step.command
-    windows = es.install_steps("py.exe", build, "cpu", source, wheels=wheels, platform="win32")
+    windows = engine_plan.install_steps("py.exe", build, "cpu", source, wheels=wheels, platform="win32")
     assert windows[2].command[0] == str(build / "venv" / "Scripts" / "uv.exe")
     # online, pip always (it reads the user's pip configuration; uv does not)
-    online = es.install_steps("/usr/bin/python3", build, "cpu", source)
+    online = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source)
     assert all(s.command[1:4] == ["-I", "-m", "pip"] for s in online[1:4])
 
 
@@ -101,11 +101,11 @@ def test_the_wheel_folder_script_lists_what_an_offline_setup_installs():
     parser = configparser.ConfigParser()
     parser.read(REPO / "setup.cfg")
     required = [r.strip() for r in parser["options"]["install_requires"].splitlines() if r.strip()]
-    wanted = es.offline_requirements(required)
-    assert wanted[:5] == ["pip", "setuptools>=64", "wheel", "uv", es.TORCH_REQUIREMENT]
+    wanted = engine_plan.offline_requirements(required)
+    assert wanted[:5] == ["pip", "setuptools>=64", "wheel", "uv", engine_plan.TORCH_REQUIREMENT]
     assert sorted(wanted[5:]) == sorted(r for r in required if not r.startswith("torch"))
-    steps = es.install_steps("/usr/bin/python3", Path("/b"), "cpu", Path("/s"), wheels=Path("/w"))
-    for name in es.PACKAGING_TOOLS:   # every package a step names is in the list
+    steps = engine_plan.install_steps("/usr/bin/python3", Path("/b"), "cpu", Path("/s"), wheels=Path("/w"))
+    for name in engine_plan.PACKAGING_TOOLS:   # every package a step names is in the list
         assert name in steps[1].command and name in wanted
 
 
@@ -127,34 +127,34 @@ def test_backend_follows_nvidia_smi_on_path_and_the_user_override(tmp_path, monk
     bin_dir = tmp_path / "bin"
     _nvidia_smi(bin_dir, GPU_LISTED)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
-    assert es.detect_backend() == es.choose_backend() == es.CUDA_BACKEND
-    assert es.choose_backend("cpu") == "cpu"                 # the override, GPU or not
+    assert engine_plan.detect_backend() == engine_plan.choose_backend() == engine_plan.CUDA_BACKEND
+    assert engine_plan.choose_backend("cpu") == "cpu"                 # the override, GPU or not
     for script in (NO_DRIVER, NO_DEVICE):
         _nvidia_smi(bin_dir, script)
-        assert es.detect_backend() == es.choose_backend("auto") == "cpu"
-        assert es.choose_backend("cuda") == es.CUDA_BACKEND  # the override, GPU or not
+        assert engine_plan.detect_backend() == engine_plan.choose_backend("auto") == "cpu"
+        assert engine_plan.choose_backend("cuda") == engine_plan.CUDA_BACKEND  # the override, GPU or not
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))      # no nvidia-smi at all
-    assert es.choose_backend() == "cpu"
+    assert engine_plan.choose_backend() == "cpu"
     with pytest.raises(ValueError):
-        es.choose_backend("rocm")
+        engine_plan.choose_backend("rocm")
 
 
 def test_a_cuda_engine_installs_cuda_torch_and_checks_on_the_gpu(tmp_path):
     build, source = tmp_path / ".build-x", tmp_path / "src"
-    cuda = es.install_steps("/usr/bin/python3", build, es.CUDA_BACKEND, source)
+    cuda = engine_plan.install_steps("/usr/bin/python3", build, engine_plan.CUDA_BACKEND, source)
     torch_step = cuda[2].command
     assert torch_step[torch_step.index("--index-url") + 1] == \
-        f"https://download.pytorch.org/whl/{es.CUDA_BACKEND}"
+        f"https://download.pytorch.org/whl/{engine_plan.CUDA_BACKEND}"
     assert cuda[-1].command[-2:] == ["--device", "auto"]   # the GPU when torch can use it
-    cpu = es.install_steps("/usr/bin/python3", build, "cpu", source)
+    cpu = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source)
     assert cpu[-1].command[-2:] == ["--device", "cpu"]
     report = {"version": __version__, "python": "3.11", "torch": "2.13.0+cu126", "gdal": "3.9",
               "cuda": {"available": False, "device": None}, "model": {"segments": True}}
-    assert "finds no usable GPU" in es.doctor_summary(report, es.CUDA_BACKEND)
-    assert "from PyPI" in es.doctor_summary(report, "cpu")   # PyTorch's CPU index unreachable
-    assert "CPU (no CUDA)" in es.doctor_summary({**report, "torch": "2.13.0+cpu"}, "cpu")
+    assert "finds no usable GPU" in engine_installer.doctor_summary(report, engine_plan.CUDA_BACKEND)
+    assert "from PyPI" in engine_installer.doctor_summary(report, "cpu")   # PyTorch's CPU index unreachable
+    assert "CPU (no CUDA)" in engine_installer.doctor_summary({**report, "torch": "2.13.0+cpu"}, "cpu")
     report["cuda"] = {"available": True, "device": "NVIDIA H200"}
-    assert "GPU: NVIDIA H200" in es.doctor_summary(report, es.CUDA_BACKEND)
+    assert "GPU: NVIDIA H200" in engine_installer.doctor_summary(report, engine_plan.CUDA_BACKEND)
 
 
 def test_setup_algorithm_picks_the_backend_from_nvidia_smi_unless_told(ces_provider, tmp_path, monkeypatch):
@@ -169,34 +169,34 @@ def test_setup_algorithm_picks_the_backend_from_nvidia_smi_unless_told(ces_provi
     monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "no-uv-pythons"))
     monkeypatch.delenv("CES_ENGINE_PYTHON", raising=False)
     root = tmp_path / "engines"
-    for choice, gpu, backend in ((0, True, es.CUDA_BACKEND), (1, True, "cpu"),
-                                 (0, False, "cpu"), (2, False, es.CUDA_BACKEND)):
+    for choice, gpu, backend in ((0, True, engine_plan.CUDA_BACKEND), (1, True, "cpu"),
+                                 (0, False, "cpu"), (2, False, engine_plan.CUDA_BACKEND)):
         if not gpu:
             _nvidia_smi(bin_dir, NO_DRIVER)
         feedback = recording_feedback()
         with pytest.raises(QgsProcessingException, match="No Python 3.10"):
             processing.run("crossearth_sar:setup_engine", {"BACKEND": choice, "FOLDER": str(root)},
                            feedback=feedback)
-        assert (root / f"{es.engine_name(__version__, backend)}-install-failed.log").is_file()
+        assert (root / f"{engine_lookup.engine_name(__version__, backend)}-install-failed.log").is_file()
         assert any(f"({backend})" in line for line in feedback.infos), feedback.infos
         for log in root.glob("*-install-failed.log"):
             log.unlink()
 
 
 def test_base_python_never_a_bundled_one(tmp_path):
-    assert es.is_bundled_python("/Applications/QGIS.app/Contents/MacOS/bin/python3", "darwin")
-    assert es.is_bundled_python(r"C:\OSGeo4W\apps\Python312\python.exe", "win32",
-                                host_python=r"C:\OSGeo4W\apps\Python312\python.exe")
-    assert es.is_bundled_python(r"C:\Program Files\QGIS 3.22\apps\Python39\python.exe", "win32",
-                                host_python=r"C:\x\python.exe")
-    assert not es.is_bundled_python("/usr/bin/python3", "linux")
-    python, version = es.find_base_python([str(tmp_path / "missing"), "/usr/bin/python3"])
+    assert engine_plan.is_bundled_python("/Applications/QGIS.app/Contents/MacOS/bin/python3", "darwin")
+    assert engine_plan.is_bundled_python(r"C:\OSGeo4W\apps\Python312\python.exe", "win32",
+                                         host_python=r"C:\OSGeo4W\apps\Python312\python.exe")
+    assert engine_plan.is_bundled_python(r"C:\Program Files\QGIS 3.22\apps\Python39\python.exe", "win32",
+                                         host_python=r"C:\x\python.exe")
+    assert not engine_plan.is_bundled_python("/usr/bin/python3", "linux")
+    python, version = engine_plan.find_base_python([str(tmp_path / "missing"), "/usr/bin/python3"])
     assert python == "/usr/bin/python3" and version >= (3, 10)
     old = tmp_path / "python3"
     old.write_text("#!/bin/sh\necho 3.8\n")
     old.chmod(0o755)
-    with pytest.raises(es.EngineError) as err:
-        es.find_base_python([str(old)])
+    with pytest.raises(engine_plan.EngineError) as err:
+        engine_plan.find_base_python([str(old)])
     assert err.value.kind == "no_python" and "(3.8)" in str(err.value) and "python3-venv" in str(err.value)
 
 
@@ -210,11 +210,11 @@ def test_a_python_installed_by_uv_builds_the_engine(tmp_path):
     python.symlink_to(os.path.realpath("/usr/bin/python3"))
     env = {"HOME": str(tmp_path), "XDG_DATA_HOME": str(tmp_path / "data"),
            "PATH": str(tmp_path / "empty")}
-    assert es.python_candidates(env, "linux") == [str(python)]
+    assert engine_plan.python_candidates(env, "linux") == [str(python)]
     moved = {**env, "XDG_DATA_HOME": str(tmp_path / "elsewhere"), "UV_PYTHON_INSTALL_DIR": str(uv_home)}
-    assert es.python_candidates(moved, "linux") == [str(python)]
-    found, version = es.find_base_python(es.python_candidates(env, "linux"), "linux")
-    assert found == str(python) and version >= es.MIN_PYTHON
+    assert engine_plan.python_candidates(moved, "linux") == [str(python)]
+    found, version = engine_plan.find_base_python(engine_plan.python_candidates(env, "linux"), "linux")
+    assert found == str(python) and version >= engine_plan.MIN_PYTHON
 
 
 @pytest.mark.parametrize("kind,output", [
@@ -230,7 +230,7 @@ def test_a_python_installed_by_uv_builds_the_engine(tmp_path):
     ("permission", "ERROR: [Errno 13] Permission denied: '/opt/engines/x'"),
 ])
 def test_failures_are_classified_with_their_fix(kind, output):
-    error = es.classify_failure(output, backend="cpu")
+    error = engine_installer.classify_failure(output, backend="cpu")
     assert error.kind == kind
     assert len(str(error)) > 60   # says what to do, not only what happened
 
@@ -242,13 +242,13 @@ def test_engine_environment_keeps_qgis_out(tmp_path):
                 "PROJ_LIB": "/qgis/proj", "PROJ_DATA": "/qgis/proj", "GDAL_DATA": "/qgis/gdal",
                 "LD_LIBRARY_PATH": "/usr/lib/qgis", "QGIS_PREFIX_PATH": "/usr/lib/qgis",
                 "QGIS_CUSTOM_CONFIG_PATH": "/p", "QT_PLUGIN_PATH": "/q", "LANG": "C.UTF-8"}
-    env = es.engine_environment(polluted)
+    env = engine_lookup.engine_environment(polluted)
     for name in ("PYTHONPATH", "PYTHONHOME", "PROJ_LIB", "PROJ_DATA", "GDAL_DATA",
                  "LD_LIBRARY_PATH", "QGIS_PREFIX_PATH", "QGIS_CUSTOM_CONFIG_PATH", "QT_PLUGIN_PATH"):
         assert name not in env, name
     assert env["PATH"] == "/usr/bin" and env["HOME"] == "/home/ana" and env["LANG"] == "C.UTF-8"
-    osgeo = es.engine_environment({"PATH": os.pathsep.join(["/osgeo4w/bin", "/usr/bin"]),
-                                   "OSGEO4W_ROOT": "/osgeo4w"})
+    osgeo = engine_lookup.engine_environment({"PATH": os.pathsep.join(["/osgeo4w/bin", "/usr/bin"]),
+                                              "OSGEO4W_ROOT": "/osgeo4w"})
     assert osgeo["PATH"] == "/usr/bin" and "OSGEO4W_ROOT" not in osgeo
 
 
@@ -281,8 +281,8 @@ def with_venv_python(ces_provider):
 # --- lookup order -------------------------------------------------------------------------------
 def _fake_engine(root: Path, version: str = __version__, backend: str = "cpu") -> Path:
     """An engine folder whose venv Python is this test environment's (a real, working engine)."""
-    folder = root / es.engine_name(version, backend)
-    python = es.venv_python(folder / "venv")
+    folder = root / engine_lookup.engine_name(version, backend)
+    python = engine_lookup.venv_python(folder / "venv")
     python.parent.mkdir(parents=True)
     python.write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
     python.chmod(0o755)
@@ -315,10 +315,10 @@ def test_lookup_order_setting_then_engine_then_path_then_other_engines(ces_provi
 
 def test_a_cuda_engine_is_used_before_a_cpu_one(tmp_path):
     _fake_engine(tmp_path, backend="cpu")
-    assert es.managed_engine(root=tmp_path).backend == "cpu"
-    _fake_engine(tmp_path, backend=es.CUDA_BACKEND)
-    assert es.managed_engine(root=tmp_path).backend == es.CUDA_BACKEND
-    assert es.managed_engine("0.0.1", root=tmp_path) is None   # another version: not this one
+    assert engine_lookup.managed_engine(root=tmp_path).backend == "cpu"
+    _fake_engine(tmp_path, backend=engine_plan.CUDA_BACKEND)
+    assert engine_lookup.managed_engine(root=tmp_path).backend == engine_plan.CUDA_BACKEND
+    assert engine_lookup.managed_engine("0.0.1", root=tmp_path) is None   # another version: not this one
 
 
 def test_segment_runs_through_the_managed_engine(ces_provider, tmp_path, monkeypatch):
@@ -373,33 +373,33 @@ def test_without_an_engine_algorithms_stay_listed_and_say_so(ces_provider, tmp_p
 
 # --- setup runs --------------------------------------------------------------------------------
 def test_lock_is_exclusive_and_a_stale_one_is_taken_over(tmp_path):
-    with es.InstallLock(tmp_path):
-        with pytest.raises(es.EngineError) as err:
-            es.InstallLock(tmp_path).acquire()
+    with engine_installer.InstallLock(tmp_path):
+        with pytest.raises(engine_plan.EngineError) as err:
+            engine_installer.InstallLock(tmp_path).acquire()
         assert err.value.kind == "locked" and str(os.getpid()) in str(err.value)
-    assert not (tmp_path / es.LOCK_NAME).exists()
+    assert not (tmp_path / engine_installer.LOCK_NAME).exists()
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    (tmp_path / es.LOCK_NAME).write_text(str(dead.pid))
-    with es.InstallLock(tmp_path) as lock:
+    (tmp_path / engine_installer.LOCK_NAME).write_text(str(dead.pid))
+    with engine_installer.InstallLock(tmp_path) as lock:
         assert lock.held
 
 
 def test_setup_builds_in_a_temporary_folder_and_renames_it(tmp_path):
     root = tmp_path / "engines"
-    folder = root / es.engine_name(__version__, "cpu")
+    folder = root / engine_lookup.engine_name(__version__, "cpu")
     venv = folder / "venv"   # steps are given the build folder's venv below
     percents, lines = [], []
 
     def steps_for(build: Path):
-        return [es.Step("venv", 1.0, ["/usr/bin/python3", "-I", "-m", "venv", "--without-pip",
-                                      str(build / "venv")]),
-                es.Step("check", 1.0, [str(es.venv_python(build / "venv")), "-I", "-c",
-                                       "import json, sys; print(json.dumps({'ok': True, "
-                                       "'prefix': sys.prefix}))"])]
+        return [engine_plan.Step("venv", 1.0, ["/usr/bin/python3", "-I", "-m", "venv", "--without-pip",
+                                               str(build / "venv")]),
+                engine_plan.Step("check", 1.0, [str(engine_lookup.venv_python(build / "venv")), "-I", "-c",
+                                                "import json, sys; print(json.dumps({'ok': True, "
+                                                "'prefix': sys.prefix}))"])]
 
-    installer = es.EngineInstaller(root=root, backend="cpu", plan=steps_for,
-                                   progress=lambda p, t: percents.append(p), log=lines.append)
+    installer = engine_installer.EngineInstaller(root=root, backend="cpu", plan=steps_for,
+                                                 progress=lambda p, t: percents.append(p), log=lines.append)
     engine = installer.run()
     assert engine.folder == folder and engine.python.is_file() and venv.is_dir()
     assert engine.info["version"] == __version__ and engine.info["doctor"]["ok"] is True
@@ -410,7 +410,7 @@ def test_setup_builds_in_a_temporary_folder_and_renames_it(tmp_path):
     # the venv never sees QGIS's (or any system) site-packages
     probe = subprocess.run([str(engine.python), "-I", "-c", "import qgis"], capture_output=True)
     assert probe.returncode != 0
-    assert es.managed_engine(root=root).folder == folder
+    assert engine_lookup.managed_engine(root=root).folder == folder
     # the venv's scripts name the final folder, not the build folder
     assert str(folder) in (venv / "bin" / "activate").read_text()
     for path in [venv / "pyvenv.cfg", *(venv / "bin").iterdir()]:
@@ -425,12 +425,12 @@ def test_cancel_stops_the_setup_and_leaves_nothing(tmp_path):
     def canceled() -> bool:
         return "t" in started and time.monotonic() - started["t"] > 0.5
 
-    steps = [es.Step("sleep", 1.0, [sys.executable, "-c",
-                                    "import time; print('working', flush=True); time.sleep(60)"])]
-    installer = es.EngineInstaller(root=root, plan=lambda build: steps, canceled=canceled,
-                                   progress=lambda p, t: started.setdefault("t", time.monotonic()))
+    steps = [engine_plan.Step("sleep", 1.0, [sys.executable, "-c",
+                                             "import time; print('working', flush=True); time.sleep(60)"])]
+    installer = engine_installer.EngineInstaller(root=root, plan=lambda build: steps, canceled=canceled,
+                                                 progress=lambda p, t: started.setdefault("t", time.monotonic()))
     t0 = time.monotonic()
-    with pytest.raises(es.EngineError) as err:
+    with pytest.raises(engine_plan.EngineError) as err:
         installer.run()
     assert err.value.kind == "canceled" and time.monotonic() - t0 < 10
     assert sorted(p.name for p in root.iterdir()) == [f"{installer.folder.name}-install-failed.log"]
@@ -441,13 +441,13 @@ def test_a_failed_pip_install_is_classified(tmp_path):
     """Offline, from a wheel folder that lacks the package: real pip, classified message."""
     root, wheels = tmp_path / "engines", tmp_path / "wheels"
     wheels.mkdir()
-    steps = [es.Step("pip", 1.0, [sys.executable, "-m", "pip", "install", "--no-index",
-                                  "--find-links", str(wheels), "--target", str(tmp_path / "t"),
-                                  "crossearth-sar-not-there"])]
-    with pytest.raises(es.EngineError) as err:
-        es.EngineInstaller(root=root, wheels=wheels, plan=lambda build: steps).run()
+    steps = [engine_plan.Step("pip", 1.0, [sys.executable, "-m", "pip", "install", "--no-index",
+                                           "--find-links", str(wheels), "--target", str(tmp_path / "t"),
+                                           "crossearth-sar-not-there"])]
+    with pytest.raises(engine_plan.EngineError) as err:
+        engine_installer.EngineInstaller(root=root, wheels=wheels, plan=lambda build: steps).run()
     assert err.value.kind == "no_wheel" and str(wheels) in str(err.value)
-    assert not es.installed_engines(root)
+    assert not engine_lookup.installed_engines(root)
 
 
 def test_ces_doctor_json_reports_versions_and_a_working_model(capsys):
@@ -463,4 +463,4 @@ def test_ces_doctor_json_reports_versions_and_a_working_model(capsys):
     assert report["torch"] == torch.__version__ and report["gdal"] == rasterio.__gdal_version__
     assert report["cuda"]["available"] == torch.cuda.is_available()
     assert report["model"]["loads"] and report["model"]["segments"] and report["model"]["classes"]
-    assert "test tile" in es.doctor_summary(report)
+    assert "test tile" in engine_installer.doctor_summary(report)

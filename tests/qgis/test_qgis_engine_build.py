@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("qgis.core")
 
-from crossearth_sar.qgis_plugin.engine_setup import uv_wheel  # noqa: E402
+from crossearth_sar.qgis_plugin.engine_plan import uv_wheel  # noqa: E402
 from crossearth_sar.version import __version__  # noqa: E402
 
 from _helpers_qgis import DEMO_SCENE, REPO, run_qgis_process  # noqa: E402

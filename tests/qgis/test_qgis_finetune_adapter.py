@@ -1,4 +1,4 @@
-"""The QGIS Fine-tune algorithm's Earth-Adapter options (issue 17) in real QGIS 3.22: the
+"""The QGIS Fine-tune algorithm's Earth-Adapter options in real QGIS 3.22: the
 advanced parameters, and a real ``ces finetune`` run from a polygon layer that gets
 ``--peft earth-adapter --adapter-rank R --adapter-cutoff C`` and writes a model with them."""
 from __future__ import annotations

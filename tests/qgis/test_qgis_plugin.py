@@ -13,7 +13,6 @@ import pytest
 pytest.importorskip("qgis.core")
 
 from _helpers_qgis import (  # noqa: E402
-    DEMO_LABELS,
     DEMO_SCENE,
     REPO,
     ces_setting,
@@ -73,7 +72,7 @@ def test_provider_registers_with_id_and_algorithms(ces_provider):
     assert SETTING_CES_EXECUTABLE in ProcessingConfig.settings
 
 
-def test_segment_parameters_match_the_issue(ces_provider):
+def test_segment_and_finetune_declare_their_parameters(ces_provider):
     from qgis.core import QgsApplication
 
     alg = QgsApplication.processingRegistry().algorithmById("crossearth_sar:segment")
@@ -158,8 +157,9 @@ def test_missing_ces_executable_says_how_to_set_it(ces_provider, tmp_path, monke
 
 
 def test_plugin_invites_engine_setup_when_there_is_none(ces_plugin, tmp_path, monkeypatch):
-    """Issue 25: right after installing (no engine anywhere), QGIS's message bar says the
-    engine is needed, with a button that starts the setup; with an engine, nothing is shown."""
+    """The engine invitation: right after installing (no engine anywhere), QGIS's message bar
+    says the engine is needed, with a button that starts the setup; with an engine, nothing is
+    shown."""
     from qgis.gui import QgsMessageBar
     from qgis.PyQt.QtWidgets import QPushButton
 
@@ -216,7 +216,7 @@ def test_overlap_not_smaller_than_tile_is_refused(ces_provider, tmp_path):
 
 
 def test_scene_without_georeferencing_is_refused_up_front(ces_provider, tmp_path):
-    """Issue 25: in QGIS a result in pixel coordinates is useless; say how to fix it."""
+    """In QGIS a result in pixel coordinates is useless: refused up front, saying how to fix it."""
     import numpy as np
     import rasterio
     from qgis.core import QgsProcessingException
@@ -324,7 +324,7 @@ def test_cancel_from_the_toolbox_task_interrupts_ces_and_leaves_nothing(with_ven
 # --- segment (needs `ces segment` and a model) ------------------------------------------------
 def test_segment_writes_styled_geopackage_and_loads_it_styled(with_venv_ces, tiny_model, tmp_path):
     """The demo scene through processing.runAndLoadResults (what the toolbox does): the
-    GeoPackage has the fields of DESIGN §6 and the input's CRS, opens with a categorized
+    GeoPackage has the fields of docs/contracts.md §6 and the input's CRS, opens with a categorized
     renderer (one category per model class), and the layer put in the project is styled."""
     import processing
     from qgis.core import QgsProject, QgsRasterLayer, QgsVectorLayer
@@ -363,7 +363,7 @@ def test_segment_writes_styled_geopackage_and_loads_it_styled(with_venv_ces, tin
     loaded = [lyr for lyr in QgsProject.instance().mapLayers().values()
               if lyr.source().startswith(str(out))]
     assert len(loaded) == 1 and loaded[0].renderer().type() == "categorizedSymbol"
-    # issue 25: layer names say the scene, what the layer shows and the model ("land" is
+    # layer names say the scene, what the layer shows and the model ("land" is
     # the background class of the tiny model, so the polygons are named after water)
     assert loaded[0].name() == "Spain_7370579_S1Hand \u2013 water (tiny)"
     class_loaded = [lyr for lyr in QgsProject.instance().mapLayers().values()
@@ -430,92 +430,3 @@ def test_plugin_manager_details_wrap_without_sideways_scroll(qgis_app):  # noqa:
     longest = max(re.split(r"\s+", " ".join(meta[k] for k in ("about", "tags", "changelog"))),
                   key=len)
     assert len(longest) <= 30, longest
-
-
-def test_provider_never_imports_torch():
-    """The plugin's modules import no torch, rasterio or geopandas (the process boundary)."""
-    banned = re.compile(r"^\s*(import|from)\s+(torch|rasterio|geopandas)\b", re.MULTILINE)
-    for path in (REPO / "qgis_plugin").glob("*.py"):
-        assert not banned.search(path.read_text(encoding="utf-8")), path
-
-
-# --- fine-tune and evaluate -------------------------------------------------------------------
-def _digitized_polygons():
-    """A memory layer as an analyst digitizes it: two rectangles over the demo scene (EPSG:4326),
-    classes by name in the field 'cover'."""
-    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
-
-    layer = QgsVectorLayer("Polygon?crs=EPSG:4326&field=cover:string", "digitized", "memory")
-    features = []
-    for cover, (x0, y0, x1, y1) in {
-            "water": (-0.7480, 38.1000, -0.7420, 38.1060),
-            "land": (-0.7800, 38.1200, -0.7740, 38.1260)}.items():
-        feature = QgsFeature(layer.fields())
-        feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(x0, y0, x1, y1)))
-        feature["cover"] = cover
-        features.append(feature)
-    layer.dataProvider().addFeatures(features)
-    return layer
-
-
-@pytest.mark.slow
-def test_finetune_on_digitized_polygons_then_evaluate(with_venv_ces, tiny_model, tmp_path):
-    """Fine-tune (1 iteration) from a memory polygon layer, then evaluate a model against the
-    demo label raster (-1 ignored by a classes file): a model file, a metrics JSON and an
-    HTML report. About 40 s on 2 busy cores: slow."""
-    import json
-
-    from crossearth_sar.core.models import checkpoints
-
-    polygons = _digitized_polygons()
-    model_out = tmp_path / "local.safetensors"
-    feedback = recording_feedback()
-    result = _run("finetune", {"INPUT": [str(DEMO_SCENE)], "LABELS": polygons,
-                               "CLASS_FIELD": "cover", "BASE": str(tiny_model),
-                               "ITERATIONS": 1, "BATCH": 1, "TILE": 64, "DEVICE": 1,
-                               "OUTPUT": str(model_out)}, feedback)
-    assert result["OUTPUT"] == str(model_out) and model_out.is_file()
-    names = {c["name"] for c in checkpoints.read_config(model_out)["classes"]}
-    assert {"water", "land"} <= names
-    assert not list(tmp_path.glob("*.ckpt"))     # training checkpoints stay in the temp folder
-
-    metrics_json, report = tmp_path / "metrics.json", tmp_path / "report.html"
-    classes = tmp_path / "classes.json"
-    classes.write_text(json.dumps({"classes": [
-        {"name": "land", "value": 0, "color": "#33a02c"},
-        {"name": "water", "value": 1, "color": "#1f78b4"}], "ignore": [-1]}))
-    result = _run("evaluate", {"INPUT": [str(DEMO_SCENE)], "LABELS": [str(DEMO_LABELS)],
-                               "MODEL": str(tiny_model), "TILE": 512, "DEVICE": 1,
-                               "CLASSES": str(classes),
-                               "OUTPUT": str(metrics_json), "OUTPUT_HTML": str(report)})
-    metrics = json.loads(metrics_json.read_text())
-    assert 0.0 <= result["MIOU"] <= 1.0 and result["MIOU"] == metrics["miou"]
-    assert result["OVERALL_ACCURACY"] == metrics["overall_accuracy"]
-    text = report.read_text()
-    assert "mIoU" in text and all(str(n) in text for n in metrics["classes"])
-    del polygons
-
-
-def test_cancelled_finetune_keeps_its_checkpoint_and_continues(with_venv_ces, tiny_model,
-                                                               tmp_path):
-    """Issue 25: Cancel keeps the checkpoint beside the output (NAME.ckpt), the message says
-    how to go on, and 'Continue a cancelled run' finishes it; a finished run leaves none."""
-    from qgis.core import QgsProcessingException
-
-    polygons = _digitized_polygons()
-    out = tmp_path / "local.safetensors"
-    params = {"INPUT": [str(DEMO_SCENE)], "LABELS": polygons, "CLASS_FIELD": "cover",
-              "BASE": str(tiny_model), "ITERATIONS": 60, "BATCH": 1, "TILE": 64, "DEVICE": 1,
-              "OUTPUT": str(out)}
-    feedback = recording_feedback(cancel_when_progress_above=30.0)
-    with pytest.raises(QgsProcessingException) as err:
-        _run("finetune", params, feedback)
-    ckpt = tmp_path / "local.ckpt"
-    assert (ckpt / "last.safetensors").is_file()
-    assert str(ckpt) in str(err.value) and "Continue a cancelled run" in str(err.value)
-    assert not out.exists()
-    result = _run("finetune", {**params, "RESUME": True})
-    assert result["OUTPUT"] == str(out) and out.is_file() and not ckpt.exists()
-    with pytest.raises(QgsProcessingException, match="no checkpoint"):
-        _run("finetune", {**params, "RESUME": True, "OUTPUT": str(tmp_path / "other.safetensors")})
-    del polygons

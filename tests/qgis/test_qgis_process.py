@@ -133,9 +133,10 @@ def test_qgis_process_runs_segment(plugin_path, tiny_model, tmp_path):
 
 def test_finetuned_model_outlives_qgis_and_segments_after_a_restart(plugin_path, tiny_model,
                                                                       tmp_path):
-    """Issue 25: fine-tune with the output left as a temporary file, close QGIS (the process
-    ends and Processing's temporary folder goes), start it again, segment with the model.
-    The model is kept in the models folder beside the engines, named after the labels."""
+    """A fine-tuned model outlives QGIS: fine-tune with the output left as a temporary file,
+    close QGIS (the process ends and Processing's temporary folder goes), start it again,
+    segment with the model. The model is kept in the models folder beside the engines, named
+    after the labels."""
     import geopandas as gpd
     from shapely.geometry import box
 

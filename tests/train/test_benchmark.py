@@ -1,4 +1,4 @@
-"""``ces benchmark`` (issue 17): a suite of tiny real rasters and a tiny random model, real
+"""``ces benchmark``: a suite of tiny real rasters and a tiny random model, real
 fine-tunes (1 iteration, decoder-only and Earth-Adapter) and real evaluations; the table in
 three formats with the baseline changes, a rerun that recomputes nothing, resume from a
 checkpoint, and bad suite files refused with one line before anything is written."""
@@ -270,7 +270,7 @@ def test_unreadable_raster_is_named_before_anything_is_written(tmp_path, tiny_ba
 
 def test_finetune_interrupted_mid_training_resumes(tmp_path, tiny_base):
     """Ctrl-C at the first of two steps (raised from the progress callback, inside the
-    training loop): the engine saves iteration 1, the rerun continues from it, and the time
+    training loop): the loop saves iteration 1, the rerun continues from it, and the time
     of the interrupted attempt counts in the record's wall time."""
     from crossearth_sar.train.benchmark import load_suite, run_suite
 

@@ -1,5 +1,5 @@
 """The expert-activation plot is drawn with Pillow, so an engine without matplotlib (the QGIS
-plugin's own) writes it too (issue 25)."""
+plugin's own) writes it too."""
 from __future__ import annotations
 
 import subprocess

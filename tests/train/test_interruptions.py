@@ -32,14 +32,14 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.models import checkpoints
 from crossearth_sar.core.models.model import build_from_config
-from crossearth_sar.train import checkpoint_commit, data, engine
+from crossearth_sar.train import checkpoint_commit, datasets, labelled_scenes, training_loop
 
 from _helpers_micro import micro_config
 from _helpers_train import write_label, write_scene
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # conftest.py: one intra-op thread
 
-CFG = engine.TrainConfig(iters=4, batch=1, lr=1e-3, warmup=1, save_every=2, seed=3)
+CFG = training_loop.TrainConfig(iters=4, batch=1, lr=1e-3, warmup=1, save_every=2, seed=3)
 CROP = 56
 PHASES = ("state-written", "model-written", "committed", "pruned")
 
@@ -52,8 +52,8 @@ def dataset(tmp_path_factory):
         truth = write_scene(folder / f"s{i}_img.tif", size=64, seed=i,
                             water_box=(4 + 8 * i, 50, 6, 40))
         write_label(folder / f"s{i}_lab.tif", truth)
-    scenes, classes = data.load_labelled_scenes([folder / "s*_img.tif"], [folder / "s*_lab.tif"])
-    return data.CropDataset(scenes, CROP, augment=None, seed=CFG.seed), classes
+    scenes, classes = labelled_scenes.load_labelled_scenes([folder / "s*_img.tif"], [folder / "s*_lab.tif"])
+    return datasets.CropDataset(scenes, CROP, augment=None, seed=CFG.seed), classes
 
 
 class Probe(torch.utils.data.Dataset):
@@ -82,7 +82,7 @@ def _train(dataset, work: Path, resume=False, progress=None, on_item=None, on_mo
     model = build_from_config(micro_config(classes.to_config()))
     if on_model:
         on_model(model)
-    engine.train(model, Probe(ds, on_item), work, CFG, resume=resume, progress=progress,
+    training_loop.train(model, Probe(ds, on_item), work, CFG, resume=resume, progress=progress,
                  device=torch.device("cpu"))
     return model
 
@@ -100,7 +100,7 @@ def reference(dataset, tmp_path_factory):
 def _assert_resumes_to(reference, dataset, work: Path, iteration: int) -> None:
     """``work`` holds a complete checkpoint of ``iteration``; resume reaches the reference and
     leaves only the final checkpoint (superseded and stray files cleaned)."""
-    assert engine.checkpoint_iteration(work / "last.safetensors") == iteration
+    assert training_loop.checkpoint_iteration(work / "last.safetensors") == iteration
     assert (work / f"last.state-{iteration:08d}.pt").is_file()
     resumed = _train(dataset, work, resume=True)
     for k, v in resumed.state_dict().items():
@@ -269,7 +269,7 @@ def test_ctrl_c_before_the_first_save_then_resume(tmp_path):
     assert "continue with the same command and --resume" in err, err
     assert not cut_out.exists()
     work = default_work_dir(cut_out)
-    assert engine.checkpoint_iteration(work / "last.safetensors") >= 3
+    assert training_loop.checkpoint_iteration(work / "last.safetensors") >= 3
 
     again = _ces(*common, "-o", str(cut_out), "--resume")
     out2, err2 = again.communicate(timeout=300)

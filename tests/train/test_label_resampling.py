@@ -1,4 +1,4 @@
-"""Label rasters on another grid and CRS than their image (train/data.read_label_raster):
+"""Label rasters on another grid and CRS than their image (train/label_rasters.read_label_raster):
 resampled onto the image's grid by nearest neighbour, equal to GDAL's own gdalwarp
 (osgeo.gdal.Warp), and usable by ``ces finetune`` and ``ces evaluate``."""
 from __future__ import annotations
@@ -14,7 +14,7 @@ from rasterio.transform import array_bounds, from_origin
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.models import checkpoints
 from crossearth_sar.crossearth_cli.main import main
-from crossearth_sar.train import data
+from crossearth_sar.train import labelled_scenes
 
 from _helpers_micro import micro_model
 from _helpers_train import ORIGIN, PIXEL, write_label, write_scene
@@ -51,7 +51,7 @@ def test_half_resolution_label_in_another_crs_equals_gdalwarp(tmp_path):
     with rasterio.open(label) as src:
         assert src.crs.to_epsg() == 4326 and (src.width, src.height) != (64, 64)
     values, valid = _gdalwarp_on_grid(label, tmp_path / "scene.tif", tmp_path / "expected.tif")
-    scenes, classes = data.load_labelled_scenes([tmp_path / "scene.tif"], [label])
+    scenes, classes = labelled_scenes.load_labelled_scenes([tmp_path / "scene.tif"], [label])
     assert classes.values == [0, 1]
     expected = np.where(valid, values, 255).astype(np.uint8)
     assert np.array_equal(scenes[0].labels, expected)
@@ -78,4 +78,4 @@ def test_a_label_raster_elsewhere_is_refused_naming_both(tmp_path):
     write_label(tmp_path / "far.tif", np.zeros((16, 16)), crs="EPSG:4326",
                 transform=from_origin(10.0, 50.0, 0.001, 0.001))
     with pytest.raises(InputError, match="far.tif: label raster does not overlap its image .*scene.tif"):
-        data.load_labelled_scenes([tmp_path / "scene.tif"], [tmp_path / "far.tif"])
+        labelled_scenes.load_labelled_scenes([tmp_path / "scene.tif"], [tmp_path / "far.tif"])

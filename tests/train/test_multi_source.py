@@ -1,4 +1,4 @@
-"""Multi-value classes files and multi-source data files (issue 13): real rasters, real
+"""Multi-value classes files and multi-source data files: real rasters, real
 training passes through ``ces pretrain``/``ces finetune``/``ces evaluate``."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import rasterio
 
 from crossearth_sar.core.models import checkpoints
-from crossearth_sar.core.scene import sar_io
+from crossearth_sar.core.scene import contracts, sar_io
 from crossearth_sar.crossearth_cli.main import main
 from crossearth_sar.train.classes import IGNORE_INDEX, load_classes
 from crossearth_sar.train.sources import load_data_file
@@ -85,8 +85,7 @@ def test_multi_value_classes_with_vector_labels(tmp_path):
     import geopandas as gpd
     from shapely.geometry import box
 
-    from crossearth_sar.core.scene import sar_io
-    from crossearth_sar.train.data import rasterize_labels
+    from crossearth_sar.train.vector_labels import rasterize_labels
 
     from _helpers_train import ORIGIN, PIXEL, write_scene
 
@@ -142,7 +141,7 @@ def test_multi_source_training_mixes_single_and_dual_pol(tmp_path, tiny_base, ca
     assert code == 0, log
     assert "source dualpol: 2 image(s), weight 3, stretch source" in log
     cfg = checkpoints.read_config(out)
-    assert cfg["input"]["bands"] == ["VV", "VH"] and cfg["input"]["contract"] == sar_io.INPUT_CONTRACT == 3
+    assert cfg["input"]["bands"] == ["VV", "VH"] and cfg["input"]["contract"] == contracts.INPUT_CONTRACT == 3
     assert [c["name"] for c in cfg["classes"]] == ["background", "water"]
     assert cfg["provenance"]["data_file"] == "data.yaml" and cfg["provenance"]["iterations"] == 3
 
@@ -161,7 +160,7 @@ def test_multi_source_training_mixes_single_and_dual_pol(tmp_path, tiny_base, ca
 
 
 def test_crops_follow_the_source_weights(tmp_path):
-    from crossearth_sar.train.data import CropDataset
+    from crossearth_sar.train.datasets import CropDataset
     from crossearth_sar.train.sources import load_source_scenes
 
     single = _singlepol_pngs(tmp_path / "ql")

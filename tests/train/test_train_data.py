@@ -8,7 +8,7 @@ import pytest
 from shapely.geometry import box
 
 from crossearth_sar.core.errors import InputError
-from crossearth_sar.train import data
+from crossearth_sar.train import datasets, file_pairing, labelled_scenes
 from crossearth_sar.train.classes import IGNORE_INDEX, infer_classes, load_classes
 
 from _helpers_train import ORIGIN, PIXEL, UTM, write_label, write_png, write_scene
@@ -40,20 +40,20 @@ def test_label_value_missing_from_classes_is_named(tmp_path):
 
 def test_pairing_rule_by_role_tokens_and_pattern(tmp_path):
     P = lambda *names: [tmp_path / n for n in names]  # noqa: E731
-    pairs = data.pair_files(P("S1_after_0002.png", "S1_after_0001.png"),
+    pairs = file_pairing.pair_files(P("S1_after_0002.png", "S1_after_0001.png"),
                             P("S1_mask_0001.png", "S1_mask_0002.png"))
     assert [(a.name, b.name) for a, b in pairs] == [("S1_after_0002.png", "S1_mask_0002.png"),
                                                     ("S1_after_0001.png", "S1_mask_0001.png")]
-    pairs = data.pair_files(P("Spain_1_S1Hand.tif", "Bolivia_2_S1Hand.tif"),
+    pairs = file_pairing.pair_files(P("Spain_1_S1Hand.tif", "Bolivia_2_S1Hand.tif"),
                             P("Bolivia_2_LabelHand.tif", "Spain_1_LabelHand.tif"))
     assert {(a.name, b.name) for a, b in pairs} == {("Spain_1_S1Hand.tif", "Spain_1_LabelHand.tif"),
                                                     ("Bolivia_2_S1Hand.tif", "Bolivia_2_LabelHand.tif")}
-    pairs = data.pair_files(P("scene_a_x.tif", "scene_b_x.tif"), P("gt-b.tif", "gt-a.tif"),
+    pairs = file_pairing.pair_files(P("scene_a_x.tif", "scene_b_x.tif"), P("gt-b.tif", "gt-a.tif"),
                             pair_pattern=r"(?:scene_|gt-)([ab])")
     assert {(a.name, b.name) for a, b in pairs} == {("scene_a_x.tif", "gt-a.tif"),
                                                     ("scene_b_x.tif", "gt-b.tif")}
     with pytest.raises(InputError, match="without a label.*S1_after_0003"):
-        data.pair_files(P("S1_after_0001.png", "S1_after_0003.png"),
+        file_pairing.pair_files(P("S1_after_0001.png", "S1_after_0003.png"),
                         P("S1_mask_0001.png", "S1_mask_0002.png"))
 
 
@@ -66,7 +66,7 @@ def test_png_tiles_without_georeferencing(tmp_path):
         m = np.where(v < 100, 255, 0)
         write_png(imgs / f"S1_after_000{i}.png", v)
         write_png(labs / f"S1_mask_000{i}.png", m)
-    scenes, classes = data.load_labelled_scenes([imgs], [labs])
+    scenes, classes = labelled_scenes.load_labelled_scenes([imgs], [labs])
     assert classes.values == [0, 255] and len(scenes) == 2
     assert (scenes[0].labels[:, :16] == 1).all() and (scenes[0].labels[:, 16:] == 0).all()
 
@@ -78,20 +78,20 @@ def test_grid_mismatch_and_empty_labels_are_input_errors(tmp_path):
     write_label(tmp_path / "a_lab.tif", np.zeros((64, 64)),
                 transform=from_origin(ORIGIN[0] + 1000, ORIGIN[1], PIXEL, PIXEL))
     with pytest.raises(InputError, match="a_lab.tif: label raster does not overlap its image .*a_img.tif"):
-        data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
+        labelled_scenes.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
     write_label(tmp_path / "a_lab.tif", np.zeros((32, 32)), crs=None)
     with pytest.raises(InputError, match="a_lab.tif.*CRS None.*resampling needs both CRSs"):
-        data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
+        labelled_scenes.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
     write_label(tmp_path / "a_lab.tif", np.full((64, 64), 9), nodata=9)
     with pytest.raises(InputError, match="empty"):
-        data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
+        labelled_scenes.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
 
 
 def test_label_raster_covering_part_of_the_image_is_resampled(tmp_path):
     """A 32 x 32 label at the image's origin and pixel size labels its top-left quarter."""
     write_scene(tmp_path / "a_img.tif")
     write_label(tmp_path / "a_lab.tif", np.ones((32, 32)))
-    scenes, _ = data.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
+    scenes, _ = labelled_scenes.load_labelled_scenes([tmp_path / "a_img.tif"], [tmp_path / "a_lab.tif"])
     labels = scenes[0].labels
     assert labels.shape == (64, 64)
     assert (labels[:32, :32] == 0).all() and (labels[32:] == 255).all() and (labels[:, 32:] == 255).all()
@@ -109,7 +109,7 @@ def test_polygons_in_another_crs_are_reprojected(tmp_path):
     gdf.to_crs("EPSG:4326").to_file(tmp_path / "labels.gpkg", driver="GPKG")
     cls = tmp_path / "classes.yaml"
     cls.write_text("classes: [{name: land, value: 0}, {name: water, value: 1}]\n")
-    scenes, classes = data.load_labelled_scenes([tmp_path / "scene.tif"], [tmp_path / "labels.gpkg"],
+    scenes, classes = labelled_scenes.load_labelled_scenes([tmp_path / "scene.tif"], [tmp_path / "labels.gpkg"],
                                                 load_classes(cls))
     lab = scenes[0].labels
     # inside the water box (1 px margin for the reprojected edges): water; land box: land
@@ -121,7 +121,7 @@ def test_polygons_in_another_crs_are_reprojected(tmp_path):
     # a class missing from the classes file is named
     cls.write_text("classes: [{name: land, value: 0}]\n")
     with pytest.raises(InputError, match="'water'"):
-        data.load_labelled_scenes([tmp_path / "scene.tif"], [tmp_path / "labels.gpkg"],
+        labelled_scenes.load_labelled_scenes([tmp_path / "scene.tif"], [tmp_path / "labels.gpkg"],
                                   load_classes(cls))
 
 
@@ -132,9 +132,9 @@ def test_crops_favour_labelled_pixels(tmp_path):
     write_label(tmp_path / "s_lab.tif", lab)
     cls = tmp_path / "c.yaml"
     cls.write_text("classes: [{name: a, value: 0}, {name: b, value: 1}]\nignore: [255]\n")
-    scenes, _ = data.load_labelled_scenes([tmp_path / "s_img.tif"], [tmp_path / "s_lab.tif"],
+    scenes, _ = labelled_scenes.load_labelled_scenes([tmp_path / "s_img.tif"], [tmp_path / "s_lab.tif"],
                                           load_classes(cls))
-    ds = data.CropDataset(scenes, 32, seed=1)
+    ds = datasets.CropDataset(scenes, 32, seed=1)
     hits = sum(int((ds[i]["target"] != IGNORE_INDEX).any()) for i in range(20))
     assert hits >= 14  # ~90% favoured vs ~10% by chance for a 10x10 target in 128x128
     a, b = ds[3], ds[3]
@@ -155,9 +155,9 @@ def test_image_nodata_is_ignored_reading_the_scene_in_row_bands(tmp_path):
         dst.write(db, 1)
     write_label(tmp_path / "s_lab.tif", truth)
     with sar_io.open_scene(tmp_path / "s_img.tif") as scene:
-        banded = data._image_valid(scene, band_pixels=48 * 5)   # 10 bands, the last one 3 rows
+        banded = labelled_scenes._image_valid(scene, band_pixels=48 * 5)   # 10 bands, the last one 3 rows
     assert banded.shape == (48, 48) and (banded == np.isfinite(db)).all()
-    scenes, _ = data.load_labelled_scenes([tmp_path / "s_img.tif"], [tmp_path / "s_lab.tif"])
+    scenes, _ = labelled_scenes.load_labelled_scenes([tmp_path / "s_img.tif"], [tmp_path / "s_lab.tif"])
     labels = scenes[0].labels
     assert (labels[~np.isfinite(db)] == IGNORE_INDEX).all()
     assert (labels[np.isfinite(db)] == truth[np.isfinite(db)]).all()

@@ -89,9 +89,3 @@ def semantic_targets(target: torch.Tensor, num_classes: int, ignore_index: int =
     present = masks.flatten(2).amax(-1) > 0
     labels = classes[None].expand(len(target), -1)
     return Targets(labels, masks, present, valid.float())
-
-
-def semantic_to_targets(target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> list[dict]:
-    """target [B, H, W] -> per image {labels [T] int64 (sorted), masks [T, H, W] float 0/1,
-    valid [H, W] float 0/1}: :func:`semantic_targets` as a list of the classes present."""
-    return semantic_targets(target, num_classes, ignore_index).to_list()

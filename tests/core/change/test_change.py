@@ -1,4 +1,4 @@
-"""``ces change`` / core.change.detect on a real pair whose truth is known (issue 26): the change
+"""``ces change`` / core.change.detect on a real pair whose truth is known: the change
 classes are those of each date's own segmentation brought onto the after grid, pixel for
 pixel, across CRSs and pixel sizes, partial footprints, nodata in either date and several
 references; bad pairs are refused in one line naming both files, with nothing written."""
@@ -22,6 +22,7 @@ from crossearth_sar.core.products.class_raster import raster_classes
 from crossearth_sar.crossearth_cli.segment_cmd import default_model_path
 
 from _helpers_change import LABELS, SCENE, write_pair
+from _helpers_segment import raster_class_areas_m2
 
 MODEL = default_model_path()
 CES = [sys.executable, "-m", "crossearth_sar.crossearth_cli.main"]
@@ -114,7 +115,7 @@ def test_change_is_each_dates_segmentation_on_the_after_grid_across_crs(tmp_path
     assert set(frame.class_name) <= {c["name"] for c in WATER_CHANGE} and "flood" in set(frame.class_name)
     assert result["class_area_m2"]["flood"] == pytest.approx(
         frame.loc[frame.class_name == "flood", "area_m2"].sum())
-    px_m2 = pipeline.vectorize.raster_class_areas_m2(tmp_path / "flood.tif")[FLOOD]
+    px_m2 = raster_class_areas_m2(tmp_path / "flood.tif")[FLOOD]
     assert result["class_area_m2"]["flood"] == pytest.approx(px_m2, rel=0.02)
 
 

@@ -15,12 +15,12 @@ from rasterio.transform import from_origin
 
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.inference import pipeline
+from crossearth_sar.core.inference.domain_shift import domain_shift_warning
 from crossearth_sar.core.models import checkpoints
-from crossearth_sar.core.products import vectorize
 from crossearth_sar.crossearth_cli import segment_cmd
 from crossearth_sar.crossearth_cli.main import main
 
-from _helpers_segment import PointwiseSegmenter, tiny_model, write_db_scene
+from _helpers_segment import PointwiseSegmenter, raster_class_areas_m2, tiny_model, write_db_scene
 
 CLASSES = [{"name": "land", "value": 0, "color": "#a0a060"},
            {"name": "water", "value": 1, "color": "#1f4fff"},
@@ -49,7 +49,7 @@ def _check_outputs(vector: Path, raster: Path, scene: Path) -> gpd.GeoDataFrame:
     with rasterio.open(scene) as src:
         assert pyproj.CRS(frame.crs) == pyproj.CRS(src.crs.to_wkt())
     assert frame.geometry.is_valid.all() and _no_overlaps(frame.geometry.values)
-    expected = vectorize.raster_class_areas_m2(raster)
+    expected = raster_class_areas_m2(raster)
     for value, area in expected.items():
         got = frame.loc[frame.class_id == value, "area_m2"].sum()
         assert got == pytest.approx(area, rel=0.005)
@@ -119,15 +119,15 @@ def test_domain_shift_warning(tmp_path):
     pipeline.segment_scene(scene, PointwiseSegmenter(CLASSES), tmp_path / "p.gpkg", tile=32,
                            overlap=0, device="cpu", warn=got.append)
     assert len(got) == 1
-    assert pipeline.domain_shift_warning(np.ones((5, 3)), {"mean": [1, 1, 1], "std": [1, 1, 1]}) is None
+    assert domain_shift_warning(np.ones((5, 3)), {"mean": [1, 1, 1], "std": [1, 1, 1]}) is None
     # the layout train.finetune writes: per descriptor mean, std, p01, p99
     stats = {"tiles": 10, **{n: {"mean": 1.0, "std": 0.1, "p01": 0.8, "p99": 1.2}
                              for n in ("H_DE", "ENL", "R_LR")}}
     near = np.array([[1.0, 1.1, 0.9]] * 5)
-    assert pipeline.domain_shift_warning(near, stats) is None
-    message = pipeline.domain_shift_warning(near + [0, 5.0, 0], stats)
+    assert domain_shift_warning(near, stats) is None
+    message = domain_shift_warning(near + [0, 5.0, 0], stats)
     assert message and "ENL" in message and "H_DE" not in message
-    # issue 25: in the raw units of ces descriptors (ENL: exp(scaled + 2) by default), not the
+    # in the raw units of ces descriptors (ENL: exp(scaled + 2) by default), not the
     # router's standardized log value
     from crossearth_sar.core.scene.descriptors import unscale_descriptors
     raw_enl = float(np.exp(6.1 + 2.0))

@@ -18,7 +18,7 @@ MODEL = REPO / "models" / "ces-s1-water.safetensors"
 CHIP = REPO / "examples" / "Spain_7370579_S1Hand.tif"
 LABEL = REPO / "examples" / "Spain_7370579_LabelHand.tif"
 #: one fixed physical threshold on the same chip, VV < -17 dB (benchmarks/threshold_baselines.py):
-#: what issue 23 found the previous default losing to on calibrated scenes
+#: what the previous default lost to on calibrated scenes
 FIXED_DB_CHIP_WATER_IOU = 0.501
 CES = [sys.executable, "-m", "crossearth_sar.crossearth_cli.main"]
 
@@ -83,7 +83,7 @@ def test_the_default_model_reads_calibrated_scenes_as_calibrated(tmp_path):
     from rasterio.windows import Window
 
     from crossearth_sar.core.models.model import input_contract, trained_bands
-    from crossearth_sar.core.scene import sar_io
+    from crossearth_sar.core.scene import contracts, sar_io
 
     config = checkpoints.read_config(MODEL)
     assert input_contract(config) == 3 and trained_bands(config) == ["VV"]
@@ -93,7 +93,7 @@ def test_the_default_model_reads_calibrated_scenes_as_calibrated(tmp_path):
         vv = src.read(1)
     with rasterio.open(vv_only, "w", **profile) as dst:
         dst.write(vv, 1)
-    lo, hi = sar_io.DB_MAPPING["co"]
+    lo, hi = contracts.DB_MAPPING["co"]
     for path in (CHIP, vv_only):
         with sar_io.open_scene(path, prefer=trained_bands(config), contract=3) as s:
             assert s.composition == "single" and s.band_indexes == [1] and s.calibrated

@@ -1,4 +1,4 @@
-"""Earth-Adapter (issue 17, item 1): the frequency split, any token grid, and PEFT training
+"""Earth-Adapter : the frequency split, any token grid, and PEFT training
 that leaves the frozen backbone bit-identical while the adapters learn."""
 from __future__ import annotations
 

@@ -13,8 +13,14 @@ from crossearth_sar.core.models.mask2former.head import Mask2FormerHead, semanti
 from crossearth_sar.core.models.mask2former.matcher import HungarianMatcher
 from crossearth_sar.core.models.mask2former.ms_deform_attn import deformable_sample
 from crossearth_sar.core.models.mask2former.point_sampling import pixel_center_coords, point_sample, uncertain_point_coords
-from crossearth_sar.core.models.mask2former.targets import Targets, semantic_targets, semantic_to_targets
+from crossearth_sar.core.models.mask2former.targets import Targets, semantic_targets
 from crossearth_sar.core.models.mask2former.transformer_decoder import CrossAttentionLayer
+
+
+def semantic_to_targets(target: torch.Tensor, num_classes: int, ignore_index: int = 255) -> list[dict]:
+    """target [B, H, W] -> per image {labels [T] int64 (sorted), masks [T, H, W] float 0/1,
+    valid [H, W] float 0/1}: ``semantic_targets`` as a list of the classes present."""
+    return semantic_targets(target, num_classes, ignore_index).to_list()
 
 
 def _sigmoid(v: float) -> float:

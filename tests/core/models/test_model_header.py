@@ -1,5 +1,5 @@
 """A model file's header read without torch (core/models/model_header.py): a corrupt or truncated
-model is refused with one line before torch is imported (issue 25: within 1.5 s instead of
+model is refused with one line before torch is imported (within 1.5 s instead of
 3 s), and a good one gives the same config as core.models.checkpoints."""
 from __future__ import annotations
 

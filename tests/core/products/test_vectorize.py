@@ -15,7 +15,9 @@ from rasterio.transform import from_origin
 from scipy import ndimage
 
 from crossearth_sar.core.errors import InputError
-from crossearth_sar.core.products import class_raster as qgis_style, vectorize
+from crossearth_sar.core.products import class_raster, vectorize
+
+from _helpers_segment import raster_class_areas_m2
 
 CLASSES = [{"name": "land", "value": 0, "color": "#a0a060"},
            {"name": "water", "value": 1, "color": "#1f4fff"},
@@ -87,7 +89,7 @@ def _check_polygons(frame: gpd.GeoDataFrame, raster: Path, tolerance: float = 0.
     pairs = left < right
     overlap = shapely.area(shapely.intersection(geoms[left[pairs]], geoms[right[pairs]]))
     assert overlap.sum() <= 1e-9 * shapely.area(geoms).sum()
-    expected = vectorize.raster_class_areas_m2(raster)
+    expected = raster_class_areas_m2(raster)
     names = {c["value"]: c["name"] for c in CLASSES}
     for value, area in expected.items():
         got = frame.loc[frame.class_id == value, "area_m2"].sum()
@@ -125,7 +127,7 @@ def test_vectorize_projected_gpkg(tmp_path):
     qml = rows[0][3]
     assert 'type="categorizedSymbol"' in qml and 'attr="class_name"' in qml
     for c in CLASSES:
-        r, g, b = qgis_style.rgb(c["color"])
+        r, g, b = class_raster.rgb(c["color"])
         assert f'value="{c["name"]}"' in qml and f'value="{r},{g},{b},255"' in qml
 
 
@@ -178,7 +180,7 @@ def test_unknown_extension_and_parquet(tmp_path):
 
 
 def test_colours_accept_common_forms():
-    assert qgis_style.rgb("#1f4fff") == (31, 79, 255)
-    assert qgis_style.rgb([31, 79, 255]) == (31, 79, 255)
-    assert qgis_style.rgb([0.0, 0.5, 1.0]) == (0, 128, 255)
-    assert qgis_style.rgb(None, 1) == qgis_style.FALLBACK_COLORS[1]
+    assert class_raster.rgb("#1f4fff") == (31, 79, 255)
+    assert class_raster.rgb([31, 79, 255]) == (31, 79, 255)
+    assert class_raster.rgb([0.0, 0.5, 1.0]) == (0, 128, 255)
+    assert class_raster.rgb(None, 1) == class_raster.FALLBACK_COLORS[1]

@@ -1,4 +1,4 @@
-"""Input contract 3 (issue 23): calibration is kept where the input has it.
+"""Input contract 3: calibration is kept where the input has it.
 
 On real files written from the Sen1Floods11 chip (sigma0 dB, VV + VH) in each value domain:
 * detection: float dB, float linear power and float linear amplitude are calibrated (and the
@@ -22,7 +22,7 @@ import pytest
 import rasterio
 from rasterio.windows import Window
 
-from crossearth_sar.core.scene import sar_io
+from crossearth_sar.core.scene import contracts, pooled, sar_io
 
 CHIP = "examples/Spain_7370579_S1Hand.tif"
 
@@ -96,14 +96,14 @@ def test_detection_single_band_and_named_amplitude(tmp_path, chip):
 def test_calibrated_domains_reach_the_model_as_the_same_tensor(domains):
     ref_scene, ref = _whole(domains["db"])
     np.testing.assert_array_equal(ref_scene.stats, np.float32(
-        [sar_io.DB_MAPPING["co"], sar_io.DB_MAPPING["cross"], sar_io.DB_MAPPING["ratio"]]))
+        [contracts.DB_MAPPING["co"], contracts.DB_MAPPING["cross"], contracts.DB_MAPPING["ratio"]]))
     for name in ("power", "amplitude"):
         _, w = _whole(domains[name])
         np.testing.assert_array_equal(w.valid, ref.valid)
         diff = np.abs(w.x[:, ref.valid] - ref.x[:, ref.valid])
         assert diff.max() <= 1e-4, (name, diff.max())
     # the mapping is the fixed one: x = (dB - lo) / (hi - lo), VH at its own absolute level
-    lo, hi = sar_io.DB_MAPPING["cross"]
+    lo, hi = contracts.DB_MAPPING["cross"]
     vh = np.clip((np.nan_to_num(_db_of(domains["db"])[1]) - lo) / (hi - lo), 0, 1)
     np.testing.assert_allclose(ref.x[1][ref.valid], vh[ref.valid], atol=1e-6)
 
@@ -164,7 +164,7 @@ def test_cli_info_calibrated_flag(domains, flag, expected):
                          capture_output=True, text=True, check=True).stdout
     info = json.loads(out)
     assert info["calibrated"] is expected
-    assert info["input_contract"] == sar_io.INPUT_CONTRACT == 3
+    assert info["input_contract"] == contracts.INPUT_CONTRACT == 3
     text = subprocess.run([sys.executable, "-m", "crossearth_sar.crossearth_cli.main", "info",
                            str(domains["quicklook"])], capture_output=True, text=True,
                           check=True).stdout
@@ -188,15 +188,15 @@ def test_pooled_calibration_keeps_a_dry_tile_bright(tmp_path, domains):
         p = dict(prof, width=256, height=256,
                  transform=rasterio.windows.transform(Window(c, r, 256, 256), prof["transform"]))
         tiles.append(_write(tmp_path / f"t{i}.tif", list(ql[:, r:r + 256, c:c + 256]), "uint8", p, 0))
-    pooled = sar_io.pooled_calibration(tiles)
+    pooled_cal = pooled.pooled_calibration(tiles)
     with sar_io.open_scene(domains["quicklook"]) as whole:
-        np.testing.assert_allclose(pooled, whole.calibration, rtol=0.05, atol=0.5)
+        np.testing.assert_allclose(pooled_cal, whole.calibration, rtol=0.05, atol=0.5)
         x_whole = whole.read_window(Window(256, 0, 256, 256)).x
-    with sar_io.open_scene(tiles[1], calibration=pooled) as t:
+    with sar_io.open_scene(tiles[1], calibration=pooled_cal) as t:
         x_tile = t.read_window(Window(0, 0, 256, 256)).x
     assert np.abs(x_tile - x_whole).mean() < 0.01
     # calibrated rasters have nothing to estimate
-    assert sar_io.pooled_calibration([domains["db"]]) is None
+    assert pooled.pooled_calibration([domains["db"]]) is None
 
 
 def test_estimated_calibration_lands_near_the_truth_for_a_quicklook(domains):

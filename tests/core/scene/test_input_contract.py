@@ -1,9 +1,9 @@
-"""Input contract 2 (issue 13; models trained under it still read scenes this way, see
-tests/test_calibration.py for contract 3): the same real chip written as float32 dB, float32 linear
+"""Input contract 2 (models trained under it still read scenes this way, see
+tests/core/scene/test_calibration.py for contract 3): the same real chip written as float32 dB, float32 linear
 intensity, uint16 amplitude and an 8-bit quicklook of dB reaches the model, and the router's
 descriptors, as nearly the same tensors.
 
-Tolerance (stated in docs/interfaces.md): on valid pixels, |x_domain - x_dB| has a mean
+Tolerance (stated in docs/contracts.md §3): on valid pixels, |x_domain - x_dB| has a mean
 <= 0.005 and a 99th percentile <= 0.02 (the 8-bit quicklook's step, 60 dB / 254 = 0.24 dB, is about
 0.007 of the stretch); the raw descriptors of each 256 px tile agree within 5 %.
 """
@@ -15,6 +15,7 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.scene import descriptors, sar_io
 
 CHIP = "examples/Spain_7370579_S1Hand.tif"
@@ -101,5 +102,5 @@ def test_contract_1_models_read_as_they_were_trained(domains):
         np.testing.assert_allclose(a.x[0][a.valid], (raw / 255)[a.valid], atol=1e-6)
         np.testing.assert_allclose(a.phys[a.valid], np.log1p(raw)[a.valid], rtol=1e-6)
         np.testing.assert_array_equal(b.phys, b.x[0])
-    with pytest.raises(sar_io.InputError, match="input contract"):
+    with pytest.raises(InputError, match="input contract"):
         sar_io.open_scene(domains["db"], contract=4)

@@ -9,7 +9,7 @@ from rasterio.transform import from_origin
 from rasterio.windows import Window
 
 from crossearth_sar.core.errors import InputError
-from crossearth_sar.core.scene import sar_io
+from crossearth_sar.core.scene import contracts, sar_io
 
 RNG = np.random.default_rng(0)
 UTM = CRS.from_epsg(32630)
@@ -49,12 +49,12 @@ def test_uint8_quicklook(tmp_path):
     p = write(tmp_path / "q.tif", data)
     with sar_io.open_scene(p) as s:   # contract 3: an estimated calibration, fixed mapping
         assert not s.calibrated and s.fixed_mapping
-        q_lo, q_hi = np.percentile(data.astype(np.float32), sar_io.REFERENCE_QUANTILES)
+        q_lo, q_hi = np.percentile(data.astype(np.float32), contracts.REFERENCE_QUANTILES)
         gain, offset = s.calibration[0]
         np.testing.assert_allclose([gain * q_lo + offset, gain * q_hi + offset],
-                                   sar_io.REFERENCE_DB["co"], atol=1e-3)
+                                   contracts.REFERENCE_DB["co"], atol=1e-3)
         wd = s.read_window(Window(0, 0, 70, 50))
-        lo, hi = sar_io.DB_MAPPING["co"]
+        lo, hi = contracts.DB_MAPPING["co"]
         np.testing.assert_allclose(wd.x[0], np.clip((gain * data + offset - lo) / (hi - lo), 0, 1),
                                    atol=1e-5)
     with sar_io.open_scene(p, contract=2) as s:
@@ -153,7 +153,7 @@ def test_dualpol_by_description_and_composition(tmp_path):
         np.testing.assert_allclose(wd.x[2], np.clip((diff - lo) / (hi - lo), 0, 1), atol=1e-5)
     with sar_io.open_scene(p, bands=["vh"]) as s:   # case-insensitive
         assert s.band_indexes == [1] and s.composition == "single"
-    with sar_io.open_scene(p, bands=sar_io.parse_bands("2")) as s:
+    with sar_io.open_scene(p, bands=contracts.parse_bands("2")) as s:
         assert s.band_indexes == [2]
     with pytest.raises(InputError, match="no band described 'HH'"):
         sar_io.open_scene(p, bands=["HH"])

@@ -1,4 +1,4 @@
-"""Complex SLC rasters (issue 25): Sentinel-1 SLC measurement TIFFs are CInt16, one band of
+"""Complex SLC rasters: Sentinel-1 SLC measurement TIFFs are CInt16, one band of
 counts. CInt16 and CFloat32 / CFloat64 rasters segment through the real ``ces segment``
 (amplitude by default, not calibrated: an estimated calibration), and a raster georeferenced
 only by ground control points, as a real SLC swath is, is refused in one line with the way

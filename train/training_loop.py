@@ -23,7 +23,7 @@ import contextlib
 import datetime
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -48,7 +48,7 @@ from .checkpoint_commit import (  # noqa: F401 (checkpoint_iteration: also this 
     write_checkpoint,
 )
 from .classes import IGNORE_INDEX
-from .data import collate
+from .datasets import collate
 from .distributed import (  # noqa: F401 (is_main, barrier, init_distributed: also this module's API)
     ResumableDistributedSampler,
     barrier,
@@ -450,8 +450,3 @@ def predict_confusion(model, dataset, batch: int, device: torch.device, rank: in
     if world > 1:
         dist.all_reduce(cm)
     return cm
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    """The hyper-parameters of a run as a JSON-able dict (for provenance)."""
-    return asdict(cfg)
