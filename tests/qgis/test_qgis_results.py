@@ -299,8 +299,8 @@ def test_evaluate_classes_are_checked_before_running(ces_provider, tmp_path):
 
 
 def test_evaluate_on_the_demo_pair_with_defaults(with_venv_ces, tmp_path):
-    """The plugin's own demo pair, every parameter at its default: metrics, and an HTML
-    report that exists whenever the dialog is told so."""
+    """The plugin's own demo pair, every parameter at its default: the metrics it has always
+    given, and an HTML report that exists whenever the dialog is told so."""
     import processing
 
     out = tmp_path / "metrics.json"
@@ -310,10 +310,21 @@ def test_evaluate_on_the_demo_pair_with_defaults(with_venv_ces, tmp_path):
         "INPUT": [str(DEMO_SCENE)], "LABELS": [str(DEMO_LABELS)], "OUTPUT": str(out),
         "OUTPUT_HTML": str(report)}, feedback=feedback)
     metrics = json.loads(out.read_text())
-    assert 0.0 <= metrics["miou"] <= 1.0 and metrics["pixels"] > 0
+    # The demo pair (examples/Spain_7370579_S1Hand.tif against Spain_7370579_LabelHand.tif,
+    # Sen1Floods11; -1 ignored by sen1floods11_classes.yaml) segmented by the default model
+    # (models/ces-s1-water.safetensors) on the CPU: the same counts with 1 or 2 threads. The
+    # metrics JSON prints IoUs to 6 decimals; the confusion matrix (rows: the reference
+    # labels, columns: the prediction; background, water) in pixels, exactly.
+    assert Path(metrics["model"]).name == "ces-s1-water.safetensors"
+    assert metrics["classes"] == ["background", "water"] and metrics["pixels"] == 262045
+    assert metrics["confusion_matrix"] == [[187176, 4834], [29517, 40518]]
+    assert metrics["miou"] == pytest.approx(0.69306, abs=1e-6)
+    assert metrics["per_class_iou"] == pytest.approx({"background": 0.844935, "water": 0.541185}, abs=1e-6)
+    assert metrics["overall_accuracy"] == pytest.approx(0.868912, abs=1e-6)
+    assert result["MIOU"] == metrics["miou"]
     assert result["OUTPUT_HTML"] == str(report) and report.is_file()
     assert any("sen1floods11_classes.yaml" in i for i in feedback.infos)
-    # issue 25: the report says which classes file it used
+    # the report says which classes file it used
     assert metrics["classes_file"].endswith("sen1floods11_classes.yaml")
     assert "Classes file:" in report.read_text() and "sen1floods11_classes.yaml" in report.read_text()
     from qgis.core import QgsApplication
@@ -338,7 +349,7 @@ def test_segment_loads_every_output_styled_and_writes_the_preview(with_venv_ces,
         "OUTPUT_PREVIEW": str(png)}, feedback=feedback)
     assert result["OUTPUT_PREVIEW"] == str(png)
     assert Image.open(png).size[0] == 512
-    # issue 25: the preview is shown in the Results Viewer through an HTML output
+    # the preview is shown in the Results Viewer through an HTML output
     page = Path(result["PREVIEW_HTML"])
     assert page == png.with_suffix(".html") and "lc.png" in page.read_text()
     loaded = {lyr.source().split("|")[0]: lyr for lyr in QgsProject.instance().mapLayers().values()}
