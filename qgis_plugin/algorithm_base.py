@@ -165,9 +165,9 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         return DEVICE_OPTIONS[self.parameterAsEnum(parameters, self.DEVICE, context)]
 
     def add_calibrated_parameter(self) -> None:
-        """The advanced "Calibrated backscatter" choice (auto, yes, no) of ces --calibrated."""
+        """The advanced "Calibrated" choice (auto, yes, no) of ces --calibrated: is the input calibrated backscatter."""
         self.add_advanced(QgsProcessingParameterEnum(
-            CALIBRATED, tr("Calibrated backscatter (sigma0/gamma0 in dB, power or amplitude)"),
+            CALIBRATED, tr("Calibrated (dB, power or amplitude)"),
             options=[tr("auto (detect)"), tr("yes"), tr("no (estimate a calibration)")],
             defaultValue=0))
 

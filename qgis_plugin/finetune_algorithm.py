@@ -125,7 +125,7 @@ class FinetuneAlgorithm(CesAlgorithm):
                 self.ADAPTER_RANK, self.tr("Adapter rank (Earth-Adapter)"),
                 QgsProcessingParameterNumber.Integer, defaultValue=64, minValue=1, maxValue=4096),
             QgsProcessingParameterNumber(
-                self.ADAPTER_CUTOFF, self.tr("Adapter frequency cutoff (Earth-Adapter)"),
+                self.ADAPTER_CUTOFF, self.tr("Earth-Adapter frequency cutoff"),
                 QgsProcessingParameterNumber.Double, defaultValue=0.3, minValue=0.01, maxValue=1.0),
         ]
         self.add_advanced(*advanced)
