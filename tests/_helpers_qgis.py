@@ -193,3 +193,19 @@ def render_layer(layer, width: int, height: int) -> np.ndarray:
     bits = image.constBits()
     bits.setsize(image.byteCount())
     return np.frombuffer(bits, np.uint8).reshape(height, image.bytesPerLine() // 4, 4)[:, :width].copy()
+
+
+def digitized_polygons(crs: str, rectangles: dict[str, tuple[float, float, float, float]]):
+    """A memory polygon layer as an analyst digitizes it: one rectangle (x0, y0, x1, y1, in
+    ``crs`` units) per class name, the name in the field 'cover'."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
+
+    layer = QgsVectorLayer(f"Polygon?crs={crs}&field=cover:string", "digitized", "memory")
+    features = []
+    for cover, (x0, y0, x1, y1) in rectangles.items():
+        feature = QgsFeature(layer.fields())
+        feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(x0, y0, x1, y1)))
+        feature["cover"] = cover
+        features.append(feature)
+    layer.dataProvider().addFeatures(features)
+    return layer

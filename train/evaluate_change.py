@@ -28,9 +28,10 @@ from ..core.change.classes import LABEL_MEANINGS, change_classes, positive_value
 from ..core.change.detect import combine
 from ..core.class_colors import is_background
 from ..core.errors import InputError, parameter
-from ..core.inference.pipeline import classify_scene, raster_classes
+from ..core.inference.pipeline import classify_scene
 from ..core.inference.tiler import resolve_device
 from ..core.models.model import input_contract, trained_bands
+from ..core.products.class_raster import raster_classes
 from ..core.progress import ensure
 from ..core.scene import sar_io
 from .classes import IGNORE_INDEX, ClassSpec, from_model_classes

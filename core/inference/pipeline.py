@@ -30,7 +30,7 @@ from ..errors import InputError, bare, word_parameters
 from ..models import cpu_streams
 from ..models.model import input_contract, trained_bands
 from ..products import vectorize
-from ..products.class_raster import raster_classes  # noqa: F401 (also part of this module's API)
+from ..products.class_raster import raster_classes
 from ..products.outputs import DEFAULT_SIMPLIFY_PIXELS, output_paths, sieve_pixels, write_outputs
 from ..progress import ProgressCallback, ensure
 from ..scene import sar_io, values

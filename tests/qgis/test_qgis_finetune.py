@@ -9,6 +9,7 @@ pytest.importorskip("qgis.core")
 from _helpers_qgis import (  # noqa: E402
     DEMO_LABELS,
     DEMO_SCENE,
+    digitized_polygons,
     recording_feedback,
 )
 
@@ -23,21 +24,9 @@ def _run(alg: str, params: dict, feedback=None):
 
 
 def _digitized_polygons():
-    """A memory layer as an analyst digitizes it: two rectangles over the demo scene (EPSG:4326),
-    classes by name in the field 'cover'."""
-    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
-
-    layer = QgsVectorLayer("Polygon?crs=EPSG:4326&field=cover:string", "digitized", "memory")
-    features = []
-    for cover, (x0, y0, x1, y1) in {
-            "water": (-0.7480, 38.1000, -0.7420, 38.1060),
-            "land": (-0.7800, 38.1200, -0.7740, 38.1260)}.items():
-        feature = QgsFeature(layer.fields())
-        feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(x0, y0, x1, y1)))
-        feature["cover"] = cover
-        features.append(feature)
-    layer.dataProvider().addFeatures(features)
-    return layer
+    """Two rectangles over the demo scene (EPSG:4326), classes by name in the field 'cover'."""
+    return digitized_polygons("EPSG:4326", {"water": (-0.7480, 38.1000, -0.7420, 38.1060),
+                                            "land": (-0.7800, 38.1200, -0.7740, 38.1260)})
 
 
 @pytest.mark.slow

@@ -8,6 +8,7 @@ import pytest
 pytest.importorskip("qgis.core")
 
 from _helpers_qgis import (  # noqa: E402
+    digitized_polygons,
     recording_feedback,
     write_synthetic_scene,
 )
@@ -17,18 +18,8 @@ pytestmark = pytest.mark.qgis
 
 def _polygons():
     """Two digitized rectangles (classes by name) over the synthetic scene (EPSG:32630)."""
-    from qgis.core import QgsFeature, QgsGeometry, QgsRectangle, QgsVectorLayer
-
-    layer = QgsVectorLayer("Polygon?crs=EPSG:32630&field=cover:string", "digitized", "memory")
-    features = []
-    for cover, (x0, y0, x1, y1) in {"water": (500100, 4499300, 500500, 4499700),
-                                    "land": (500700, 4499100, 500950, 4499900)}.items():
-        feature = QgsFeature(layer.fields())
-        feature.setGeometry(QgsGeometry.fromRect(QgsRectangle(x0, y0, x1, y1)))
-        feature["cover"] = cover
-        features.append(feature)
-    layer.dataProvider().addFeatures(features)
-    return layer
+    return digitized_polygons("EPSG:32630", {"water": (500100, 4499300, 500500, 4499700),
+                                             "land": (500700, 4499100, 500950, 4499900)})
 
 
 def test_finetune_offers_earth_adapter_as_advanced_options(ces_provider):

@@ -23,6 +23,7 @@ from rasterio.windows import Window
 from crossearth_sar.core.errors import InputError
 from crossearth_sar.core.inference import pipeline
 from crossearth_sar.core.models import checkpoints
+from crossearth_sar.core.products import class_raster
 from crossearth_sar.crossearth_cli.main import main
 from crossearth_sar.train.agreement import agreement, check_class_names
 
@@ -40,7 +41,7 @@ def _class_names_raster(path: Path, classes: list[dict]) -> np.ndarray:
     with rasterio.open(path) as src:
         values = src.read(1)
     names = np.full(values.shape, "", object)
-    for c in pipeline.raster_classes(classes):
+    for c in class_raster.raster_classes(classes):
         names[values == c["value"]] = c["name"]
     return names
 

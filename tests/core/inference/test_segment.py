@@ -283,7 +283,7 @@ def test_cli_sigterm_leaves_nothing(tiny_checkpoint, tmp_path):
 
 
 def test_raster_values_fall_back_to_indexes_when_a_label_value_is_255():
-    from crossearth_sar.core.inference.pipeline import raster_classes
+    from crossearth_sar.core.products.class_raster import raster_classes
 
     water = [{"name": "background", "value": 0, "color": "#000000"},
              {"name": "water", "value": 255, "color": "#0000ff"}]
