@@ -2,6 +2,7 @@
 before/after pair (core/change/detect.py, docs/interfaces.md)."""
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -9,23 +10,28 @@ import click
 from ..core.interrupts import sigterm_as_interrupt
 from .map_options import map_options
 from .reporting import Reporter, progress_option
-from .scene_options import calibrated_option, domain_option
+from .scene_options import calibrated_option, domain_option, resolution_option
 from .segment_cmd import _resolve_model, _side_output
 
 
-def _precheck(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
-              outputs: dict, overwrite: bool, warn) -> None:
-    """Outputs and scenes checked before torch is imported (exit 2, nothing written)."""
+def _check_outputs(outputs: dict, overwrite: bool) -> None:
+    """The outputs checked before any work (exit 2, nothing written)."""
     from ..core.atomic import check_writable
-    from ..core.change import checks as change_checks
-    from ..core.models import model_header
     from ..core.products import preview, vectorize
-    from ..core.scene import raster_check
 
     vectorize.vector_format(outputs["vector"])
     check_writable(outputs["vector"], overwrite)
     if outputs["preview"] is not None:
         check_writable(preview.check_path(outputs["preview"]), overwrite)
+
+
+def _check_scenes(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
+                  warn) -> None:
+    """The scenes checked before torch is imported (exit 2, nothing written)."""
+    from ..core.change import checks as change_checks
+    from ..core.models import model_header
+    from ..core.scene import raster_check
+
     for path in (after, *befores):
         raster_check.check_file(path)
     config = model_header.read_config(model_path)
@@ -59,21 +65,24 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV.")
 @click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
               default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
+@resolution_option
 @progress_option
 def change(after, befores, output, model, tile, overlap, batch, device, raster, confidence,
            preview, min_area, simplify, overwrite, summary, domain, calibrated, bands,
-           complex_part, progress_mode) -> None:
+           complex_part, resolution, progress_mode) -> None:
     """Map what a flood put under water: AFTER against reference scenes from before.
 
     Each scene is segmented on its own grid; the references' classes are then warped onto
     AFTER's grid (nearest). For a water model the classes are flood (water after, not
     before), permanent water (both), receded (before, not after) and no water; other models
     give from → to transitions. The output covers the common footprint only, in AFTER's CRS.
+    Sentinel-1 GRD products (.zip, .SAFE, manifest.safe) are prepared first (ces prepare).
 
     \b
     Examples:
       ces change after.tif --before before.tif -o flood.gpkg --summary --preview
       ces change after.tif --before jan.tif --before feb.tif --before mar.tif -o flood.gpkg
+      ces change S1A_..._AFTER.zip --before S1A_..._BEFORE.zip -o flood.gpkg
     """
     reporter = Reporter(progress_mode)
     try:
@@ -91,17 +100,30 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
                    "raster": _side_output(raster, output, "classes", False),
                    "confidence": _side_output(confidence, output, "confidence", False),
                    "preview": _side_output(preview, output, "preview", False, ".png")}
-        _precheck(after, befores, model_path, open_options, outputs, overwrite,
-                  warn=lambda message: None)   # the date warning is given once, below
-        from ..core.change import detect as change_mod
+        _check_outputs(outputs, overwrite)
+        from ..core.change.checks import check_distinct
+        from ..core.scene.sentinel1.prepared import check_product, prepared_scene
+        from ..core.scene.sentinel1.product import is_product
 
-        with sigterm_as_interrupt():
+        check_distinct([after, *befores])
+        folder = output.parent if str(output.parent) else Path(".")
+        for path in (after, *befores):
+            if is_product(path):   # its measurements and the disk space, before any work
+                check_product(path, folder, resolution)
+        with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
+            scenes = [stack.enter_context(prepared_scene(p, folder, resolution_m=resolution, progress=reporter))
+                      for p in (after, *befores)]
+            _check_scenes(scenes[0], tuple(scenes[1:]), model_path, open_options,
+                          warn=lambda message: None)   # the warnings are given once, below
+            from ..core.change import detect as change_mod
+
             result = change_mod.change_scenes(
-                after, befores, model_path, output, raster=outputs["raster"],
+                scenes[0], scenes[1:], model_path, output, raster=outputs["raster"],
                 confidence=outputs["confidence"], preview=outputs["preview"], tile=tile,
                 overlap=overlap, batch=batch, device=device, min_area=min_area,
                 simplify=simplify, overwrite=overwrite, progress=reporter,
                 warn=reporter.warning, **open_options)
+        result["scene"], result["references"] = str(after), [str(b) for b in befores]
     except KeyboardInterrupt:
         reporter.error("interrupted")
         raise

@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "descriptors": "descriptors_cmd:descriptors",
     "doctor": "doctor_cmd:doctor",
     "models": "models_cmd:models",
+    "prepare": "prepare_cmd:prepare",
     "segment": "segment_cmd:segment",
     "benchmark": "benchmark_cmd:benchmark",
 }

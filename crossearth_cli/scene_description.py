@@ -28,3 +28,22 @@ def describe_scene(info: dict) -> Iterable[str]:
            f"(bands {', '.join(map(str, info['selected_bands']))})")
     for w in info.get("warnings", []):
         yield f"warning:         {w}"
+
+
+def describe_product(info: dict) -> Iterable[str]:
+    """Human-readable lines for a Sentinel-1 product's info dict (``ces info PRODUCT``)."""
+    yield f"product:         {info['product']}"
+    yield f"mission:         {info['mission']} {info['mode']} {info['product_type']}, {', '.join(info['polarizations'])}"
+    yield f"acquired:        {info['start']} .. {info['stop']}"
+    yield f"orbit:           {info['orbit_direction'].lower()}, relative orbit {info['relative_orbit']}"
+    if info["bounds_lonlat"]:
+        w, s, e, n = info["bounds_lonlat"]
+        yield f"footprint:       lon {w:.4f}..{e:.4f}, lat {s:.4f}..{n:.4f}"
+    yield f"size:            {info['width']} x {info['height']} px at {info['pixel_spacing_m']:g} m (radar geometry)"
+    yield f"calibrated:      yes: {info['calibration_reason']}"
+    p = info["prepare"]
+    yield (f"prepared as:     {p['width']} x {p['height']} px, {p['resolution_m']:g} m ({p['looks']} x {p['looks']} "
+           f"looks), {p['crs']}; {p['processing']}")
+    if info["missing_measurements"]:
+        yield (f"warning:         no measurement TIFF for {', '.join(info['missing_measurements'])}: the download is "
+               f"incomplete, it cannot be prepared")

@@ -37,3 +37,24 @@ def calibrated_option(f):
     return click.option("--calibrated", type=CALIBRATED_CHOICE, default="auto",
                         show_default=True, help=CALIBRATED_HELP,
                         callback=lambda ctx, param, v: calibrated_value(v))(f)
+
+
+def resolution_value(text: Optional[str]) -> Optional[float]:
+    """"native" -> None (the product's pixel spacing); a number of metres -> float."""
+    if text is None or str(text).strip().lower() == "native":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is neither a number of metres nor 'native'") from None
+    if not value > 0:
+        raise click.BadParameter(f"{text!r}: a pixel size is positive")
+    return value
+
+
+def resolution_option(f):
+    """The ``--resolution METRES|native`` option of Sentinel-1 products (value: float or None)."""
+    return click.option("--resolution", default="20", show_default=True, metavar="METRES|native",
+                        help="Pixel size of a Sentinel-1 product once prepared: 20 m (a 2 x 2 "
+                             "multilook of IW GRD in power, about its resolution), or native.",
+                        callback=lambda ctx, param, v: resolution_value(v))(f)

@@ -10,7 +10,7 @@ from ..core.errors import InputError
 from ..core.interrupts import sigterm_as_interrupt
 from .map_options import DEFAULT_MODEL_NAME, map_options
 from .reporting import Reporter, error_text, progress_option
-from .scene_options import calibrated_option, domain_option
+from .scene_options import calibrated_option, domain_option, resolution_option
 
 DEFAULT_EXTENSION = ".gpkg"
 
@@ -54,6 +54,13 @@ def _side_output(value: Optional[str], vector: Path, suffix: str, several: bool,
     return path
 
 
+def _stem(scene: Path) -> str:
+    """The name a scene's outputs take: the file's stem, or a Sentinel-1 product's name."""
+    from ..core.scene.sentinel1.product import is_product, product_stem
+
+    return product_stem(scene) if is_product(scene) else scene.stem
+
+
 def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
           confidence: Optional[str], created: list[Path],
           preview: Optional[str] = None) -> list[dict]:
@@ -71,7 +78,7 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
                 created.append(output)
             except FileExistsError:  # another rank made it first
                 pass
-        vectors = [output / (s.stem + DEFAULT_EXTENSION) for s in scenes]
+        vectors = [output / (_stem(s) + DEFAULT_EXTENSION) for s in scenes]
     else:
         vectors = [output]
     if len(set(vectors)) != len(vectors):
@@ -90,7 +97,8 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
 
 
 def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
-              min_area: Optional[float] = None) -> None:
+              min_area: Optional[float] = None, resolution: Optional[float] = 20.0,
+              keep_prepared: Optional[Path] = None) -> None:
     """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written).
 
     Scenes and output names are checked before torch is imported (a bad input is reported
@@ -107,7 +115,14 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
             check_writable(preview.check_path(job["preview"]), ow)
         for key in ("raster", "confidence"):
             outputs.check_raster_path(job[key], ow)   # .tif / .tiff
+    from ..core.scene.sentinel1.prepared import check_product
+    from ..core.scene.sentinel1.product import is_product
+
     for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
+        if is_product(job["scene"]):   # its measurements, and the disk space to prepare it
+            folder = job["vector"].parent if str(job["vector"].parent) else Path(".")
+            check_product(job["scene"], folder if keep_prepared is None else keep_prepared.parent, resolution)
+            continue
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
         with sar_io.open_scene(job["scene"], **open_options) as scene:
             outputs.sieve_pixels(scene, min_area)
@@ -134,13 +149,18 @@ def _summary_lines(result: dict) -> list[str]:
 @click.option("--bands", default=None, help="Bands by description or 1-based index, e.g. VV,VH.")
 @click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
               default="amplitude", show_default=True, help="Part of complex (SLC) data to use.")
+@resolution_option
+@click.option("--keep-prepared", type=click.Path(path_type=Path), default=None,
+              help="Keep the GeoTIFF a Sentinel-1 product is prepared to (ces prepare) at this path "
+                   "(a folder with several products); default: a temporary file, removed.")
 @progress_option
 def segment(scenes, output, model, tile, overlap, batch, device, raster, confidence, preview,
             min_area, simplify, overwrite, summary, domain, calibrated, bands, complex_part,
-            progress_mode) -> None:
+            resolution, keep_prepared, progress_mode) -> None:
     """Segment SAR scenes into land-cover polygons (GeoPackage layer "landcover").
 
-    SCENES: rasters, folders (their rasters) or .txt files listing rasters (one per line).
+    SCENES: rasters, Sentinel-1 GRD products (.zip, .SAFE folder or manifest.safe: prepared
+    as by ces prepare, at --resolution), folders of these, or .txt files listing them.
     With several scenes, those whose outputs all exist are skipped (unless --overwrite), so
     a killed run resumes by running again. Under torchrun or srun each process (rank r of
     N) segments every N-th scene on its own device and logs to
@@ -149,6 +169,7 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
     \b
     Examples:
       ces segment examples/Spain_7370579_S1Hand.tif -o spain.gpkg --summary
+      ces segment S1A_IW_GRDH_1SDV_20210119T031653_..._8255.zip -o flood.gpkg
       ces segment a.tif b.tif -o results/ --raster --progress json
       torchrun --nproc-per-node 4 $(which ces) segment scenes/ -o results/
       srun --ntasks 16 --gpus-per-task 1 ces segment scenes.txt -o results/
@@ -157,13 +178,13 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
     with sigterm_as_interrupt():
         results = _run(reporter, scenes, output, model, tile, overlap, batch, device, raster,
                        confidence, min_area, simplify, overwrite, domain, bands, complex_part,
-                       preview, calibrated)
+                       preview, calibrated, resolution, keep_prepared)
     _report(reporter, results, output, summary)
 
 
 def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, confidence,
          min_area, simplify, overwrite, domain, bands, complex_part,
-         preview=None, calibrated=None) -> list[dict]:
+         preview=None, calibrated=None, resolution=20.0, keep_prepared=None) -> list[dict]:
     """Check everything, then segment each scene of this rank; errors also go to the reporter."""
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     ranks = None
@@ -180,21 +201,27 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         scenes = tuple(scene_ranks.expand_inputs(scenes))  # files, folders, .txt lists
         plan = _plan(scenes, output, raster, confidence, created, preview)
         ranks = _RankedRun(plan, scenes, output, overwrite, reporter)
-        _precheck(ranks.todo, overwrite, open_options, min_area)   # before torch where it can
+        _precheck(ranks.todo, overwrite, open_options, min_area, resolution, keep_prepared)   # before torch
         from ..core.inference import pipeline, tiler
         from ..core.models import checkpoints
+        from ..core.scene.sentinel1.prepared import prepared_scene
 
         dev = tiler.resolve_device(scene_ranks.rank_device(device, ranks.rank))
         net = checkpoints.load(model_path, map_location="cpu")
         results = []
         for job in ranks.todo:
             ranks.begin(job)
-            results.append(pipeline.segment_scene(
-                job["scene"], net, job["vector"], raster=job["raster"],
-                confidence=job["confidence"], preview=job["preview"], tile=tile,
-                overlap=overlap, batch=batch, device=str(dev), min_area=min_area,
-                simplify=simplify, overwrite=job.get("overwrite", overwrite), progress=reporter,
-                warn=reporter.warning, **open_options))
+            folder = job["vector"].parent if str(job["vector"].parent) else Path(".")
+            keep = _keep_path(keep_prepared, job["scene"], len(plan) > 1)
+            with prepared_scene(job["scene"], folder, resolution_m=resolution, keep=keep,
+                                overwrite=job.get("overwrite", overwrite), progress=reporter) as scene:
+                results.append(pipeline.segment_scene(
+                    scene, net, job["vector"], raster=job["raster"],
+                    confidence=job["confidence"], preview=job["preview"], tile=tile,
+                    overlap=overlap, batch=batch, device=str(dev), min_area=min_area,
+                    simplify=simplify, overwrite=job.get("overwrite", overwrite), progress=reporter,
+                    warn=reporter.warning, **open_options))
+            results[-1]["scene"] = str(job["scene"])
             ranks.end(job, results[-1])
     except BaseException as e:
         if ranks is not None:
@@ -210,6 +237,16 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
         raise
     ranks.finish(ok=True)
     return results
+
+
+def _keep_path(keep_prepared: Optional[Path], scene: Path, several: bool) -> Optional[Path]:
+    """Where a product's prepared GeoTIFF is kept: --keep-prepared itself, or NAME.tif in it
+    when it is a folder or there are several scenes; None: not kept."""
+    if keep_prepared is None:
+        return None
+    if several or keep_prepared.is_dir():
+        return keep_prepared / f"{_stem(scene)}.tif"
+    return keep_prepared
 
 
 class _RankedRun:

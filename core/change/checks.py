@@ -6,7 +6,9 @@
   neither are georeferenced (neither: the same size, compared pixel for pixel), and both are
   read with the same polarizations;
 * :func:`check_scenes`: all of it for one after scene and its references, and a warning
-  when a reference's acquisition date (core.scene.scene_date) is after the after scene's.
+  when a reference's acquisition date (core.scene.scene_date) is after the after scene's, or
+  when the scenes come from different relative orbits (the RELATIVE_ORBIT tag of a prepared
+  Sentinel-1 product): their geometry differs.
 
 Each error is an InputError whose one line names both files.
 """
@@ -78,10 +80,16 @@ def check_scenes(after_path: PathLike, before_paths: Sequence[PathLike], open_op
     check_distinct([after_path, *before_paths])
     with sar_io.open_scene(after_path, **open_options) as after:
         when = scene_date(after_path, after.src.tags())
+        orbit = after.src.tags().get("RELATIVE_ORBIT")
         for path in before_paths:
             with sar_io.open_scene(path, **open_options) as before:
                 check_pair(after, before)
                 ref_when = scene_date(path, before.src.tags())
+                ref_orbit = before.src.tags().get("RELATIVE_ORBIT")
+            if orbit and ref_orbit and orbit != ref_orbit:
+                warn(f"{Path(path).name}: relative orbit {ref_orbit}, the after scene {Path(after_path).name} "
+                     f"is from relative orbit {orbit}; their viewing geometry differs (incidence angle, "
+                     f"layover and shadow), so some change may be geometry, not water")
             if when is not None and ref_when is not None and ref_when > when:
                 warn(f"{Path(path).name}: the reference is dated {ref_when.isoformat()}, after "
                      f"the after scene {Path(after_path).name} ({when.isoformat()}); check "

@@ -82,14 +82,20 @@ def run_id(scenes: Sequence[Path], world: int, environ: Optional[dict] = None) -
 
 
 def expand_inputs(inputs: Sequence[Path]) -> list[Path]:
-    """Scene paths from files, folders (their rasters, sorted by name) and .txt lists (one
-    path per line, relative to the list's folder; blank lines and # comments skipped), in
-    the order given. InputError for a missing path or an empty folder or list."""
+    """Scene paths from files, folders (their rasters and Sentinel-1 products, sorted by name)
+    and .txt lists (one path per line, relative to the list's folder; blank lines and #
+    comments skipped), in the order given; a Sentinel-1 product (its zip, .SAFE folder,
+    manifest or a SAFE subdataset) is one scene. InputError for a missing path or an empty
+    folder or list."""
+    from ..scene.sentinel1.product import is_product
+
     scenes: list[Path] = []
     for item in map(Path, inputs):
-        if item.is_dir():
+        if is_product(item):
+            scenes.append(item)
+        elif item.is_dir():
             found = sorted(p for p in item.iterdir()
-                           if p.is_file() and p.suffix.lower() in SCENE_SUFFIXES)
+                           if (p.is_file() and p.suffix.lower() in SCENE_SUFFIXES) or is_product(p))
             if not found:
                 raise InputError(f"{item}: the folder holds no raster "
                                  f"({', '.join(SCENE_SUFFIXES)})")

@@ -74,7 +74,7 @@ def test_help_lists_exactly_the_registered_commands():
     assert registered == sorted(main.COMMANDS) and main.cli.commands == {}
     assert listed == registered                       # every command, each once, in order
     assert set(listed) == {"agreement", "benchmark", "change", "descriptors", "doctor", "evaluate",
-                           "finetune", "info", "models", "pretrain", "segment"}
+                           "finetune", "info", "models", "prepare", "pretrain", "segment"}
     for name in registered:                           # each one resolves to a click command of that name
         command = main.cli.get_command(click.Context(main.cli), name)
         assert isinstance(command, click.Command) and command.name == name

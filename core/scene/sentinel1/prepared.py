@@ -1,0 +1,103 @@
+"""Any scene path as a raster the scene readers open: a Sentinel-1 product is prepared
+(prepare.py) to a GeoTIFF first, anything else is used as it is.
+
+``prepared_scene(path, folder, ...)`` is a context manager yielding the raster path: for a
+product, a temporary GeoTIFF in ``folder`` (beside the run's outputs), removed on exit, or the
+``keep`` path, which stays. The free disk space of ``folder`` is checked before any work.
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from ...errors import InputError
+from ...progress import ProgressCallback
+from .prepare import DEFAULT_RESOLUTION_M, PreparationPlan, plan_preparation, prepare_product
+from .product import find_product, is_product
+
+PathLike = Union[str, os.PathLike]
+#: bytes per output pixel and band while preparing: the radar-geometry float32 power (at most
+#: the output's size) and the output's float32 dB, uncompressed (the upper bound)
+BYTES_PER_PIXEL_AND_BAND = 8
+
+
+def space_needed(plan: PreparationPlan) -> int:
+    """Bytes of disk a preparation needs at most (temporary and final files)."""
+    radar = (plan.radar_size[0] // plan.looks) * (plan.radar_size[1] // plan.looks)
+    out = plan.width * plan.height
+    return int(len(plan.polarizations) * (radar + out) * BYTES_PER_PIXEL_AND_BAND / 2)
+
+
+def check_product(path: PathLike, folder: PathLike, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M
+                  ) -> PreparationPlan:
+    """The plan of preparing the product ``path`` into ``folder``, after checking that its
+    measurements exist and that ``folder`` has the free space it needs (InputError naming
+    both sizes otherwise)."""
+    with find_product(path) as product:
+        product.check_measurements()
+        plan = plan_preparation(product, resolution_m)
+    need = space_needed(plan)
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise InputError(f"{folder}: {free / 2**30:.1f} GiB free, preparing {Path(str(path)).name} "
+                         f"needs about {math.ceil(need / 2**30 * 10) / 10:.1f} GiB; free some space or "
+                         f"write the outputs elsewhere")
+    return plan
+
+
+@contextlib.contextmanager
+def prepared_scene(path: PathLike, folder: PathLike, *, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M,
+                   keep: Optional[PathLike] = None, overwrite: bool = False,
+                   progress: Optional[ProgressCallback] = None) -> Iterator[Path]:
+    """The raster to read for ``path``: ``path`` itself, or its product prepared into ``folder``
+    (removed afterwards) or into ``keep`` (kept)."""
+    if not is_product(path):
+        yield Path(path)
+        return
+    check_product(path, folder if keep is None else (Path(keep).parent if str(Path(keep).parent) else "."),
+                  resolution_m)
+    if keep is not None:
+        prepare_product(path, keep, resolution_m=resolution_m, overwrite=overwrite, progress=progress)
+        yield Path(keep)
+        return
+    with tempfile.TemporaryDirectory(prefix=".ces-prepared-", dir=folder) as tmp:
+        name = find_product_name(path)
+        out = Path(tmp) / f"{name}.tif"
+        prepare_product(path, out, resolution_m=resolution_m, progress=progress)
+        yield out
+
+
+def find_product_name(path: PathLike) -> str:
+    """The product's NAME (of NAME.SAFE)."""
+    with find_product(path) as product:
+        return product.name
+
+
+def product_info(path: PathLike, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M) -> dict:
+    """What ``ces info`` tells of a product: its manifest's facts, its size, its calibration, and
+    what preparing it at ``resolution_m`` would write (grid, CRS, pixel size)."""
+    with find_product(path) as product:
+        plan = plan_preparation(product, resolution_m)
+        missing = [p for p in product.polarizations if not product.exists(product.files[p].measurement)]
+        lons = [lon for lon, _ in product.footprint]
+        lats = [lat for _, lat in product.footprint]
+        return {
+            "path": str(path), "product": product.name, "mission": product.mission, "mode": product.mode,
+            "product_type": product.product_type, "polarizations": plan.polarizations,
+            "start": product.start, "stop": product.stop, "orbit_direction": product.orbit_direction,
+            "relative_orbit": product.relative_orbit,
+            "footprint": [[round(lon, 5), round(lat, 5)] for lon, lat in product.footprint],
+            "bounds_lonlat": [min(lons), min(lats), max(lons), max(lats)] if lons else None,
+            "width": plan.radar_size[0], "height": plan.radar_size[1], "pixel_spacing_m": plan.spacing_m,
+            "calibrated": True, "calibration_reason": "product LUTs (sigma0, thermal noise removed)",
+            "missing_measurements": missing,
+            "prepare": {"width": plan.width, "height": plan.height, "crs": plan.crs.to_string(),
+                        "resolution_m": plan.resolution_m, "looks": plan.looks,
+                        "processing": "sigma0 dB, thermal noise removed, ellipsoid geocoding from GCPs "
+                                      "(thin-plate spline), no terrain correction"},
+        }
