@@ -95,6 +95,7 @@ def run(args: list[str]) -> tuple[float, float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-segment", action="store_true")
+    parser.add_argument("--resolutions", default="20,native", help="the preparations to time (comma-separated)")
     parser.add_argument("--folder", type=Path, default=None, help="work folder (default: a temporary one)")
     options = parser.parse_args()
     if not PRODUCT.is_file():
@@ -105,7 +106,7 @@ def main() -> None:
         safe = write_full_product(tmp)
         print(f"# bench_s1_prepare: {safe.name}, measurement TIFFs written in {time.perf_counter() - t0:.0f} s; "
               f"{os.cpu_count()} cpus")
-        for resolution in ("20", "native"):
+        for resolution in options.resolutions.split(","):
             out = tmp / f"prepared_{resolution}.tif"
             seconds, peak, line = run(["prepare", str(safe), "-o", str(out), "--resolution", resolution])
             print(f"prepare {resolution:>6}: {seconds:6.1f} s, peak RSS {peak:.2f} GB ({line})")

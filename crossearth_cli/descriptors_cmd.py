@@ -7,7 +7,7 @@ from typing import Optional
 import click
 
 from .reporting import Reporter, progress_option
-from .scene_options import calibrated_option, domain_option
+from .scene_options import calibrated_option, domain_option, resolution_option
 
 MIN_DEFAULT_TILE, MAX_DEFAULT_TILE, TILES_ACROSS = 32, 512, 16
 
@@ -50,9 +50,10 @@ def default_tile(scene: Path) -> int:
 @click.option("--complex", "complex_part", type=click.Choice(["amplitude", "real", "imag"]),
               default="amplitude", show_default=True, help="Part of complex (SLC) data.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output.")
+@resolution_option
 @progress_option
 def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: int, block: int, domain,
-                calibrated, bands, complex_part: str, overwrite: bool, progress_mode: str) -> None:
+                calibrated, bands, complex_part: str, overwrite: bool, resolution, progress_mode: str) -> None:
     """Map the SAR physical descriptors of SCENE tile by tile.
 
     H_DE (directional entropy of the gradients, nats), ENL (equivalent number of looks) and
@@ -72,24 +73,35 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
 
     if output.suffix.lower() not in RASTER_EXTENSIONS:
         raise InputError(f"{output}: the descriptor map is a GeoTIFF (.tif or .tiff)")
-    raster_check.check_file(scene)   # full-resolution pixels, not only the overviews
+    from ..core.scene.sentinel1.prepared import check_product, prepared_scene
+    from ..core.scene.sentinel1.product import is_product
+
     reporter = Reporter(progress_mode)
-    if tile is None:
-        tile = default_tile(scene)
+    folder = output.parent if str(output.parent) else Path(".")
     band_specs = contracts.parse_bands(bands)
-    try:  # bad input is reported before torch is imported (a second, not several)
+    try:  # bad input is reported before any work (a second, not several)
         check_writable(output, overwrite)
-        with sar_io.open_scene(scene, domain=domain, bands=band_specs, complex_part=complex_part,
-                               calibrated=calibrated):
-            pass
+        if is_product(scene):
+            check_product(scene, folder, resolution)
     except Exception as e:
         reporter.error(e)
         raise
-    from ..core.scene.descriptors import descriptor_map
+    with prepared_scene(scene, folder, resolution_m=resolution, progress=reporter) as raster:
+        raster_check.check_file(raster)   # full-resolution pixels, not only the overviews
+        if tile is None:
+            tile = default_tile(raster)
+        try:
+            with sar_io.open_scene(raster, domain=domain, bands=band_specs, complex_part=complex_part,
+                                   calibrated=calibrated):
+                pass
+        except Exception as e:
+            reporter.error(e)
+            raise
+        from ..core.scene.descriptors import descriptor_map
 
-    result = descriptor_map(scene, output, tile=tile, stride=stride, bins=bins, block=block,
-                            domain=domain, bands=band_specs, calibrated=calibrated,
-                            complex_part=complex_part, overwrite=overwrite, progress=reporter)
+        result = descriptor_map(raster, output, tile=tile, stride=stride, bins=bins, block=block,
+                                domain=domain, bands=band_specs, calibrated=calibrated,
+                                complex_part=complex_part, overwrite=overwrite, progress=reporter)
     for name, (lo, med, hi) in result["summary"].items():
         click.echo(f"{name:<5} min {lo:.4g}  median {med:.4g}  max {hi:.4g}", err=reporter.mode == "json")
     click.echo(f"{result['tiles_valid']}/{result['tiles']} tiles with valid pixels -> {output}",

@@ -39,14 +39,17 @@ def calibrated_option(f):
                         callback=lambda ctx, param, v: calibrated_value(v))(f)
 
 
-def resolution_value(text: Optional[str]) -> Optional[float]:
-    """"native" -> None (the product's pixel spacing); a number of metres -> float."""
-    if text is None or str(text).strip().lower() == "native":
+def resolution_value(text: Optional[str]):
+    """"auto" -> "auto" (20 m, or the pixel spacing where coarser); "native" -> None (the
+    product's pixel spacing); a number of metres -> float."""
+    if text is None or str(text).strip().lower() == "auto":
+        return "auto"
+    if str(text).strip().lower() == "native":
         return None
     try:
         value = float(text)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is neither a number of metres nor 'native'") from None
+        raise click.BadParameter(f"{text!r} is none of a number of metres, 'auto' or 'native'") from None
     if not value > 0:
         raise click.BadParameter(f"{text!r}: a pixel size is positive")
     return value
@@ -54,7 +57,8 @@ def resolution_value(text: Optional[str]) -> Optional[float]:
 
 def resolution_option(f):
     """The ``--resolution METRES|native`` option of Sentinel-1 products (value: float or None)."""
-    return click.option("--resolution", default="20", show_default=True, metavar="METRES|native",
-                        help="Pixel size of a Sentinel-1 product once prepared: 20 m (a 2 x 2 "
-                             "multilook of IW GRD in power, about its resolution), or native.",
+    return click.option("--resolution", default="auto", show_default=True, metavar="METRES|auto|native",
+                        help="Pixel size of a Sentinel-1 product once prepared: auto is 20 m (a 2 x 2 "
+                             "multilook of IW GRDH in power, about its resolution) or the pixel "
+                             "spacing where that is coarser; native keeps the pixel spacing.",
                         callback=lambda ctx, param, v: resolution_value(v))(f)

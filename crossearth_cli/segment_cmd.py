@@ -97,7 +97,7 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
 
 
 def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
-              min_area: Optional[float] = None, resolution: Optional[float] = 20.0,
+              min_area: Optional[float] = None, resolution="auto",
               keep_prepared: Optional[Path] = None) -> None:
     """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written).
 
@@ -184,7 +184,7 @@ def segment(scenes, output, model, tile, overlap, batch, device, raster, confide
 
 def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, confidence,
          min_area, simplify, overwrite, domain, bands, complex_part,
-         preview=None, calibrated=None, resolution=20.0, keep_prepared=None) -> list[dict]:
+         preview=None, calibrated=None, resolution="auto", keep_prepared=None) -> list[dict]:
     """Check everything, then segment each scene of this rank; errors also go to the reporter."""
     created: list[Path] = []  # an output folder this run made: removed again if left empty
     ranks = None

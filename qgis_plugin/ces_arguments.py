@@ -91,3 +91,12 @@ def finetune_arguments(images: Sequence[str], labels: str, output: str, *, iters
                      *(["--resume"] if resume else []), *calibrated,
                      *_options([("--class-field", class_field), ("--classes", classes)]),
                      *peft])
+
+
+#: ``ces prepare --resolution`` values -> the dialog's labels
+RESOLUTION_OPTIONS = {"auto": "20 m (recommended)", "native": "native (10 m for IW)"}
+
+
+def prepare_arguments(product: str, output: str, *, resolution: str = "auto") -> list[str]:
+    """``ces prepare PRODUCT -o OUT --resolution R --overwrite``."""
+    return _strings([product, "-o", output, "--resolution", resolution, "--overwrite"])

@@ -17,6 +17,7 @@ from typing import Optional
 
 from qgis.core import (
     QgsColorRampShader,
+    QgsContrastEnhancement,
     QgsGradientColorRamp,
     QgsGradientStop,
     QgsMapLayer,
@@ -24,6 +25,7 @@ from qgis.core import (
     QgsRasterBandStats,
     QgsRasterLayer,
     QgsRasterShader,
+    QgsSingleBandGrayRenderer,
     QgsSingleBandPseudoColorRenderer,
 )
 from qgis.PyQt.QtGui import QColor
@@ -150,3 +152,25 @@ def apply_class_style(layer: QgsMapLayer, classes: list[dict]) -> bool:
         return False
     ok, _message = layer.importNamedStyle(document)
     return bool(ok)
+
+
+#: the grey range a prepared Sentinel-1 scene opens with (dB): water dark, land and towns bright
+DB_GREY_RANGE = (-25.0, 0.0)
+
+
+def style_db_raster(raster_path: str) -> Optional[str]:
+    """Save band 1 in grey from DB_GREY_RANGE as the default style of a dB scene (a prepared
+    Sentinel-1 product); the .qml path or None."""
+    if not os.path.isfile(raster_path):
+        return None
+    layer = QgsRasterLayer(raster_path, "scene", "gdal")
+    if not layer.isValid():
+        return None
+    renderer = QgsSingleBandGrayRenderer(layer.dataProvider(), 1)
+    enhancement = QgsContrastEnhancement(layer.dataProvider().dataType(1))
+    enhancement.setMinimumValue(DB_GREY_RANGE[0])
+    enhancement.setMaximumValue(DB_GREY_RANGE[1])
+    enhancement.setContrastEnhancementAlgorithm(QgsContrastEnhancement.StretchToMinimumMaximum)
+    renderer.setContrastEnhancement(enhancement)
+    layer.setRenderer(renderer)
+    return _save_default_style(layer, raster_path)

@@ -13,10 +13,11 @@ from .descriptors_algorithm import DescriptorsAlgorithm
 from .engine_algorithm import EngineSetupAlgorithm
 from .evaluate_algorithm import EvaluateAlgorithm
 from .finetune_algorithm import FinetuneAlgorithm
+from .prepare_algorithm import PrepareAlgorithm
 from .segment_algorithm import SegmentAlgorithm
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
-ALGORITHMS = (SegmentAlgorithm, ChangeAlgorithm, DescriptorsAlgorithm, FinetuneAlgorithm,
+ALGORITHMS = (SegmentAlgorithm, ChangeAlgorithm, PrepareAlgorithm, DescriptorsAlgorithm, FinetuneAlgorithm,
               EvaluateAlgorithm, EngineSetupAlgorithm)
 PROVIDER_ID = "crossearth_sar"
 

@@ -62,3 +62,12 @@ def test_finetune_arguments(resume):
     assert args[args.index("--lr") + 1] == "0.0001"
     params = _parses("finetune", args)
     assert params["lr"] == 1e-4 and params["peft"] == "earth-adapter" and params["iters"] == 500
+
+
+@pytest.mark.parametrize("resolution, parsed", [("auto", "auto"), ("native", None)])
+def test_prepare_arguments(resolution, parsed):
+    args = ca.prepare_arguments("S1A_X.zip", "p.tif", resolution=resolution)
+    assert args == ["S1A_X.zip", "-o", "p.tif", "--resolution", resolution, "--overwrite"]
+    params = _parses("prepare", args)
+    assert params["resolution"] == parsed and params["overwrite"] is True
+    assert set(ca.RESOLUTION_OPTIONS) == {"auto", "native"}

@@ -14,7 +14,7 @@ pytest.importorskip("qgis.core")
 
 pytestmark = pytest.mark.qgis
 
-ALGORITHMS = ("segment", "flood_extent", "descriptors", "finetune", "evaluate", "setup_engine")
+ALGORITHMS = ("segment", "flood_extent", "prepare", "descriptors", "finetune", "evaluate", "setup_engine")
 
 def _panel_states() -> list:
     """(algorithm, advanced expanded) for every algorithm: every label fits the panel either way

@@ -24,7 +24,7 @@ from _helpers_qgis import (  # noqa: E402
 
 pytestmark = pytest.mark.qgis
 
-ALGORITHMS = {"segment", "flood_extent", "descriptors", "finetune", "evaluate", "setup_engine"}
+ALGORITHMS = {"segment", "flood_extent", "prepare", "descriptors", "finetune", "evaluate", "setup_engine"}
 
 
 def _run(alg: str, params: dict, feedback=None):

@@ -40,8 +40,13 @@ from . import luts
 from .product import Product, find_product
 
 DEFAULT_RESOLUTION_M = 20.0     # about the resolution of IW GRDH (20 × 22 m) at 10 m pixel spacing
+#: the default resolution choice: DEFAULT_RESOLUTION_M, or the pixel spacing where that is coarser
+#: (EW GRDM: 40 m)
+AUTO = "auto"
+Resolution = Union[float, str, None]   # metres, AUTO, or None for the native pixel spacing
 SIGMA0_FLOOR = 1e-5             # linear sigma0 (−50 dB) where noise removal leaves nothing
-STRIP_LINES = 1024              # measurement lines read at a time (before multilooking)
+STRIP_LINES = 512               # measurement lines read at a time (before multilooking)
+GDAL_CACHE_BYTES = 256 * 2**20  # GDAL's block cache while preparing (its default is 5 % of RAM)
 WARP_TILE = 2048                # output pixels a side warped at a time
 PROCESSING_TEXT = ("sigma0, thermal noise removed, ellipsoid geocoding from GCPs (thin-plate spline), "
                    "no terrain correction")
@@ -87,10 +92,13 @@ def pixel_spacing_m(product: Product) -> float:
         raise InputError(f"{product.name}/{name}: rangePixelSpacing is not a number") from None
 
 
-def plan_preparation(product: Product, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M) -> PreparationPlan:
-    """The output of preparing ``product`` at ``resolution_m`` (None: the native pixel spacing);
-    ParameterError naming ``resolution`` when it is finer than the pixel spacing."""
+def plan_preparation(product: Product, resolution_m: Resolution = AUTO) -> PreparationPlan:
+    """The output of preparing ``product`` at ``resolution_m`` (metres; None: the native pixel
+    spacing; AUTO: DEFAULT_RESOLUTION_M or the pixel spacing where coarser); ParameterError
+    naming ``resolution`` when a number is finer than the pixel spacing."""
     spacing = pixel_spacing_m(product)
+    if resolution_m == AUTO:
+        resolution_m = max(DEFAULT_RESOLUTION_M, spacing)
     if resolution_m is None:
         looks = 1
     else:
@@ -127,11 +135,11 @@ def radar_gcps(product: Product, looks: int = 1) -> list[GroundControlPoint]:
 def sigma0_strip(dn: np.ndarray, gain: np.ndarray, noise: np.ndarray) -> np.ndarray:
     """sigma0 (linear) of DN [h, w] with A [h, w] and N [h, w]: (DN² − N) / A², NaN where DN is 0
     (border noise masking), SIGMA0_FLOOR where noise removal leaves nothing."""
-    d = dn.astype(np.float64)
-    s = (d * d - noise) / (gain * gain)
-    s = np.maximum(s, SIGMA0_FLOOR)
+    d = dn.astype(np.float32)
+    s = (d * d - noise.astype(np.float32)) / np.square(gain, dtype=np.float32)
+    np.maximum(s, SIGMA0_FLOOR, out=s)
     s[dn == 0] = np.nan
-    return s.astype(np.float32)
+    return s
 
 
 def multilook(power: np.ndarray, looks: int) -> np.ndarray:
@@ -226,7 +234,7 @@ def provenance(product: Product, plan: PreparationPlan) -> dict:
     }
 
 
-def prepare_product(path: PathLike, out: PathLike, *, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M,
+def prepare_product(path: PathLike, out: PathLike, *, resolution_m: Resolution = AUTO,
                     overwrite: bool = False, progress: Optional[ProgressCallback] = None) -> dict:
     """Prepare the product ``path`` (any form product.find_product accepts) into the GeoTIFF
     ``out`` (see the module doc). Returns {"output", "width", "height", "crs", "resolution_m",
@@ -240,7 +248,8 @@ def prepare_product(path: PathLike, out: PathLike, *, resolution_m: Optional[flo
         product.check_measurements()
         plan = plan_preparation(product, resolution_m)
         folder = out.parent if str(out.parent) else Path(".")
-        with tempfile.TemporaryDirectory(prefix=".ces-prepare-", dir=folder) as tmp:
+        with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), \
+                tempfile.TemporaryDirectory(prefix=".ces-prepare-", dir=folder) as tmp:
             radar = Path(tmp) / "radar.tif"
             _write_radar(product, plan, radar, progress)
             with atomic_output(out, overwrite) as tmp_out:

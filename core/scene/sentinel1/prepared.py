@@ -17,7 +17,7 @@ from typing import Iterator, Optional, Union
 
 from ...errors import InputError
 from ...progress import ProgressCallback
-from .prepare import DEFAULT_RESOLUTION_M, PreparationPlan, plan_preparation, prepare_product
+from .prepare import AUTO, PreparationPlan, Resolution, plan_preparation, prepare_product
 from .product import find_product, is_product
 
 PathLike = Union[str, os.PathLike]
@@ -33,7 +33,7 @@ def space_needed(plan: PreparationPlan) -> int:
     return int(len(plan.polarizations) * (radar + out) * BYTES_PER_PIXEL_AND_BAND / 2)
 
 
-def check_product(path: PathLike, folder: PathLike, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M
+def check_product(path: PathLike, folder: PathLike, resolution_m: Resolution = AUTO
                   ) -> PreparationPlan:
     """The plan of preparing the product ``path`` into ``folder``, after checking that its
     measurements exist and that ``folder`` has the free space it needs (InputError naming
@@ -51,7 +51,7 @@ def check_product(path: PathLike, folder: PathLike, resolution_m: Optional[float
 
 
 @contextlib.contextmanager
-def prepared_scene(path: PathLike, folder: PathLike, *, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M,
+def prepared_scene(path: PathLike, folder: PathLike, *, resolution_m: Resolution = AUTO,
                    keep: Optional[PathLike] = None, overwrite: bool = False,
                    progress: Optional[ProgressCallback] = None) -> Iterator[Path]:
     """The raster to read for ``path``: ``path`` itself, or its product prepared into ``folder``
@@ -78,7 +78,7 @@ def find_product_name(path: PathLike) -> str:
         return product.name
 
 
-def product_info(path: PathLike, resolution_m: Optional[float] = DEFAULT_RESOLUTION_M) -> dict:
+def product_info(path: PathLike, resolution_m: Resolution = AUTO) -> dict:
     """What ``ces info`` tells of a product: its manifest's facts, its size, its calibration, and
     what preparing it at ``resolution_m`` would write (grid, CRS, pixel size)."""
     with find_product(path) as product:

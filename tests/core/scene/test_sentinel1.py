@@ -275,3 +275,12 @@ def test_ces_change_on_two_products(reduced, tmp_path):
     assert 0.8 * lake_km2 < flood_km2 < 1.2 * lake_km2, (flood_km2, lake_km2, result.stdout)
     assert "after the after scene" not in result.stderr
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_ces_descriptors_on_a_product(reduced, tmp_path):
+    out = tmp_path / "descriptors.tif"
+    result = _ces("descriptors", str(reduced["old_noise"]), "-o", str(out), "--tile", "64")
+    assert result.returncode == 0, result.stderr
+    with rasterio.open(out) as src:
+        assert src.count == 3 and src.crs.to_epsg() == 32634 and src.res == (64 * 80.0,) * 2
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
