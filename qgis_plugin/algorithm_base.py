@@ -30,6 +30,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
+from ..core.scene.sentinel1.product import is_product
 from .ces_process import SETTING_CES_EXECUTABLE, CesResult, resolve_ces, run_ces
 from .class_style import (
     apply_class_style,
@@ -119,6 +120,9 @@ class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
         cls._alive = cls._alive[-63:] + [instance]
         return instance
 
+
+#: the share of the progress bar that preparing a Sentinel-1 product takes before the map's stages
+PREPARATION_STAGE_WEIGHTS = {"calibrate": 25.0, "geocode": 15.0}
 
 class CesAlgorithm(QgsProcessingAlgorithm):
     """Base of the algorithms: a subclass sets its identity (NAME ... TAGS), COMMAND and the
@@ -371,9 +375,17 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     def run_command(self, args: Iterable[object], feedback: QgsProcessingFeedback,
                     outputs: Iterable[Optional[str]]) -> CesResult:
         """Run ``ces COMMAND ARGS --progress json``; outputs are removed after Cancel/failure."""
-        return run_ces([self.COMMAND, *map(str, args), "--progress", "json"], feedback,
+        args = [str(a) for a in args]
+        return run_ces([self.COMMAND, *args, "--progress", "json"], feedback,
                        [o for o in outputs if o], configured_executable=configured_ces(),
-                       word_parameter=self.word_parameter, stage_weights=self.STAGE_WEIGHTS)
+                       word_parameter=self.word_parameter, stage_weights=self.stage_weights(args))
+
+    def stage_weights(self, args: list[str]) -> dict[str, float]:
+        """The stages sharing the progress bar: STAGE_WEIGHTS, after the preparation's stages
+        when a scene of ``args`` is a Sentinel-1 product (ces prepares it first)."""
+        if self.STAGE_WEIGHTS and any(is_product(a) for a in args if not a.startswith("-")):
+            return {**PREPARATION_STAGE_WEIGHTS, **self.STAGE_WEIGHTS}
+        return self.STAGE_WEIGHTS
 
     @staticmethod
     def style_on_load(context: QgsProcessingContext, path: Optional[str],

@@ -43,7 +43,9 @@ STAGE_TEXTS = {"segment": "Segmenting the scene, window by window",
                "compare": "Comparing the dates", "sieve": "Merging small patches", "vectorize": "Making polygons",
                "descriptors": "Measuring the descriptors, tile by tile",
                "read labels": "Reading the labels",
-               "evaluate": "Comparing with the reference labels", "train": "Training"}
+               "evaluate": "Comparing with the reference labels", "train": "Training",
+               "calibrate": "Calibrating the Sentinel-1 product (sigma0, noise removed)",
+               "geocode": "Geocoding the Sentinel-1 product"}
 
 INTERRUPT_GRACE_S = 3.0   # after SIGINT, wait this long before SIGKILL
 POLL_MS = 100             # how often a running process is checked for output and Cancel

@@ -60,8 +60,12 @@ def test_segment_runs_on_a_safe_layer_opened_in_qgis(with_venv_ces, product, tin
     layer = QgsRasterLayer(str(manifest), "S1 product")
     assert layer.isValid(), "QGIS's GDAL does not open the SAFE product"
     out = tmp_path / "flood.gpkg"
+    feedback = recording_feedback()
     processing.run("crossearth_sar:segment", {"INPUT": layer, "MODEL": str(tiny_model), "TILE": 128,
-                                              "OVERLAP": 32, "DEVICE": 1, "OUTPUT": str(out)})
+                                              "OVERLAP": 32, "DEVICE": 1, "OUTPUT": str(out)}, feedback=feedback)
+    values = feedback.progress_values   # one bar over preparation and segmentation
+    assert values and values[-1] >= 99 and all(b >= a - 1e-9 for a, b in zip(values, values[1:]))
+    assert any(t.startswith("Calibrating the Sentinel-1 product") for t in feedback.texts)
     polygons = QgsVectorLayer(f"{out}|layername=landcover", "p", "ogr")
     assert polygons.isValid() and polygons.featureCount() > 0
     assert polygons.crs().authid() == "EPSG:32736"
