@@ -52,10 +52,15 @@ def describe(path: PathLike) -> dict:
         "adapter_params": sum(math.prod(v) for k, v in shapes.items() if ".adapter." in f".{k}"),
         "input_bands": (config.get("input") or {}).get("bands"),
         "input_contract": (config.get("input") or {}).get("contract", 1),
+        "trained_pixel_sizes_m": (config.get("input") or {}).get("pixel_sizes_m"),
+        "mask_refiner": (f"full resolution, width {config['refine']['width']}"
+                         if config.get("refine") else "none (masks at 1/4 resolution, upsampled)"),
         "provenance": config.get("provenance", {}),
     }
     if config["kind"] != "model":
-        del out["input_bands"], out["input_contract"]
+        del out["input_bands"], out["input_contract"], out["mask_refiner"]
+    if not out["trained_pixel_sizes_m"]:
+        del out["trained_pixel_sizes_m"]
     if not out["adapter"]:
         del out["adapter"], out["adapter_params"]
     if not classes:

@@ -54,6 +54,25 @@ NON_NEGATIVE_FLOAT = Number(float, 0)
 WARMUP = Number(int, -1)                     # -1: automatic
 
 
+class MultilookFactors(click.ParamType):
+    """Comma-separated positive integers such as ``1,2,4`` -> a sorted tuple (train/scale_jitter.py)."""
+
+    name = "factors"
+
+    def convert(self, value, param, ctx) -> tuple:
+        if isinstance(value, tuple):
+            return value
+        from ..train.scale_jitter import parse_factors
+
+        try:
+            return parse_factors(value)
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+MULTILOOK_FACTORS = MultilookFactors()
+
+
 def check_rasters(*groups) -> None:
     """The pre-check of the training and evaluation commands: every raster named by the
     --images / --labels style ``groups`` (files, folders, globs) has readable full-resolution

@@ -8,8 +8,8 @@
 #
 # Environment: DATA (default ../shared/data beside the clone), WORK (default runs/default-model),
 # CES (default .venv/bin/ces), INIT=previous|random (previous: the former default model
-# ces-ti-water from git history, commit 67c8813; random: a seeded random init), ITERS to
-# override the profile's iteration count.
+# ces-s1-water without a refiner, from git history, commit 8b26a45; random: a seeded random
+# init), ITERS to override the profile's iteration count.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PROFILE="${1:-cpu}"
@@ -21,9 +21,10 @@ INIT="${INIT:-previous}"
 HERE="$ROOT/scripts/default_model"
 OUT_NAME=ces-s1-water.safetensors
 
-# one stage, VV only (data.yaml says why), from the former default model
+# one stage, VV only (data.yaml says why), from the former default model, with a new
+# full-resolution mask refiner (--refine) and pixel-size jitter: batches at 10, 20 and 40 m
 case "$PROFILE" in
-  cpu)   ITERS=${ITERS:-1000}; BATCH=8;  LR=3e-4; WARMUP=40; SAVE=25;  WORKERS=0;  DEVICE=cpu ;;
+  cpu)   ITERS=${ITERS:-3000}; BATCH=8;  LR=3e-4; WARMUP=40; SAVE=25;  WORKERS=0;  DEVICE=cpu ;;
   cuda)  ITERS=${ITERS:-1500}; BATCH=32; LR=4e-4; WARMUP=60; SAVE=100; WORKERS=12; DEVICE=cuda ;;
   smoke) ITERS=${ITERS:-3};    BATCH=2;  LR=1e-4; WARMUP=1;  SAVE=1;   WORKERS=0;  DEVICE=cpu ;;
   *) echo "train_default_model.sh: error: profile '$PROFILE' is not one of cpu, cuda, smoke" >&2; exit 2 ;;
@@ -40,13 +41,13 @@ if [ "$PROFILE" = smoke ]; then   # two tiny sources: 4 OMBRIA tiles (VV), 4 ETC
   for f in $(ls "$DATA/etci2021/bangladesh/images" | sed -n 8,11p); do
     cp "$DATA/etci2021/bangladesh/images/$f" "$WORK/smoke/ei/"; cp "$DATA/etci2021/bangladesh/labels/$f" "$WORK/smoke/el/"; done
   sed -i "s#$DATA/ombria/train/AFTER#$WORK/smoke/oi#; s#$DATA/ombria/train/MASK#$WORK/smoke/om#;
-          s#$DATA/etci2021/bangladesh/images#$WORK/smoke/ei#; s#$DATA/etci2021/bangladesh/labels#$WORK/smoke/el#" "$WORK/data.yaml"
+          s#$DATA/etci2021/[a-z]*/images#$WORK/smoke/ei#; s#$DATA/etci2021/[a-z]*/labels#$WORK/smoke/el#" "$WORK/data.yaml"
 fi
 
 # 2. the initialization
 if [ ! -f "$WORK/init.safetensors" ]; then
-  if [ "$INIT" = previous ] && git -C "$ROOT" cat-file -e 67c8813:models/ces-ti-water.safetensors 2>/dev/null; then
-    git -C "$ROOT" show 67c8813:models/ces-ti-water.safetensors > "$WORK/init.tmp"
+  if [ "$INIT" = previous ] && git -C "$ROOT" cat-file -e 8b26a45:models/ces-s1-water.safetensors 2>/dev/null; then
+    git -C "$ROOT" show 8b26a45:models/ces-s1-water.safetensors > "$WORK/init.tmp"
     mv "$WORK/init.tmp" "$WORK/init.safetensors"
   else
     [ "$INIT" = previous ] && echo "train_default_model.sh: the previous model is not in this clone's history; random init" >&2
@@ -62,13 +63,13 @@ if [ ! -f "$TRAINED" ]; then
   "$CES" pretrain --model "$WORK/init.safetensors" --data "$WORK/data.yaml" --tile 256 \
       --batch "$BATCH" --iters "$ITERS" --lr "$LR" --warmup "$WARMUP" --schedule cosine \
       --grad-clip 1.0 --save-every "$SAVE" --workers "$WORKERS" --device "$DEVICE" --seed 0 \
-      --progress none "${RESUME[@]}" -o "$TRAINED"
+      --refine --scale-jitter 1,2,4 --pixel-size 10 --progress none "${RESUME[@]}" -o "$TRAINED"
 fi
 
 # 4. fp16
 "$CES" models convert "$TRAINED" --dtype fp16 -o "$WORK/$OUT_NAME" --overwrite
 
-# 5. validation: OMBRIA test, ETCI nebraska, the calibrated chips (Sen1Floods11 Spain and
+# 5. validation: OMBRIA test, the 15 calibrated chips at 10 and 20 m (Sen1Floods11 events, Spain and
 #    c2smsfloods; never trained on), threshold baselines on the same pixels, dry ground
 [ "$PROFILE" = smoke ] && { echo "smoke: wrote $WORK/$OUT_NAME"; exit 0; }
 "$PY" "$ROOT/scripts/default_model/validate.py" --model "$WORK/$OUT_NAME" --data "$DATA" --work "$WORK" --ces "$CES"

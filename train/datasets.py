@@ -105,6 +105,7 @@ class CropDataset:
         sample = {"x": data.x, "phys": data.phys, "valid": data.valid, "target": target}
         if self.augment is not None:
             sample = self.augment(sample, rng, self.cache.get(scene.image, scene.options))
+        sample["index"] = int(i)   # the batch's scale-jitter factor (train/scale_jitter.py) draws on it
         return sample
 
 
@@ -131,10 +132,13 @@ class TileDataset:
         return {"x": data.x, "phys": data.phys, "valid": data.valid, "target": target}
 
 
-def collate(samples: list[dict[str, Any]]):
-    """A list of sample dicts -> dict of torch tensors (x [B,3,s,s], phys, valid, target long)."""
+def collate(samples: list[dict[str, Any]], jitter=None):
+    """A list of sample dicts -> dict of torch tensors (x [B,3,s,s], phys, valid, target long);
+    ``jitter`` (train/scale_jitter.py ScaleJitter) multilooks the batch's crops first."""
     import torch
 
+    if jitter is not None:
+        samples = jitter(samples)
     return {
         "x": torch.from_numpy(np.stack([s["x"] for s in samples])),
         "phys": torch.from_numpy(np.stack([s["phys"] for s in samples])),

@@ -22,12 +22,14 @@ from ..core.atomic import check_writable
 from ..core.errors import InputError, ParameterError, parameter
 from ..core.inference.window_grid import MIN_TILE
 from ..core.models import checkpoints
+from ..core.models.mask_refiner import REFINE_DEFAULTS
 from ..core.models.model import build_from_config, model_config, trained_bands
 from ..core.scene.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from .augment import Augment
 from .classes import ClassSpec, from_model_classes, load_classes
 from .datasets import CropDataset, TileDataset, collate
 from .labelled_scenes import load_labelled_scenes
+from .scale_jitter import native_pixel_size, record_pixel_sizes
 from .sources import load_data_file, load_source_scenes
 from .training_loop import TrainConfig, barrier, init_distributed, is_main, train
 
@@ -39,18 +41,19 @@ def freeze_backbone(model) -> None:
 
 
 def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreeze: bool = False,
-                  variant: str = "ti", adapter: Optional[dict] = None):
+                  variant: str = "ti", adapter: Optional[dict] = None, refine: bool = False):
     """(model, notes): the base checkpoint with ``classes``; a class count different from the
     base re-initializes only the tensors whose shape changes (the class layer); a "backbone"
     checkpoint gets a fresh head; no base: a randomly initialized ``variant``.
     ``unfreeze`` False freezes the backbone. ``adapter`` ({kind, rank, cutoff}, core/models/adapter.py):
     add an Earth-Adapter (new, unless the base has one) and train it with the decoder, the
-    backbone frozen."""
+    backbone frozen. ``refine``: add a full-resolution mask refiner (new, unless the base has
+    one; core/models/mask_refiner.py)."""
     if adapter is not None and unfreeze:
         raise InputError(f"{parameter('peft')} earth-adapter trains adapters on a frozen "
                          f"backbone; it cannot be combined with {parameter('unfreeze')}")
     if base is None:
-        cfg = model_config(variant, classes=classes.to_config())
+        cfg = model_config(variant, classes=classes.to_config(), refine={} if refine else None)
         if adapter is not None:
             cfg["backbone"]["adapter"] = dict(adapter)
         model = build_from_config(cfg)
@@ -66,7 +69,8 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
     if config["kind"] == "backbone":
         bb = loaded.config
         new_cfg = model_config(bb["variant"], classes=classes.to_config(),
-                               experts=int(bb.get("experts", 0)), top_k=max(1, int(bb.get("top_k", 1))))
+                               experts=int(bb.get("experts", 0)), top_k=max(1, int(bb.get("top_k", 1))),
+                               refine={} if refine else None)
         new_cfg["backbone"] = copy.deepcopy(bb)
         if adapter is not None and not bb.get("adapter"):
             new_cfg["backbone"]["adapter"] = dict(adapter)
@@ -83,6 +87,8 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
         new_cfg = copy.deepcopy(loaded.config)
         new_cfg["classes"] = classes.to_config()
         new_cfg.pop("provenance", None)
+        if refine and not new_cfg.get("refine"):
+            new_cfg["refine"] = dict(REFINE_DEFAULTS)
         if adapter is not None and not new_cfg["backbone"].get("adapter"):
             new_cfg["backbone"]["adapter"] = dict(adapter)
         model = build_from_config(new_cfg)
@@ -96,8 +102,10 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
                     reinit.append(name)
         fresh = sorted(set(reinit) | (set(own) - set(loaded.state_dict())))
         new_adapter = [k for k in fresh if k.startswith("backbone.adapter.")]
-        notes["reinitialized"] = ([k for k in fresh if k not in new_adapter]
-                                  + (["backbone.adapter (new)"] if new_adapter else []))
+        new_refiner = [k for k in fresh if k.startswith("refiner.")]
+        notes["reinitialized"] = ([k for k in fresh if k not in new_adapter + new_refiner]
+                                  + (["backbone.adapter (new)"] if new_adapter else [])
+                                  + (["refiner (new)"] if new_refiner else []))
     base_prov = getattr(loaded, "provenance", {}) or {}
     model.config["provenance"] = {"base_model": base.name,
                                   **({"base_provenance": base_prov} if base_prov else {})}
@@ -188,7 +196,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
                  bands: Optional[Sequence] = None, calibrated: Optional[bool] = None,
                  variant: Optional[str] = None,
                  data_file: Optional[os.PathLike | str] = None, adapter: Optional[dict] = None,
-                 progress=None, log=None) -> dict:
+                 refine: bool = False, progress=None, log=None) -> dict:
     """Fine-tune (``mode="finetune"``) or continue pre-training (``"pretrain"``); returns a
     summary dict (model path, iterations, losses, validation mIoU, wall time...).
 
@@ -245,8 +253,10 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
 
     torch.manual_seed(cfg.seed)   # a new head or adapter starts from the run's seed: reproducible
     model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti",
-                                 adapter=adapter)
+                                 adapter=adapter, refine=refine)
     record_input(model, scenes, scene_opts)
+    if tuple(cfg.scale_jitter) != (1,):
+        record_pixel_sizes(model.config, cfg.scale_jitter, native_pixel_size(scenes[0].image, cfg.pixel_size))
     aug = Augment() if augment else None
     train_set = CropDataset(scenes, tile, augment=aug, seed=cfg.seed, **scene_opts)
     stats = descriptor_statistics(model, TileDataset(scenes, tile, **scene_opts), seed=cfg.seed)

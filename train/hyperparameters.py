@@ -12,6 +12,7 @@ Iterations count optimizer steps; ``batch`` is per process and per micro-step.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Optional
 
 
 @dataclass
@@ -35,6 +36,8 @@ class TrainConfig:
     grad_checkpointing: bool = False
     device: str = "auto"
     log_every: int = 20
+    scale_jitter: tuple = (1,)     # multilook factors a batch is drawn at (train/scale_jitter.py)
+    pixel_size: Optional[float] = None   # metres, the training images' pixel size when not georeferenced
 
     @property
     def warmup_iters(self) -> int:

@@ -72,7 +72,9 @@ def markdown(report: dict) -> str:
     lines = table(["class", "IoU (%)"],
                   [[n, pct(report["per_class_iou"][n])] for n in names]
                   + [["**mIoU**", f"**{pct(report['miou'])}**"],
-                     ["**OA**", f"**{pct(report['overall_accuracy'])}**"]])
+                     ["**OA**", f"**{pct(report['overall_accuracy'])}**"]]
+                  + ([[f"**boundary F ({report['boundary']['tolerance_px']:g} px)**",
+                       f"**{pct(report['boundary']['f_score'])}**"]] if report.get("boundary") else []))
     lines += ["", "Confusion matrix (rows: ground truth, columns: prediction, pixels)", ""]
     lines += table(["", *names], [[n, *row] for n, row in zip(names, report["confusion_matrix"])])
     return "\n".join(lines)

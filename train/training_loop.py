@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import math
 import time
 from dataclasses import dataclass, field
@@ -57,6 +58,7 @@ from .distributed import (  # noqa: F401 (is_main, barrier, init_distributed: al
 )
 from .hyperparameters import TrainConfig  # noqa: F401 (also this module's API)
 from .metrics import confusion_matrix, mean_iou
+from .scale_jitter import ScaleJitter
 
 Log = Callable[[str], None]
 
@@ -237,7 +239,7 @@ class _Run:
         sampler = ResumableDistributedSampler(len(train_set), self.world, self.rank, cfg.seed,
                                               self.start * per_step)
         loader = DataLoader(train_set, batch_size=cfg.batch, sampler=sampler,
-                            num_workers=cfg.workers, collate_fn=collate, drop_last=True,
+                            num_workers=cfg.workers, collate_fn=self.collate_fn(), drop_last=True,
                             pin_memory=self.dev.type == "cuda",
                             # its own generator: creating the iterator must not draw from the
                             # global RNG, or a resumed run's random stream would shift by one draw
@@ -250,6 +252,12 @@ class _Run:
         self.timing: list[float] = []    # end times of this run's steps, for the time estimate
         self.it, self.saved_it = self.start, self.start if resume else None
         self.snapshot: Optional[tuple] = None
+
+    def collate_fn(self):
+        """The batch collation: with pixel-size jitter when ``cfg.scale_jitter`` asks for it."""
+        if tuple(self.cfg.scale_jitter) == (1,):
+            return collate
+        return functools.partial(collate, jitter=ScaleJitter(self.cfg.scale_jitter, self.cfg.seed))
 
     def _resume(self) -> None:
         """Model, optimizer, schedule, validation bookkeeping and RNG from the last checkpoint."""

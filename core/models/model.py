@@ -22,6 +22,7 @@ from .mask2former.criterion import SetCriterion
 from .mask2former.feature_pyramid import FeaturePyramid
 from .mask2former.head import HEAD_DEFAULTS, Mask2FormerHead, semantic_probabilities
 from .mask2former.targets import semantic_targets
+from .mask_refiner import REFINE_DEFAULTS, MaskRefiner, coarse_log_probabilities, refine_loss
 from .model_header import input_contract, trained_bands  # noqa: F401 (also this module's API)
 from .parameter_counts import count_module
 from .variants import MOE_DEFAULTS, VARIANTS, variant as variant_record  # noqa: F401 (VARIANTS: also this module's API)
@@ -75,7 +76,9 @@ class CrossEarthSAR(nn.Module):
 
     ``forward(x [B, 3, H, W] in 0..1, descriptors [B, 3] scaled)`` -> dict(pred_logits
     [B, Q, K+1], pred_masks [B, Q, h, w] logits (h, w ~ H/4, W/4 of the resized input),
-    aux_outputs [{pred_logits, pred_masks}] x dec_layers in training (empty in eval mode), l_bc scalar).
+    aux_outputs [{pred_logits, pred_masks}] x dec_layers in training (empty in eval mode), l_bc scalar,
+    and with a refiner (``config["refine"]``, core/models/mask_refiner.py) refined_logits
+    [B, K, H, W] at the input's own size).
     """
 
     fast_inference = True  # eval mode on the CPU: predict_proba in parallel streams
@@ -98,6 +101,9 @@ class CrossEarthSAR(nn.Module):
             num_points=h["num_points"], oversample_ratio=h["oversample_ratio"],
             importance_sample_ratio=h["importance_sample_ratio"],
             deep_supervision=h["deep_supervision"])
+        refine = c.get("refine")
+        self.refiner = (MaskRefiner(self.num_classes, 3, int(refine["width"]), refine["dilations"])
+                        if refine else None)
         mean = torch.tensor(c["input"]["mean"], dtype=torch.float32).view(1, 3, 1, 1)
         std = torch.tensor(c["input"]["std"], dtype=torch.float32).view(1, 3, 1, 1)
         # derived from the config, so not part of the checkpoint's tensors
@@ -125,6 +131,7 @@ class CrossEarthSAR(nn.Module):
         """Training forward: x [B, 3, H, W], descriptors [B, 3] (or None) -> the head's outputs
         (class logits and masks per query, auxiliary outputs) plus ``l_bc``, the MoE balance
         loss."""
+        image = x
         x = self.prepare_input(x)
         features = self.backbone.get_intermediate_layers(x, descriptors, n=self.feature_layers,
                                                          reshape=True, norm=True)
@@ -133,6 +140,11 @@ class CrossEarthSAR(nn.Module):
                                fine_projection=self.head.fine_projection if fold else None)
         out = self.head(pyramid, fine_projected=fold)
         out["l_bc"] = self.backbone.balance_loss()
+        if self.refiner is not None:
+            dtype = self.refiner.out.weight.dtype
+            coarse = semantic_probabilities(out["pred_logits"].float(), out["pred_masks"].float())
+            coarse = coarse_log_probabilities(coarse, tuple(image.shape[-2:])).to(dtype)
+            out["refined_logits"] = self.refiner(coarse, image.to(coarse.device, dtype))
         return out
 
     @torch.no_grad()
@@ -152,6 +164,8 @@ class CrossEarthSAR(nn.Module):
     def _probabilities(self, x: torch.Tensor, descriptors: Optional[torch.Tensor] = None) -> torch.Tensor:
         """predict_proba of one stream."""
         out = self(x, descriptors)
+        if "refined_logits" in out:
+            return out["refined_logits"].float().softmax(1)
         return semantic_probabilities(out["pred_logits"].float(), out["pred_masks"].float(),
                                       size=tuple(x.shape[-2:]))
 
@@ -167,6 +181,12 @@ class CrossEarthSAR(nn.Module):
         targets = semantic_targets(target.to(outputs["pred_masks"].device), self.num_classes,
                                       IGNORE_INDEX)
         seg, terms = self.criterion(outputs, targets, generator)
+        if "refined_logits" in outputs:
+            cfg = self.config["refine"]
+            terms["loss_refine"] = cfg["loss_weight"] * refine_loss(
+                outputs["refined_logits"], target.to(outputs["refined_logits"].device), IGNORE_INDEX,
+                cfg["edge_weight"])
+            seg = seg + terms["loss_refine"]
         l_bc = outputs.get("l_bc")
         if l_bc is None:
             l_bc = seg.new_zeros(())
@@ -200,6 +220,7 @@ def model_config(variant: str = "ti", num_classes: int = 2, experts: int = MOE_D
     desc = copy.deepcopy(descriptors_mod.DEFAULT_CONFIG)
     desc.update(copy.deepcopy(options.pop("descriptors", None) or {}))
     desc.setdefault("train_stats", None)
+    refine = options.pop("refine", None)
     if options:
         raise ValueError(f"unknown model options: {', '.join(sorted(options))}")
     if classes is None:
@@ -218,6 +239,7 @@ def model_config(variant: str = "ti", num_classes: int = 2, experts: int = MOE_D
         "classes": classes,
         "input": input_cfg,
         "descriptors": desc,
+        "refine": {**REFINE_DEFAULTS, **refine} if refine is not None else None,
     }
 
 
@@ -231,8 +253,9 @@ def build(variant: str = "ti", num_classes: int = 2, experts: int = MOE_DEFAULTS
     core.models.vit.backbone_config
     (straight_through, num_register_tokens, img_size, feature_layers, balance_weight, ...),
     head options of HEAD_DEFAULTS (num_queries, hidden_dim, dec_layers, num_points, loss
-    weights, ...), input ``mean``/``std``/``bands``, and ``descriptors`` {bins, block, scaling,
-    train_stats}.
+    weights, ...), input ``mean``/``std``/``bands``, ``descriptors`` {bins, block, scaling,
+    train_stats}, and ``refine``: a full-resolution mask refiner ({} or {width, dilations,
+    loss_weight, edge_weight}, core/models/mask_refiner.py; default none).
     """
     return CrossEarthSAR(model_config(variant, num_classes, experts, top_k, classes, **options))
 

@@ -1,7 +1,8 @@
 """The default model's validation, as a user would run it: ``ces evaluate`` on each labelled
-set, the threshold baselines on the same pixels (benchmarks/threshold_baselines.py), false
-water on dry ground (benchmarks/dry_ground.py), then the model card's table
-(validation_table.py). JSON files go to --work.
+set (the 15 calibrated chips at 10 m and, ``--multilook 2``, at 20 m), the threshold baselines
+on the same pixels (benchmarks/threshold_baselines.py, at 10 and 20 m), false water on dry
+ground (benchmarks/dry_ground.py), then the model card's tables (validation_table.py) and
+picture (validation_picture.py). JSON files and the picture go to --work.
 
     python scripts/default_model/validate.py --model M.safetensors [--data ../shared/data]
         [--work runs/default-model] [--ces .venv/bin/ces]
@@ -17,14 +18,13 @@ ROOT = Path(__file__).resolve().parents[2]
 HERE = Path(__file__).resolve().parent
 SPAIN = ("sen1floods11_spain/Spain_7370579_S1Hand.tif", "sen1floods11_spain/Spain_7370579_LabelHand.tif")
 C2S = ("c2smsfloods/images", "c2smsfloods/labels")
+EVENTS = ("sen1floods11_events/images", "sen1floods11_events/labels")
+CALIBRATED = ([EVENTS[0], SPAIN[0], C2S[0]], [EVENTS[1], SPAIN[1], C2S[1]])
 #: json name: (images, labels, classes file, extra evaluate options)
 SETS = {
     "val_ombria.json": (["ombria/test/AFTER"], ["ombria/test/MASK"], "ombria_classes.yaml", ["--tile", "256"]),
-    "val_nebraska.json": (["etci2021/nebraska/images"], ["etci2021/nebraska/labels"],
-                          "etci_classes.yaml", ["--tile", "256"]),
-    "val_spain.json": ([SPAIN[0]], [SPAIN[1]], "s1f_classes.yaml", []),
-    "val_c2s.json": ([C2S[0]], [C2S[1]], "s1f_classes.yaml", []),
-    "val_calibrated.json": ([SPAIN[0], C2S[0]], [SPAIN[1], C2S[1]], "s1f_classes.yaml", []),
+    "val_calibrated.json": (*CALIBRATED, "s1f_classes.yaml", []),
+    "val_calibrated_20m.json": (*CALIBRATED, "s1f_classes.yaml", ["--multilook", "2"]),
 }
 
 
@@ -45,10 +45,16 @@ def main() -> None:
             cmd += ["--labels", str(args.data / lab)]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     py = sys.executable
-    subprocess.run([py, str(ROOT / "benchmarks" / "threshold_baselines.py"), "--data", str(args.data),
-                    "--json", str(args.work / "val_thresholds.json")], check=True)
+    for suffix, extra in (("", []), ("_20m", ["--multilook", "2"])):
+        subprocess.run([py, str(ROOT / "benchmarks" / "threshold_baselines.py"), "--data", str(args.data),
+                        "--json", str(args.work / f"val_thresholds{suffix}.json"), *extra],
+                       check=True, stdout=subprocess.DEVNULL)
     subprocess.run([py, str(ROOT / "benchmarks" / "dry_ground.py"), "--model", str(args.model),
-                    "--data", str(args.data), "--json", str(args.work / "val_dry.json")], check=True)
+                    "--data", str(args.data), "--json", str(args.work / "val_dry.json")], check=True,
+                   stdout=subprocess.DEVNULL)
+    subprocess.run([py, str(HERE / "validation_picture.py"), str(args.model),
+                    str(args.work / "validation.png"), "--data", str(args.data),
+                    "--scores", str(args.work / "val_calibrated.json")], check=True)
     subprocess.run([py, str(HERE / "validation_table.py"), str(args.work)], check=True)
 
 

@@ -1,10 +1,13 @@
-"""The model card's picture: scene (VV), hand label and the model's water, side by side, for
-the Sen1Floods11 Spain chip, the two calibrated c2smsfloods chips with the least labelled
-water and with the water fraction nearest one half, and the ETCI nebraska tile whose
-labelled water fraction is nearest one half (rules that do not look at the model). Predictions come from ``ces segment``'s own path
+"""The model card's picture: scene (VV), hand label and the model's water, side by side.
+
+With ``--scores`` (the ``ces evaluate`` JSON of the 15 calibrated chips): the Spain demo chip
+and the four chips where model and label disagree most (lowest mIoU). Without: the Spain chip
+and the two c2smsfloods chips with the least labelled water and with the water fraction
+nearest one half. Predictions come from ``ces segment``'s own path
 (core.inference.pipeline.segment_scene), so the picture shows what a user gets.
 
     .venv/bin/python scripts/default_model/validation_picture.py MODEL OUT.png [--data ../shared/data]
+        [--scores val_calibrated.json]
 """
 from __future__ import annotations
 
@@ -25,18 +28,24 @@ from crossearth_sar.core.scene import sar_io
 WATER, LAND, NODATA = (0.12, 0.47, 0.71), (0.85, 0.85, 0.85), (1.0, 1.0, 1.0)
 
 
-def nebraska_tiles(data: Path, n: int = 2) -> list[tuple[Path, Path]]:
-    labels = sorted((data / "etci2021" / "nebraska" / "labels").glob("*.tif"))
-    scored = []
-    for lab in labels:
-        with rasterio.open(lab) as src:
-            v = src.read(1)
-        ok = v != 255
-        frac = float(((v == 1) | (v == 2))[ok].mean()) if ok.any() else 0.0
-        scored.append((abs(frac - 0.5), lab.name))
-    best = [name for _, name in sorted(scored)[:n]]
-    return [(data / "etci2021" / "nebraska" / "images" / b, data / "etci2021" / "nebraska" / "labels" / b)
-            for b in best]
+def worst_chips(data: Path, scores: Path, n: int = 4) -> list[tuple[Path, Path, str]]:
+    """The ``n`` chips of a ``ces evaluate`` JSON with the lowest mIoU: (image, label, title)."""
+    import json
+
+    per = sorted(json.loads(scores.read_text())["per_image"], key=lambda r: r["miou"] or 0.0)
+    out = []
+    for r in per:
+        for folder, labels, suffix in (("sen1floods11_events/images", "sen1floods11_events/labels", "LabelHand"),
+                                       ("c2smsfloods/images", "c2smsfloods/labels", None),
+                                       ("sen1floods11_spain", "sen1floods11_spain", "LabelHand")):
+            img = data / folder / r["image"]
+            if img.is_file() and "Spain_7370579" not in r["image"]:
+                name = r["image"].replace("S1Hand", suffix) if suffix else r["image"]
+                out.append((img, data / labels / name, f"{img.stem} (mIoU {100 * r['miou']:.1f})"))
+                break
+        if len(out) == n:
+            break
+    return out
 
 
 def c2s_chips(data: Path) -> list[tuple[Path, Path]]:
@@ -64,6 +73,7 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("out", type=Path)
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[3] / "shared" / "data")
+    ap.add_argument("--scores", type=Path, default=None, help="ces evaluate JSON of the 15 chips")
     args = ap.parse_args()
     import matplotlib
 
@@ -72,8 +82,10 @@ def main() -> None:
 
     spain = (args.data / "sen1floods11_spain" / "Spain_7370579_S1Hand.tif",
              args.data / "sen1floods11_spain" / "Spain_7370579_LabelHand.tif", "Spain chip (dB)")
-    rows = ([spain] + [(i, l, f"c2smsfloods {i.stem} (dB)") for i, l in c2s_chips(args.data)]
-            + [(i, l, f"ETCI nebraska {i.stem}") for i, l in nebraska_tiles(args.data, 1)])
+    if args.scores is not None:
+        rows = [spain] + worst_chips(args.data, args.scores)
+    else:
+        rows = [spain] + [(i, lab, f"c2smsfloods {i.stem} (dB)") for i, lab in c2s_chips(args.data)]
     config = checkpoints.read_config(args.model)
     bands, contract = trained_bands(config), input_contract(config)
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.5, 2.6 * len(rows)), dpi=72)
@@ -82,7 +94,7 @@ def main() -> None:
         for r, (img, lab, title) in enumerate(rows):
             pred_path = Path(tmp) / f"p{r}.tif"
             segment_scene(img, args.model, Path(tmp) / f"p{r}.gpkg", raster=pred_path,
-                          tile=256 if "ETCI" in title else 512, overlap=64, device="cpu")
+                          tile=512, overlap=64, device="cpu")
             with sar_io.open_scene(img, prefer=bands, contract=contract) as s:
                 w = s.read_window(Window(0, 0, s.width, s.height))
             with rasterio.open(lab) as src:

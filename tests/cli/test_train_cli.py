@@ -136,3 +136,28 @@ def test_finetune_ombria_learns_and_evaluates(tmp_path, tiny_base, shared_data, 
     assert main(args) == 0, capsys.readouterr().err
     base = json.loads(base_report.read_text())["miou"]
     assert r["miou"] > base + 0.1 and r["miou"] > 0.45, (base, r)
+
+
+def test_pretrain_adds_a_refiner_and_records_the_jittered_pixel_sizes(tmp_path, tiny_base, capsys):
+    img, lab = _pngs(tmp_path, n=2)
+    out = tmp_path / "refined.safetensors"
+    code = main(["pretrain", "--model", str(tiny_base), "--images", str(img), "--labels", str(lab),
+                 "--tile", "32", "--iters", "2", "--batch", "2", "--refine", "--scale-jitter", "1,2",
+                 "--pixel-size", "10", "--progress", "none", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "re-initialized: refiner (new)" in err
+    trained = checkpoints.load(out)
+    assert trained.refiner is not None and trained.config["refine"]["width"] == 16
+    assert trained.config["input"]["multilook"] == [1, 2]
+    assert trained.config["input"]["pixel_sizes_m"] == [10.0, 20.0]
+    assert trained.config["provenance"]["train_config"]["scale_jitter"] == [1, 2]
+    assert abs(trained.refiner.out.weight).sum() > 0          # the new refiner trained
+
+
+def test_scale_jitter_flag_refuses_non_factors(tmp_path, tiny_base, capsys):
+    img, lab = _pngs(tmp_path, n=1)
+    code = main(["pretrain", "--model", str(tiny_base), "--images", str(img), "--labels", str(lab),
+                 "--scale-jitter", "1,x", "-o", str(tmp_path / "o.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--scale-jitter" in err and "Traceback" not in err
