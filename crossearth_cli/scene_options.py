@@ -60,5 +60,7 @@ def resolution_option(f):
     return click.option("--resolution", default="auto", show_default=True, metavar="METRES|auto|native",
                         help="Pixel size of a Sentinel-1 product once prepared: auto is 20 m (a 2 x 2 "
                              "multilook of IW GRDH in power, about its resolution) or the pixel "
-                             "spacing where that is coarser; native keeps the pixel spacing.",
+                             "spacing where that is coarser; native keeps the pixel spacing. A "
+                             "calibrated GeoTIFF is read at its own pixels unless METRES asks for "
+                             "coarser ones (multilooked in power).",
                         callback=lambda ctx, param, v: resolution_value(v))(f)

@@ -115,6 +115,7 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
             check_writable(preview.check_path(job["preview"]), ow)
         for key in ("raster", "confidence"):
             outputs.check_raster_path(job[key], ow)   # .tif / .tiff
+    from ..core.scene.multilook import multilook_factor
     from ..core.scene.sentinel1.prepared import check_product
     from ..core.scene.sentinel1.product import is_product
 
@@ -124,6 +125,7 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
             check_product(job["scene"], folder if keep_prepared is None else keep_prepared.parent, resolution)
             continue
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
+        multilook_factor(job["scene"], resolution)   # --resolution METRES: georeferenced, calibrated
         with sar_io.open_scene(job["scene"], **open_options) as scene:
             outputs.sieve_pixels(scene, min_area)
 

@@ -38,6 +38,7 @@ from .class_style import (
     style_class_raster,
     style_confidence_raster,
 )
+from .product_inputs import product_file
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 HOMEPAGE = "https://github.com/crossearth-sar/crossearth-sar"
@@ -138,6 +139,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     RASTER_INPUTS: tuple[str, ...] = ()        # single raster layer parameters
     MULTI_RASTER_INPUTS: tuple[str, ...] = ()  # multiple raster layer parameters
     MODEL_INPUTS: tuple[str, ...] = ()         # optional model file parameters
+    PRODUCTS: dict[str, str] = {}              # scene parameter -> its product file alternative
     PARAMETERS: dict[str, str] = {}            # ces parameter name -> this dialog's parameter
     STAGE_WEIGHTS: dict[str, float] = {}       # ces progress stages sharing one bar, in order
 
@@ -230,10 +232,8 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     # --- input checks -----------------------------------------------------------------
     def checkParameterValues(self, parameters, context):  # noqa: N802
         try:
-            for name in self.RASTER_INPUTS:
-                self.raster_file(parameters, name, context)
-            for name in self.MULTI_RASTER_INPUTS:
-                self.raster_files(parameters, name, context)
+            for name in self.RASTER_INPUTS + self.MULTI_RASTER_INPUTS:
+                self.scene_files(parameters, name, context)
             for name in self.MODEL_INPUTS:
                 self.model_file(parameters, name, context)
             self.check_extra(parameters, context)
@@ -292,6 +292,23 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         """The file path of a raster layer parameter (actionable error when it is not one)."""
         layer = self.parameterAsRasterLayer(parameters, name, context)
         return self.layer_file(layer, self._label(name), self._shown(parameters.get(name)))
+
+    def scene_files(self, parameters, name: str, context) -> list[str]:
+        """The scene file(s) of a raster (or multiple-raster) parameter, or of its Sentinel-1
+        product alternative (PRODUCTS, qgis_plugin/product_inputs.py) when that is given."""
+        alternative = self.PRODUCTS.get(name)
+        if alternative is not None:
+            product = product_file(self.parameterAsFile(parameters, alternative, context),
+                                   self._label(alternative))
+            if product is not None:
+                return [product]
+            if not parameters.get(name):
+                raise QgsProcessingException(
+                    f"{self._label(name)}: no scene given. Choose a SAR raster layer, or a "
+                    f"Sentinel-1 product file in '{self._label(alternative)}'.")
+        if name in self.MULTI_RASTER_INPUTS:
+            return self.raster_files(parameters, name, context)
+        return [self.raster_file(parameters, name, context)]
 
     def raster_files(self, parameters, name: str, context) -> list[str]:
         """The file paths of a multiple-raster parameter (at least one)."""
@@ -378,14 +395,24 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         args = [str(a) for a in args]
         return run_ces([self.COMMAND, *args, "--progress", "json"], feedback,
                        [o for o in outputs if o], configured_executable=configured_ces(),
-                       word_parameter=self.word_parameter, stage_weights=self.stage_weights(args))
+                       word_parameter=self.word_parameter, stage_weights=self.stage_weights(args),
+                       stage_passes=self.stage_passes(args))
+
+    @staticmethod
+    def _products(args: list[str]) -> int:
+        return sum(1 for a in args if not a.startswith("-") and is_product(a))
 
     def stage_weights(self, args: list[str]) -> dict[str, float]:
         """The stages sharing the progress bar: STAGE_WEIGHTS, after the preparation's stages
         when a scene of ``args`` is a Sentinel-1 product (ces prepares it first)."""
-        if self.STAGE_WEIGHTS and any(is_product(a) for a in args if not a.startswith("-")):
+        if self.STAGE_WEIGHTS and self._products(args):
             return {**PREPARATION_STAGE_WEIGHTS, **self.STAGE_WEIGHTS}
         return self.STAGE_WEIGHTS
+
+    def stage_passes(self, args: list[str]) -> dict[str, int]:
+        """How often each preparation stage runs: once per product of ``args``."""
+        n = self._products(args)
+        return {stage: n for stage in PREPARATION_STAGE_WEIGHTS} if n > 1 else {}
 
     @staticmethod
     def style_on_load(context: QgsProcessingContext, path: Optional[str],

@@ -281,10 +281,13 @@ class _EventHandler:
 
     def __init__(self, feedback: QgsProcessingFeedback,
                  stage_weights: Optional[dict[str, float]] = None,
-                 word_parameter: Optional[Callable[[str], str]] = None):
+                 word_parameter: Optional[Callable[[str], str]] = None,
+                 stage_passes: Optional[dict[str, int]] = None):
         self.feedback = feedback
         self.word_parameter = word_parameter
         self.stage_weights = dict(stage_weights or {})
+        self.stage_passes = dict(stage_passes or {})
+        self.pass_of: dict[str, int] = {}   # the pass a stage is in (0: its first run)
         self.done: Optional[dict] = None
         self.error: Optional[str] = None
         self.stderr_errors: list[str] = []
@@ -307,6 +310,10 @@ class _EventHandler:
             stage = str(event.get("stage") or "")
             done, total = int(event.get("done") or 0), int(event.get("total") or 0)
             if stage != self.stage:   # QGIS's dialog logs every progress text: once a stage
+                if stage in self.pass_of:   # a stage that ran before starts its next pass
+                    self.pass_of[stage] += 1
+                else:
+                    self.pass_of[stage] = 0
                 self.stage = stage
                 self.feedback.setProgressText(STAGE_TEXTS.get(stage, stage))
             if total > 0:
@@ -322,13 +329,24 @@ class _EventHandler:
 
     def percent(self, stage: str, fraction: float) -> float:
         """Overall percent: stages with a weight share one bar, in the order given; any
-        other stage runs its own 0..100."""
+        other stage runs its own 0..100. Stages that run in n passes (``stage_passes``; the
+        preparation of two products: calibrate, geocode, calibrate, geocode) form a block whose
+        share fills one pass after the other."""
         if stage not in self.stage_weights:
             return max(0.0, min(100.0, 100.0 * fraction))
         names = list(self.stage_weights)
+        weight = self.stage_weights[stage]
         before = sum(self.stage_weights[n] for n in names[:names.index(stage)])
+        passes = self.stage_passes.get(stage, 1)
+        if passes > 1:
+            block = [n for n in names if self.stage_passes.get(n, 1) > 1]
+            start = sum(self.stage_weights[n] for n in names[:names.index(block[0])])
+            size = sum(self.stage_weights[n] for n in block)
+            k = min(self.pass_of.get(stage, 0), passes - 1)
+            within = before - start + weight * fraction
+            before, weight, fraction = start, size, (k * size + within) / (passes * size)
         whole = sum(self.stage_weights.values()) or 1.0
-        return max(0.0, min(100.0, 100.0 * (before + self.stage_weights[stage] * fraction) / whole))
+        return max(0.0, min(100.0, 100.0 * (before + weight * fraction) / whole))
 
     def stderr_line(self, line: str) -> None:
         if not line.strip():
@@ -373,13 +391,15 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
             outputs: Iterable[str] = (), configured_executable: Optional[str] = None,
             ces: Optional[CesCommand] = None,
             word_parameter: Optional[Callable[[str], str]] = None,
-            stage_weights: Optional[dict[str, float]] = None) -> CesResult:
+            stage_weights: Optional[dict[str, float]] = None,
+            stage_passes: Optional[dict[str, int]] = None) -> CesResult:
     """Run ``ces ARGS`` (ARGS should include ``--progress json``) and relay it to ``feedback``.
 
     ``outputs``: the output paths this run writes; after Cancel or a failure, whatever the
     run left there (and temporary siblings) is removed. ``word_parameter`` words each parameter
     that an error event names (its ``template`` and ``parameters``) in the dialog's terms. ``stage_weights``
-    ({stage: weight}, in running order) joins those stages into one progress bar. Returns
+    ({stage: weight}, in running order) joins those stages into one progress bar;
+    ``stage_passes`` ({stage: n}) for stages that run n times (once per product). Returns
     the ``done`` event and the warnings.
     Raises QgsProcessingException on a missing executable, a failure, or Cancel.
     """
@@ -402,7 +422,7 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
     process.setProcessEnvironment(env)
     process.setProgram(ces.program)
     process.setArguments(ces.arguments(args))
-    handler = _EventHandler(feedback, stage_weights, word_parameter)
+    handler = _EventHandler(feedback, stage_weights, word_parameter, stage_passes)
     out, err = _LineRelay(handler.stdout_line), _LineRelay(handler.stderr_line)
 
     process.start()

@@ -20,6 +20,7 @@ from ..core.products.layer_style import layer_name
 from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
 from .ces_arguments import change_arguments
 from .class_style import model_classes
+from .product_inputs import product_parameter
 
 HELP = """<p>Maps what a flood put under water: a SAR scene from during or after the event is
 compared with one or more scenes of the same place from before it.</p>
@@ -27,6 +28,10 @@ compared with one or more scenes of the same place from before it.</p>
 of the same area from before the event (the same polarization, e.g. VV). With several, a
 pixel counts as water before when at least half of them show water there, so one noisy
 image does little harm.</p>
+<p><b>Or Sentinel-1 product files</b>: the <i>.zip</i> (or <i>manifest.safe</i>) of a GRD
+product as downloaded, for the after or the before date, instead of a layer. Each is
+calibrated, cleared of thermal noise and geocoded at 20 m first; the dates come from the
+products, and products from different relative orbits give a warning in the log.</p>
 <p>Each scene is segmented on its own grid; the before result is then brought onto the after
 scene's grid (nearest neighbour). Scenes in different coordinate systems or pixel sizes, or
 covering only part of each other, work: the result covers the area both dates have data for,
@@ -65,6 +70,8 @@ class ChangeAlgorithm(CesAlgorithm):
     RASTER_INPUTS = (AFTER,)
     MULTI_RASTER_INPUTS = (BEFORE,)
     MODEL_INPUTS = (MODEL,)
+    AFTER_PRODUCT, BEFORE_PRODUCT = "AFTER_PRODUCT", "BEFORE_PRODUCT"
+    PRODUCTS = {AFTER: AFTER_PRODUCT, BEFORE: BEFORE_PRODUCT}
     STAGE_WEIGHTS = {"segment": 85.0, "compare": 3.0, "sieve": 2.0, "vectorize": 10.0}
     PARAMETERS = {"model": MODEL, "tile": TILE, "overlap": OVERLAP,
                   "batch": BATCH, "device": DEVICE, "min_area": MIN_AREA,
@@ -73,9 +80,11 @@ class ChangeAlgorithm(CesAlgorithm):
                   "before": BEFORE, "calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.AFTER, self.tr("After scene")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.AFTER, self.tr("After scene"), optional=True))
+        self.addParameter(product_parameter(self.AFTER_PRODUCT, self.tr("Or an after Sentinel-1 product file")))
         self.addParameter(QgsProcessingParameterMultipleLayers(
-            self.BEFORE, self.tr("Before scenes (one or more)"), QgsProcessing.TypeRaster))
+            self.BEFORE, self.tr("Before scenes (one or more)"), QgsProcessing.TypeRaster, optional=True))
+        self.addParameter(product_parameter(self.BEFORE_PRODUCT, self.tr("Or a before Sentinel-1 product file")))
         self.add_map_parameters(self.tr("Flood extent polygons"))
 
     def check_extra(self, parameters, context) -> None:
@@ -87,8 +96,8 @@ class ChangeAlgorithm(CesAlgorithm):
                 "a quarter of the tile size is a good choice."))
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        after = self.raster_file(parameters, self.AFTER, context)
-        befores = self.raster_files(parameters, self.BEFORE, context)
+        [after] = self.scene_files(parameters, self.AFTER, context)
+        befores = self.scene_files(parameters, self.BEFORE, context)
         model = self.model_file(parameters, self.MODEL, context)
         self.check_extra(parameters, context)
         v = self.map_values(parameters, context)

@@ -13,8 +13,7 @@ from qgis.core import (
 from .algorithm_base import CesAlgorithm
 from .ces_arguments import RESOLUTION_OPTIONS, prepare_arguments
 from .class_style import style_db_raster
-
-PRODUCT_FILTER = "Sentinel-1 products (*.zip *.ZIP manifest.safe);;All files (*)"
+from .product_inputs import PRODUCT_FILTER
 
 HELP = """<p>Turns a Sentinel-1 GRD product as it is downloaded from the Copernicus Browser
 (the <i>.zip</i>, or the <i>manifest.safe</i> of the unzipped <i>.SAFE</i> folder) into a

@@ -15,13 +15,19 @@ from .algorithm_base import (
 )
 from .ces_arguments import segment_arguments
 from .class_style import model_classes
+from .product_inputs import product_parameter
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
 (for the model that comes with CrossEarth-SAR: water and not water), written to a GeoPackage
 that opens coloured by class.</p>
 <p><b>SAR scene</b>: a radar image file (for example a Sentinel-1 GRD GeoTIFF, in dB,
-linear intensity, amplitude or an 8-bit quicklook; complex SLC works too). Any size: the scene
-is processed tile by tile, so memory stays flat.</p>
+linear intensity, amplitude or an 8-bit quicklook; complex SLC works too), or a Sentinel-1
+product opened in QGIS. Any size: the scene is processed tile by tile, so memory stays flat.</p>
+<p><b>Or a Sentinel-1 product file</b>: the <i>.zip</i> of a GRD product as downloaded from
+the Copernicus Browser, or the <i>manifest.safe</i> of its unzipped <i>.SAFE</i> folder. It
+is calibrated, cleared of thermal noise and geocoded at 20 m first (as <i>Prepare Sentinel-1
+product</i> does; one progress bar covers both), into a temporary file that is removed
+afterwards. When given, it is used instead of the SAR scene layer.</p>
 <p><b>Model</b>: a CrossEarth-SAR model file (.safetensors), for example one made with
 <i>Fine-tune on labelled polygons</i>; %s.</p>
 <p><b>Tile size</b> and <b>tile overlap</b> (pixels): the scene is cut into overlapping tiles
@@ -69,6 +75,8 @@ class SegmentAlgorithm(CesAlgorithm):
     OUTPUT_PREVIEW, PREVIEW_HTML = "OUTPUT_PREVIEW", "PREVIEW_HTML"
     RASTER_INPUTS = (INPUT,)
     MODEL_INPUTS = (MODEL,)
+    PRODUCT = "PRODUCT"
+    PRODUCTS = {INPUT: PRODUCT}
     STAGE_WEIGHTS = {"segment": 85.0, "sieve": 3.0, "vectorize": 12.0}
     PARAMETERS = {"model": MODEL, "tile": TILE, "overlap": OVERLAP,
                   "batch": BATCH, "device": DEVICE, "min_area": MIN_AREA,
@@ -77,11 +85,14 @@ class SegmentAlgorithm(CesAlgorithm):
                   "calibrated": CALIBRATED}
 
     def initAlgorithm(self, config=None):  # noqa: N802
-        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("SAR scene")))
+        self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("SAR scene"), optional=True))
+        self.addParameter(product_parameter(self.PRODUCT, self.tr("Or a Sentinel-1 product file (zip or SAFE)")))
         self.add_map_parameters(self.tr("Land cover polygons"))
 
     def check_extra(self, parameters, context) -> None:
         layer = self.parameterAsRasterLayer(parameters, self.INPUT, context)
+        if self.parameterAsFile(parameters, self.PRODUCT, context):
+            layer = None   # the product file is used (georeferenced as it is prepared)
         if layer is not None and layer.isValid() and not layer.crs().isValid():
             raise QgsProcessingException(
                 f"SAR scene: '{layer.name()}' has no georeferencing (no coordinate reference "
@@ -97,7 +108,7 @@ class SegmentAlgorithm(CesAlgorithm):
                 "a quarter of the tile size is a good choice.")
 
     def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
-        scene = self.raster_file(parameters, self.INPUT, context)
+        [scene] = self.scene_files(parameters, self.INPUT, context)
         model = self.model_file(parameters, self.MODEL, context)
         self.check_extra(parameters, context)
         v = self.map_values(parameters, context)

@@ -113,3 +113,23 @@ def _multilook(raw: np.ndarray, valid: np.ndarray, f: int, unit: str, rows: int,
     out = _from_power(mean, unit).astype(np.float32)
     out[count * 2 < f * f] = np.nan
     return out
+
+
+def multilook_factor(path: os.PathLike | str, resolution_m) -> int:
+    """The factor that brings the calibrated, georeferenced raster ``path`` to
+    ``resolution_m`` metres: 1 for None / "auto" (GeoTIFFs stay at their own pixel size unless a
+    size is asked for) and for sizes at or below the raster's. InputError (naming the file)
+    for a raster without georeferencing, or uncalibrated, when a coarser size is asked for."""
+    if resolution_m is None or isinstance(resolution_m, str):
+        return 1
+    from .pixel_size import pixel_size_m
+
+    with rasterio.open(path) as src:
+        if src.crs is None:
+            raise InputError(f"--resolution {resolution_m:g}: the raster has no georeferencing, so "
+                             f"its pixel size is unknown", Path(path))
+        sx, sy = pixel_size_m(src.crs, src.transform, src.width, src.height)
+    factor = resolution_factor((sx + sy) / 2, float(resolution_m))
+    if factor > 1:
+        raster_unit(path)
+    return factor

@@ -85,3 +85,51 @@ def test_cancel_during_preparation_leaves_nothing(with_venv_ces, product, tmp_pa
     assert time.monotonic() - feedback.canceled_at < 5.0
     assert processes_mentioning(str(out)) == []
     assert files_named_like(tmp_path, "cancelled") == [] and files_named_like(tmp_path, ".ces-") == []
+
+
+def test_segment_takes_a_product_file_instead_of_a_layer(with_venv_ces, product, tiny_model, tmp_path):
+    import processing
+    from qgis.core import QgsVectorLayer
+
+    out = tmp_path / "from_file.gpkg"
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById("crossearth_sar:segment")
+    assert alg.parameterDefinition("INPUT").flags() & alg.parameterDefinition("INPUT").FlagOptional
+    feedback = recording_feedback()
+    processing.run("crossearth_sar:segment", {"PRODUCT": str(product), "MODEL": str(tiny_model), "TILE": 128,
+                                              "OVERLAP": 32, "DEVICE": 1, "OUTPUT": str(out)}, feedback=feedback)
+    polygons = QgsVectorLayer(f"{out}|layername=landcover", "p", "ogr")
+    assert polygons.isValid() and polygons.featureCount() > 0 and polygons.crs().authid() == "EPSG:32736"
+    assert any(t.startswith("Calibrating the Sentinel-1 product") for t in feedback.texts)
+
+
+def test_segment_without_scene_or_product_says_what_to_choose(with_venv_ces, tmp_path):
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="Sentinel-1 product file"):
+        processing.run("crossearth_sar:segment", {"OUTPUT": str(tmp_path / "x.gpkg")})
+    with pytest.raises(QgsProcessingException, match="does not exist"):
+        processing.run("crossearth_sar:segment", {"PRODUCT": str(tmp_path / "missing.zip"),
+                                                  "OUTPUT": str(tmp_path / "x.gpkg")})
+    assert not (tmp_path / "x.gpkg").exists()
+
+
+def test_flood_extent_on_two_product_files_has_one_monotonic_bar(with_venv_ces, tiny_model, tmp_path):
+    import processing
+    from qgis.core import QgsVectorLayer
+
+    # two files of the same place, reduced to 1/16 to keep the two preparations short
+    product = reduce_product(PRODUCTS["new_noise"], tmp_path / "after", factor=16)
+    before = reduce_product(PRODUCTS["new_noise"], tmp_path / "before", factor=16)
+    out = tmp_path / "flood.gpkg"
+    feedback = recording_feedback()
+    processing.run("crossearth_sar:flood_extent", {"AFTER_PRODUCT": str(product), "BEFORE_PRODUCT": str(before),
+                                             "MODEL": str(tiny_model), "TILE": 128, "OVERLAP": 32,
+                                             "DEVICE": 1, "OUTPUT": str(out)}, feedback=feedback)
+    values = feedback.progress_values
+    assert values and values[-1] >= 99 and all(b >= a - 1e-9 for a, b in zip(values, values[1:]))
+    assert feedback.texts.count("Calibrating the Sentinel-1 product") <= 2
+    layer = QgsVectorLayer(f"{out}|layername=landcover", "c", "ogr")
+    assert layer.isValid() and layer.crs().authid() == "EPSG:32736"

@@ -1,5 +1,6 @@
 """Any scene path as a raster the scene readers open: a Sentinel-1 product is prepared
-(prepare.py) to a GeoTIFF first, anything else is used as it is.
+(prepare.py) to a GeoTIFF first, a calibrated raster asked for at a coarser pixel size is
+multilooked in power (core/scene/multilook.py), anything else is used as it is.
 
 ``prepared_scene(path, folder, ...)`` is a context manager yielding the raster path: for a
 product, a temporary GeoTIFF in ``folder`` (beside the run's outputs), removed on exit, or the
@@ -15,8 +16,10 @@ import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+from ...atomic import atomic_output, check_writable
 from ...errors import InputError
 from ...progress import ProgressCallback
+from ..multilook import multilook_factor, multilook_raster
 from .prepare import AUTO, PreparationPlan, Resolution, plan_preparation, prepare_product
 from .product import find_product, is_product
 
@@ -54,10 +57,21 @@ def check_product(path: PathLike, folder: PathLike, resolution_m: Resolution = A
 def prepared_scene(path: PathLike, folder: PathLike, *, resolution_m: Resolution = AUTO,
                    keep: Optional[PathLike] = None, overwrite: bool = False,
                    progress: Optional[ProgressCallback] = None) -> Iterator[Path]:
-    """The raster to read for ``path``: ``path`` itself, or its product prepared into ``folder``
-    (removed afterwards) or into ``keep`` (kept)."""
+    """The raster to read for ``path``: its product prepared into ``folder`` (removed
+    afterwards) or into ``keep`` (kept); a raster multilooked in power to ``resolution_m`` when
+    that is coarser than its pixels (core/scene/multilook.py; same folders); else ``path``."""
     if not is_product(path):
-        yield Path(path)
+        factor = multilook_factor(path, resolution_m)
+        if factor == 1:
+            yield Path(path)
+        elif keep is not None:
+            check_writable(keep, overwrite)
+            with atomic_output(keep, overwrite=overwrite) as tmp:
+                multilook_raster(path, tmp, factor, progress)
+            yield Path(keep)
+        else:
+            with tempfile.TemporaryDirectory(prefix=".ces-multilooked-", dir=folder) as tmp:
+                yield multilook_raster(path, Path(tmp) / f"{Path(path).stem}.tif", factor, progress)
         return
     check_product(path, folder if keep is None else (Path(keep).parent if str(Path(keep).parent) else "."),
                   resolution_m)
