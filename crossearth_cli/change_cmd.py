@@ -44,9 +44,9 @@ def _summary_lines(result: dict) -> list[str]:
     refs = ", ".join(Path(p).name for p in result["references"])
     lines = [f"{Path(result['scene']).name} against {refs}: {result['polygons']} polygons "
              f"(geodesic areas)"]
-    for cls, m2 in result["class_area_m2"].items():
-        lines.append(f"  {cls:<20} {m2 / 1e6:12.4f} km²")
-    return lines
+    from ..core.products.area_summary import area_lines
+
+    return lines + area_lines(result["class_area_m2"])
 
 
 @click.command("change")

@@ -132,10 +132,9 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
 
 def _summary_lines(result: dict) -> list[str]:
     name = Path(result["scene"]).name
-    lines = [f"{name}: {result['polygons']} polygons"]
-    for cls, m2 in result["class_area_m2"].items():
-        lines.append(f"  {cls:<20} {m2 / 1e6:12.4f} km²")
-    return lines
+    from ..core.products.area_summary import area_lines
+
+    return [f"{name}: {result['polygons']} polygons", *area_lines(result["class_area_m2"])]
 
 
 @click.command("segment")

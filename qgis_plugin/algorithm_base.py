@@ -2,9 +2,7 @@
 ``ces`` setting, running the command, and styling the layers it writes."""
 from __future__ import annotations
 
-import html
 import os
-import urllib.parse
 from typing import Iterable, Optional
 
 from qgis.core import (
@@ -30,7 +28,7 @@ from qgis.core import (
 from qgis.PyQt.QtCore import QCoreApplication
 from qgis.PyQt.QtGui import QIcon
 
-from ..core.scene.sentinel1.product import is_product
+from ..core.products.area_summary import area_lines
 from .ces_process import SETTING_CES_EXECUTABLE, CesResult, resolve_ces, run_ces
 from .class_style import (
     apply_class_style,
@@ -38,7 +36,8 @@ from .class_style import (
     style_class_raster,
     style_confidence_raster,
 )
-from .product_inputs import product_file
+from .preview_page import preview_page
+from .product_inputs import preparation_passes, preparation_weights, product_file
 
 ICON_PATH = os.path.join(os.path.dirname(__file__), "icon.svg")
 HOMEPAGE = "https://github.com/crossearth-sar/crossearth-sar"
@@ -121,9 +120,6 @@ class LoadDefaultStyle(QgsProcessingLayerPostProcessorInterface):
         cls._alive = cls._alive[-63:] + [instance]
         return instance
 
-
-#: the share of the progress bar that preparing a Sentinel-1 product takes before the map's stages
-PREPARATION_STAGE_WEIGHTS = {"calibrate": 25.0, "geocode": 15.0}
 
 class CesAlgorithm(QgsProcessingAlgorithm):
     """Base of the algorithms: a subclass sets its identity (NAME ... TAGS), COMMAND and the
@@ -240,6 +236,12 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         except QgsProcessingException as e:
             return False, str(e)
         return super().checkParameterValues(parameters, context)
+
+    def hasHtmlOutputs(self) -> bool:  # noqa: N802
+        """False: QGIS's dialog then never says "HTML output has been generated" (it says so
+        from the declaration alone, even when no page was written or the run failed); a
+        written page still reaches the Results Viewer."""
+        return False
 
     def check_extra(self, parameters, context) -> None:
         """Algorithm-specific checks; raise QgsProcessingException with what to do."""
@@ -398,21 +400,14 @@ class CesAlgorithm(QgsProcessingAlgorithm):
                        word_parameter=self.word_parameter, stage_weights=self.stage_weights(args),
                        stage_passes=self.stage_passes(args))
 
-    @staticmethod
-    def _products(args: list[str]) -> int:
-        return sum(1 for a in args if not a.startswith("-") and is_product(a))
-
     def stage_weights(self, args: list[str]) -> dict[str, float]:
         """The stages sharing the progress bar: STAGE_WEIGHTS, after the preparation's stages
         when a scene of ``args`` is a Sentinel-1 product (ces prepares it first)."""
-        if self.STAGE_WEIGHTS and self._products(args):
-            return {**PREPARATION_STAGE_WEIGHTS, **self.STAGE_WEIGHTS}
-        return self.STAGE_WEIGHTS
+        return preparation_weights(args, self.STAGE_WEIGHTS)
 
     def stage_passes(self, args: list[str]) -> dict[str, int]:
         """How often each preparation stage runs: once per product of ``args``."""
-        n = self._products(args)
-        return {stage: n for stage in PREPARATION_STAGE_WEIGHTS} if n > 1 else {}
+        return preparation_passes(args)
 
     @staticmethod
     def style_on_load(context: QgsProcessingContext, path: Optional[str],
@@ -489,18 +484,9 @@ class CesAlgorithm(QgsProcessingAlgorithm):
             self.style_on_load(context, confidence, name=names[2])
         for key, value in result.outputs.items():
             feedback.pushInfo(f"{key}: {value}")
+        areas = (result.done or {}).get("class_area_m2") or {}
+        if areas:
+            feedback.pushInfo("Area per class (geodesic):\n" + "\n".join(area_lines(areas)))
         page = preview_page(preview, names[0]) if preview else None
         return {self.OUTPUT: out, self.OUTPUT_RASTER: raster, self.OUTPUT_CONFIDENCE: confidence,
                 self.OUTPUT_PREVIEW: preview, self.PREVIEW_HTML: page}
-
-
-def preview_page(png: str, title: str) -> str:
-    """An HTML page beside the preview PNG (NAME.html) that shows it: Processing lists HTML
-    outputs in its Results Viewer, so the picture opens from there with one click."""
-    page = os.path.splitext(png)[0] + ".html"
-    uri = "file://" + urllib.parse.quote(os.path.abspath(png))
-    with open(page, "w", encoding="utf-8") as f:
-        f.write(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-                f"</title></head><body><h3>{html.escape(title)}</h3>"
-                f"<img src=\"{html.escape(uri)}\" alt=\"preview\"></body></html>\n")
-    return page

@@ -156,11 +156,6 @@ class EvaluateAlgorithm(CesAlgorithm):
         self.addOutput(QgsProcessingOutputNumber(self.MIOU, self.tr("mIoU")))
         self.addOutput(QgsProcessingOutputNumber(self.OVERALL_ACCURACY, self.tr("Overall accuracy")))
 
-    def hasHtmlOutputs(self) -> bool:  # noqa: N802
-        """False: QGIS's dialog then never says "HTML output has been generated" (it says so
-        even after a failed run); a written report still reaches the Results Viewer."""
-        return False
-
     def check_extra(self, parameters, context) -> None:
         """Check the classes against the model and the label rasters' values before running
         (seconds instead of a failure after the model has run)."""

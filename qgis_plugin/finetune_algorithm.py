@@ -17,6 +17,7 @@ from qgis.core import (
     QgsProcessingParameterMultipleLayers,
     QgsProcessingParameterNumber,
 )
+from qgis.PyQt.QtCore import QVariant
 
 from .algorithm_base import (
     CALIBRATED,
@@ -102,7 +103,7 @@ class FinetuneAlgorithm(CesAlgorithm):
         self.addParameter(QgsProcessingParameterFeatureSource(
             self.LABELS, self.tr("Labelled polygons"), [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(
-            self.CLASS_FIELD, self.tr("Class field"), parentLayerParameterName=self.LABELS))
+            self.CLASS_FIELD, self.tr("Class field"), parentLayerParameterName=self.LABELS, optional=True))
         self.addParameter(self.model_file_parameter(self.BASE, self.tr("Base model")))
         self.addParameter(QgsProcessingParameterNumber(
             self.ITERATIONS, self.tr("Iterations"), QgsProcessingParameterNumber.Integer,
@@ -149,6 +150,33 @@ class FinetuneAlgorithm(CesAlgorithm):
         return self.parameterAsCompatibleSourceLayerPath(
             parameters, self.LABELS, context, SINGLE_LAYER_FORMATS, "gpkg", feedback)
 
+    def class_field(self, parameters, context, feedback) -> str:
+        """The Class field, or when it is empty (or the feature id, never a class) the
+        polygons' field :func:`default_class_field` picks; the choice is logged."""
+        name = (self.parameterAsString(parameters, self.CLASS_FIELD, context) or "").strip()
+        if name and name.lower() != "fid":
+            return name
+        layer = self.parameterAsVectorLayer(parameters, self.LABELS, context)
+        picked = default_class_field(layer.fields()) if layer is not None else None
+        if picked is None:
+            raise QgsProcessingException(
+                "Class field: the labelled polygons have no field that could hold the classes. Add a "
+                "text field (for example 'class') and fill it with each polygon's class name.")
+        feedback.pushInfo(f"Class field: {picked}")
+        return picked
+
+    @staticmethod
+    def _stopped(work_dir: str, out: str):
+        """After a failed or cancelled run: the exception that says how to continue when a
+        checkpoint is kept; None when there is none (the folder is then removed)."""
+        if os.path.isfile(os.path.join(work_dir, "last.safetensors")):
+            return QgsProcessingException(
+                f"Training stopped; its last checkpoint is kept in {work_dir}. To go on from "
+                f"there, run Fine-tune again with the same output file ({out}) and "
+                "'Continue a cancelled run' ticked.")
+        shutil.rmtree(work_dir, ignore_errors=True)
+        return None
+
     def check_extra(self, parameters, context) -> None:
         classes = (self.parameterAsFile(parameters, self.CLASSES, context) or "").strip()
         if classes and not os.path.isfile(classes):
@@ -160,7 +188,7 @@ class FinetuneAlgorithm(CesAlgorithm):
         images = self.raster_files(parameters, self.INPUT, context)
         base = self.model_file(parameters, self.BASE, context) or embedded_model()
         self.check_extra(parameters, context)
-        class_field = self.parameterAsString(parameters, self.CLASS_FIELD, context)
+        class_field = self.class_field(parameters, context, feedback)
         labels = self.labels_file(parameters, context, feedback)
         out = self.model_output(parameters, context, feedback)
         # Checkpoints go beside the output (NAME.ckpt): kept when the run is cancelled, so
@@ -184,14 +212,13 @@ class FinetuneAlgorithm(CesAlgorithm):
             peft=self.peft_args(parameters, context))
         try:
             result = self.run_command(args, feedback, [out])
-        except QgsProcessingException:
-            if os.path.isfile(os.path.join(work_dir, "last.safetensors")):
-                raise QgsProcessingException(
-                    f"Training stopped; its last checkpoint is kept in {work_dir}. To go on from "
-                    f"there, run Fine-tune again with the same output file ({out}) and "
-                    "'Continue a cancelled run' ticked.") from None
-            shutil.rmtree(work_dir, ignore_errors=True)
-            raise
+        except QgsProcessingException as e:
+            stopped = self._stopped(work_dir, out)
+            source = self.parameterAsVectorLayer(parameters, self.LABELS, context)
+            if stopped is None and source is not None and labels in str(e):
+                # name the user's layer, not the temporary copy handed to ces
+                stopped = QgsProcessingException(str(e).replace(labels, f"'{source.name()}'"))
+            raise (stopped or e) from None
         shutil.rmtree(work_dir, ignore_errors=True)
         feedback.pushInfo(f"Model saved: {out} (choose it as the Model in Segment)")
         done = result.done
@@ -261,3 +288,21 @@ def embedded_model() -> str:
             "is missing from the plugin folder). Choose a CrossEarth-SAR model file "
             "(.safetensors) to start from.")
     return path
+
+
+#: words that name a class field (matched case-insensitively inside field names)
+CLASS_FIELD_WORDS = ("class", "label", "type", "landcover", "land_cover", "category")
+
+
+def default_class_field(fields) -> str | None:
+    """The field a user most likely put the classes in (QgsFields): a text field named like
+    CLASS_FIELD_WORDS, else the first text field, else the first other field that is not the
+    feature id; None when there is none."""
+    names = [(f.name(), f.type()) for f in fields if f.name().lower() != "fid"]
+    texts = [n for n, t in names if t == QVariant.String]
+    for n in texts + [n for n, _ in names]:
+        if any(w in n.lower() for w in CLASS_FIELD_WORDS):
+            return n
+    if texts:
+        return texts[0]
+    return names[0][0] if names else None

@@ -90,3 +90,38 @@ def test_cancelled_finetune_keeps_its_checkpoint_and_continues(with_venv_ces, ti
     with pytest.raises(QgsProcessingException, match="no checkpoint"):
         _run("finetune", {**params, "RESUME": True, "OUTPUT": str(tmp_path / "other.safetensors")})
     del polygons
+
+
+def test_class_field_default_is_a_class_like_text_field_never_fid():
+    from qgis.core import QgsField, QgsFields
+    from qgis.PyQt.QtCore import QVariant
+
+    from crossearth_sar.qgis_plugin.finetune_algorithm import default_class_field
+
+    def fields(*spec):
+        out = QgsFields()
+        for name, kind in spec:
+            out.append(QgsField(name, kind))
+        return out
+
+    assert default_class_field(fields(("fid", QVariant.LongLong), ("name", QVariant.String),
+                                      ("landcover", QVariant.String))) == "landcover"
+    assert default_class_field(fields(("fid", QVariant.LongLong), ("class_id", QVariant.Int),
+                                      ("note", QVariant.String))) == "class_id"
+    assert default_class_field(fields(("fid", QVariant.LongLong), ("area", QVariant.Double),
+                                      ("cover", QVariant.String))) == "cover"
+    assert default_class_field(fields(("fid", QVariant.LongLong))) is None
+
+
+def test_finetune_with_fid_as_class_field_uses_the_class_field_of_the_layer(with_venv_ces, tiny_model,
+                                                                           tmp_path):
+    from qgis.core import QgsProcessingContext
+
+    from crossearth_sar.qgis_plugin.finetune_algorithm import FinetuneAlgorithm
+
+    alg = FinetuneAlgorithm()
+    alg.initAlgorithm()
+    feedback = recording_feedback()
+    polygons = _digitized_polygons()
+    picked = alg.class_field({"LABELS": polygons, "CLASS_FIELD": "fid"}, QgsProcessingContext(), feedback)
+    assert picked == "cover" and "Class field: cover" in feedback.infos

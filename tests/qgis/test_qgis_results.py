@@ -356,6 +356,14 @@ def test_segment_loads_every_output_styled_and_writes_the_preview(with_venv_ces,
     assert loaded[str(out)].renderer().type() == "categorizedSymbol"
     assert loaded[str(conf)].renderer().type() == "singlebandpseudocolor"
     assert not any("No style" in i for i in feedback.infos)
+    # the area of each class goes to the log, as ces segment --summary gives it
+    [areas] = [i for i in feedback.infos if i.startswith("Area per class")]
+    assert "water" in areas and "km²" in areas
+    # no "HTML output has been generated" from the declaration alone (shown even without a preview)
+    from qgis.core import QgsApplication
+
+    for name in ("segment", "flood_extent"):
+        assert QgsApplication.processingRegistry().algorithmById(f"crossearth_sar:{name}").hasHtmlOutputs() is False
     del loaded
     QgsProject.instance().removeAllMapLayers()
 
