@@ -81,10 +81,10 @@ class ChangeAlgorithm(CesAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.AFTER, self.tr("After scene"), optional=True))
-        self.addParameter(product_parameter(self.AFTER_PRODUCT, self.tr("Or an after Sentinel-1 product file")))
+        self.addParameter(product_parameter(self.AFTER_PRODUCT, self.tr("Or after: Sentinel-1 product")))
         self.addParameter(QgsProcessingParameterMultipleLayers(
             self.BEFORE, self.tr("Before scenes (one or more)"), QgsProcessing.TypeRaster, optional=True))
-        self.addParameter(product_parameter(self.BEFORE_PRODUCT, self.tr("Or a before Sentinel-1 product file")))
+        self.addParameter(product_parameter(self.BEFORE_PRODUCT, self.tr("Or before: Sentinel-1 product")))
         self.add_map_parameters(self.tr("Flood extent polygons"))
 
     def check_extra(self, parameters, context) -> None:

@@ -86,7 +86,7 @@ class SegmentAlgorithm(CesAlgorithm):
 
     def initAlgorithm(self, config=None):  # noqa: N802
         self.addParameter(QgsProcessingParameterRasterLayer(self.INPUT, self.tr("SAR scene"), optional=True))
-        self.addParameter(product_parameter(self.PRODUCT, self.tr("Or a Sentinel-1 product file (zip or SAFE)")))
+        self.addParameter(product_parameter(self.PRODUCT, self.tr("Or a Sentinel-1 product")))
         self.add_map_parameters(self.tr("Land cover polygons"))
 
     def check_extra(self, parameters, context) -> None:
