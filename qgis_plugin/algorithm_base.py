@@ -276,7 +276,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         if provider not in ("gdal", "ogr"):
             raise QgsProcessingException(
                 f"{label}: layer '{layer.name()}' comes from the '{provider}' provider, not "
-                "from a file, and ces reads files. Save it to a GeoTIFF first (Raster > "
+                "from a file, and CrossEarth-SAR reads files. Save it to a GeoTIFF first (Raster > "
                 "Conversion > Translate, or right-click > Export > Save As...) and use that.")
         source = layer.source()
         if os.path.exists(source):
@@ -367,7 +367,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
             raise QgsProcessingException(f"{self._label(name)}: no output file given.")
         if path.startswith(("ogr:", "postgres:", "memory:", "postgis:")):
             raise QgsProcessingException(
-                f"{self._label(name)}: ces writes files; choose 'Save to File...' "
+                f"{self._label(name)}: CrossEarth-SAR writes files; choose 'Save to File...' "
                 f"instead of '{path.split(':')[0]}'.")
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):

@@ -37,6 +37,11 @@ HOW_TO_SET = (
     "its `ces` program or to a Python interpreter that has the crossearth_sar package."
 )
 
+STARTING_TEXT = "Starting the CrossEarth-SAR engine (PyTorch and the model)"
+# QgsFeedback drops a change of less than 0.1 %, so a first setProgress(0) leaves the dialog's
+# bar busy (indeterminate); this is the smallest value that makes it show 0 %.
+FIRST_PERCENT = 0.1
+
 # The progress text of each ces stage (QGIS's dialog also writes it into the log, so it is
 # set once per stage; the bar itself advances with every window).
 STAGE_TEXTS = {"segment": "Segmenting the scene, window by window",
@@ -251,10 +256,15 @@ def _stop(process: QProcess, feedback: QgsProcessingFeedback) -> bool:
             process.waitForFinished(POLL_MS)
     if process.state() == QProcess.NotRunning:
         return False
-    feedback.pushInfo("ces did not stop on interrupt; killing it")
+    feedback.pushInfo("The CrossEarth-SAR engine did not stop on interrupt; killing it")
     process.kill()
     process.waitForFinished(1500)
     return True
+
+
+def _without_program(line: str) -> str:
+    """A ``ces: error: ...`` line without the program's name, a word a QGIS user never chose."""
+    return re.sub(r"^ces: (error|failed): ", "", line, flags=re.IGNORECASE)
 
 
 class _LineRelay:
@@ -317,7 +327,7 @@ class _EventHandler:
                 self.stage = stage
                 self.feedback.setProgressText(STAGE_TEXTS.get(stage, stage))
             if total > 0:
-                self.feedback.setProgress(self.percent(stage, min(done / total, 1.0)))
+                self.feedback.setProgress(max(FIRST_PERCENT, self.percent(stage, min(done / total, 1.0))))
         elif kind == "done":
             self.done = event
         elif kind == "error":
@@ -357,7 +367,7 @@ class _EventHandler:
             self._warn(line.split(":", 2)[2].strip())
         elif low.startswith(("ces: error:", "ces: failed:", "error:", "usage:")) \
                 or low.startswith("traceback"):
-            self.stderr_errors.append(line)   # shown once, as the exception's message
+            self.stderr_errors.append(_without_program(line))   # shown once, as the message
         else:
             self.feedback.pushConsoleInfo(line)
 
@@ -372,7 +382,7 @@ class _EventHandler:
         template, names = event.get("template"), event.get("parameters")
         if self.word_parameter is None or not isinstance(template, str) \
                 or not isinstance(names, list):
-            return str(event.get("message") or "ces failed")
+            return str(event.get("message") or "the CrossEarth-SAR engine failed")
         for name in map(str, names):
             template = template.replace("{" + name + "}", self.word_parameter(name))
         return template
@@ -384,7 +394,7 @@ class _EventHandler:
             return " ".join(self.stderr_errors)
         if self.stderr_tail:
             return self.stderr_tail[-1]
-        return f"ces ended with exit status {exit_code} and no message"
+        return f"the CrossEarth-SAR engine ended with exit status {exit_code} and no message"
 
 
 def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
@@ -430,6 +440,8 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
         raise QgsProcessingException(
             f"Could not start {ces.program}: {process.errorString()}. {HOW_TO_SET}")
     process.closeWriteChannel()
+    feedback.setProgressText(STARTING_TEXT)   # a determinate bar from the start, before the
+    feedback.setProgress(FIRST_PERCENT)       # engine has loaded PyTorch and the model
 
     canceled = killed = False
     while True:
@@ -440,7 +452,7 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
             break
         if feedback.isCanceled():
             canceled = True
-            feedback.pushInfo("Canceling: stopping ces")
+            feedback.pushInfo("Canceling: stopping the CrossEarth-SAR engine")
             killed = _stop(process, feedback)
             break
     out.feed(process.readAllStandardOutput())
@@ -453,21 +465,21 @@ def run_ces(args: Iterable[str], feedback: Optional[QgsProcessingFeedback],
         if removed:   # one line, however many files a run had started
             names = ", ".join(os.path.basename(p) for p in removed)
             feedback.pushInfo(f"Removed {len(removed)} partial file(s) of the canceled run: {names}")
-        raise QgsProcessingException("Canceled: ces was stopped; no output was kept.")
+        raise QgsProcessingException("Canceled: the CrossEarth-SAR engine was stopped; no output was kept.")
 
     exit_code = process.exitCode()
     crashed = process.exitStatus() != QProcess.NormalExit
     if crashed or exit_code != 0 or handler.done is None:
         guard.clean(work_folders=crashed)
         if crashed:
-            message = (f"ces stopped unexpectedly ({process.errorString()}); "
+            message = (f"the CrossEarth-SAR engine stopped unexpectedly ({process.errorString()}); "
                        f"{handler.failure_message(exit_code)}")
         elif exit_code == 0:
-            message = "ces ended without reporting its outputs (no 'done' event)"
+            message = "the CrossEarth-SAR engine ended without reporting its outputs (no 'done' event)"
         else:
             message = handler.failure_message(exit_code)
-            if exit_code == 2 and not message.lower().startswith("ces"):
-                message = f"ces rejected the input: {message}"
+            if exit_code == 2 and not message.lower().startswith("crossearth-sar"):
+                message = f"CrossEarth-SAR rejected the input: {message}"
         raise QgsProcessingException(message)   # Processing shows it (once)
     feedback.setProgress(100)
     return CesResult(handler.done, handler.warnings)

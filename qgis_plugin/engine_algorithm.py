@@ -17,6 +17,7 @@ from qgis.core import (
 
 from ..version import __version__
 from .algorithm_base import CesAlgorithm
+from .engine_events import announce_engine_ready
 from .engine_installer import DOWNLOAD_MB, ENGINE_SIZE_MB, EngineInstaller, doctor_summary
 from .engine_lookup import SETTING_ENGINE_HOME, configured_engines_root, engines_root
 from .engine_plan import BACKEND_CHOICES, CUDA_BACKEND, EngineError, choose_backend
@@ -34,8 +35,16 @@ minutes. At the end it checks the engine: the versions, the GPU, and the default
 segmenting a small test tile.</p>
 <p><b>Backend</b>: <i>auto</i> installs the CUDA build of PyTorch when an NVIDIA GPU is
 found, else the CPU build.</p>
+<p>It installs the exact versions of the engine's lock (engine.lock in the plugin folder) and
+checks the hash of every file against it; a file that differs is refused.</p>
 <p><b>Wheel folder</b> (optional): install offline from a folder of wheel files made on a
-connected computer, with no download at all.</p>
+connected computer, with no download at all. To make one, in a copy of the CrossEarth-SAR
+repository: <code>python3 scripts/engine_wheels.py wheels</code>. It downloads the files of
+the same lock (hash-checked) and PyTorch, for the computer and Python it runs on; for another
+one add <code>--python-version 3.12</code> (that computer's Python) and <code>--platform</code>
+<code>win_amd64</code>, <code>macosx_14_0_arm64</code> or <code>manylinux_2_28_x86_64</code>,
+and <code>--backend cuda</code> for the CUDA build of PyTorch. Copy the folder and choose it
+here.</p>
 <p><b>Engine folder</b> (optional): where engines are kept (default: your user data folder,
 CrossEarth-SAR/engines); a folder given here is remembered for the other algorithms.</p>
 <p>Cancel stops the setup and leaves nothing half-installed; the log of each setup is kept in
@@ -103,4 +112,5 @@ class EngineSetupAlgorithm(CesAlgorithm):
             QgsSettings().setValue(SETTING_ENGINE_HOME, str(root))
         summary = doctor_summary(engine.info.get("doctor") or {}, engine.backend)
         feedback.pushInfo(f"Engine ready in {engine.folder}: {summary}")
+        announce_engine_ready(str(engine.folder))   # the plugin's "needs its engine" bar goes
         return {self.ENGINE: str(engine.folder), self.CHECK: summary}

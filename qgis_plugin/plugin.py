@@ -18,6 +18,8 @@ class CrossEarthSARPlugin:
         self.provider: CrossEarthSARProvider | None = None
         self.action = None
         self.task = None
+        self.invitation = None
+        self._stop_listening = None
 
     def initProcessing(self) -> None:  # noqa: N802 (QGIS's name)
         """Register the provider (also called by qgis_process, which has no GUI)."""
@@ -38,6 +40,8 @@ class CrossEarthSARPlugin:
                               self.iface.mainWindow())
         self.action.triggered.connect(self.setup_engine)
         self.iface.addPluginToMenu(MENU, self.action)
+        from .engine_events import on_engine_ready
+        self._stop_listening = on_engine_ready(self.engine_ready)
         self.invite_engine_setup()
 
     def invite_engine_setup(self) -> bool:
@@ -66,6 +70,16 @@ class CrossEarthSARPlugin:
         bar.pushWidget(message, Qgis.Info, 0)
         self.invitation = message
         return True
+
+    def engine_ready(self, engine_folder: str = "") -> None:
+        """A setup succeeded (menu task or Processing algorithm): the invitation goes away."""
+        if self.invitation is None or self.iface is None:
+            return
+        try:
+            self.iface.messageBar().popWidget(self.invitation)
+        except RuntimeError:   # the user closed it already (Qt deleted the widget)
+            pass
+        self.invitation = None
 
     def setup_engine(self) -> None:
         """Say what will be installed where, then build the engine in a background task."""
@@ -96,10 +110,12 @@ class CrossEarthSARPlugin:
         from qgis.core import Qgis
         from qgis.PyQt.QtWidgets import QMessageBox
 
+        from .engine_events import announce_engine_ready
         from .engine_installer import doctor_summary
 
         self.task = None
         if engine is not None:
+            announce_engine_ready(str(engine.folder))
             QMessageBox.information(
                 self.iface.mainWindow(), "CrossEarth-SAR engine ready",
                 f"The engine is installed in {engine.folder}.\n\n"
@@ -112,6 +128,9 @@ class CrossEarthSARPlugin:
                                 str(error))
 
     def unload(self) -> None:
+        if self._stop_listening is not None:
+            self._stop_listening()
+            self._stop_listening = None
         if self.action is not None and self.iface is not None:
             self.iface.removePluginMenu(MENU, self.action)
             self.action = None

@@ -109,7 +109,8 @@ def write_synthetic_scene(path: Path, size: int = 1024, seed: int = 0) -> Path:
 
 def recording_feedback(cancel_when_progress_above: Optional[float] = None):
     """A QgsProcessingFeedback that records what it is told; optionally it presses Cancel
-    as soon as progress passes a value (as a user would, mid-run)."""
+    as soon as progress passes a value (as a user would, mid-run), and never at the bar's
+    starting value, which the provider sets before the engine reports (FIRST_PERCENT)."""
     from qgis.core import QgsProcessingFeedback
 
     class RecordingFeedback(QgsProcessingFeedback):
@@ -128,7 +129,10 @@ def recording_feedback(cancel_when_progress_above: Optional[float] = None):
             import time
 
             self.progress_values.append(value)
-            if cancel_when_progress_above is not None and value > cancel_when_progress_above \
+            from crossearth_sar.qgis_plugin.ces_process import FIRST_PERCENT
+
+            if cancel_when_progress_above is not None \
+                    and value > max(cancel_when_progress_above, FIRST_PERCENT) \
                     and self.canceled_at is None:
                 self.canceled_at = time.monotonic()
                 self.cancel()

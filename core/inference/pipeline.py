@@ -4,7 +4,8 @@ scene (core.scene.sar_io: scene-level normalization) → per-tile descriptors + 
 (core.inference.tiler: blended windows, streamed rows) → class raster and confidence raster (tiled,
 compressed temporary GeoTIFFs) → sieve (core.products.vectorize) → polygons → outputs.
 
-Outputs (all written atomically, all or none):
+Outputs (all written atomically, all or none; a write failure, a full disk among others, is
+named in one line for the user's path: core/write_failures.py):
 
 * the vector file (``landcover`` layer; .gpkg/.geojson/.fgb/.shp/.parquet);
 * ``raster``: the class raster (uint8, class values, nodata 255) *after* sieving, so it and
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,18 +26,27 @@ import rasterio
 import torch
 from rasterio.windows import Window
 
+from ..atomic import temporary_folder
 from ..errors import InputError, bare, word_parameters
 from ..models import cpu_streams
 from ..models.model import input_contract, trained_bands
 from ..products import vectorize
 from ..products.class_raster import raster_classes
-from ..products.outputs import DEFAULT_SIMPLIFY_PIXELS, output_paths, sieve_pixels, write_outputs
+from ..products.outputs import (
+    DEFAULT_SIMPLIFY_PIXELS,
+    needed_beside,
+    output_needs,
+    output_paths,
+    sieve_pixels,
+    write_outputs,
+)
 from ..progress import ProgressCallback, ensure
 from ..scene import sar_io, values
 from ..scene.pixel_size import metres_to_crs_units, pixel_area_m2
 from . import tiler
 from .domain_shift import domain_shift_warning
 from .memory import release_free_memory
+from .window_steps import window_steps
 
 PathLike = Union[str, os.PathLike]
 GDAL_CACHE_MB = (16, 256)       # GDAL block cache while segmenting, MiB: (least, most)
@@ -155,10 +164,11 @@ def classify_scene(scene: sar_io.SarScene, model: torch.nn.Module, classes_path:
     descriptors: list[np.ndarray] = []
     sink = _RasterSink(Path(classes_path), Path(confidence_path), scene)
     try:
-        stats = tiler.run_tiled(
-            scene, make_predict(model, descriptors), len(model_classes), sink, tile=tile,
-            overlap=overlap, batch=batch, device=device,
-            class_values=[c["value"] for c in model_classes], progress=progress)
+        with window_steps(model, progress) as steps:   # a bar that moves on a single chip
+            stats = tiler.run_tiled(
+                scene, make_predict(model, descriptors), len(model_classes), sink, tile=tile,
+                overlap=overlap, batch=batch, device=device,
+                class_values=[c["value"] for c in model_classes], progress=steps)
     finally:
         sink.close()
     desc = np.concatenate(descriptors) if descriptors else np.zeros((0, 3))
@@ -227,8 +237,9 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
         tolerance = metres_to_crs_units(simplify_m, scene.crs, scene.transform,
                                                   scene.width, scene.height)
         folder = out_vector.parent if str(out_vector.parent) else Path(".")
-        with tempfile.TemporaryDirectory(prefix=".ces-segment-", dir=folder) as tmp:
-            tmp = Path(tmp)
+        needs = output_needs((scene.width, scene.height, 1.0 - scene.nodata_fraction), out_vector,
+                             raster_path, confidence_path, preview_path)
+        with temporary_folder(folder, "segment", out_vector, needed_beside(needs, folder)) as tmp:
             raw_path, conf_path, sieved_path = tmp / "raw.tif", tmp / "conf.tif", tmp / "classes.tif"
             stats = classify_scene(scene, model, raw_path, conf_path, tile=tile,
                                    overlap=overlap, batch=batch, device=dev,
@@ -243,7 +254,8 @@ def _segment_scene(scene_path, model, out_vector, *, raster, confidence, tile, o
                     write_preview(scene_path, sieved_path, classes, path)
             summary = write_outputs(sieved_path, conf_path, classes, out_vector,
                                     raster_path, confidence_path, preview_path, draw,
-                                    tolerance=tolerance, overwrite=overwrite, progress=progress)
+                                    tolerance=tolerance, overwrite=overwrite, progress=progress,
+                                    needs=needs)
             t_end = time.perf_counter()
     out = {"vector": str(out_vector.absolute())}
     if raster_path is not None:

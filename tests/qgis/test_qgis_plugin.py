@@ -191,6 +191,59 @@ def test_plugin_invites_engine_setup_when_there_is_none(ces_plugin, tmp_path, mo
         assert CrossEarthSARPlugin(Desktop()).invite_engine_setup() is False
 
 
+def test_the_invitation_goes_when_a_setup_succeeds_in_any_thread(ces_plugin, tmp_path, monkeypatch):
+    """After a successful setup the "needs its engine" bar goes away at once (no restart):
+    the success is announced from the Processing algorithm's worker thread, and the bar is
+    changed in the GUI thread. A failed setup (no Python to build with) leaves it up."""
+    import threading
+
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException
+    from qgis.gui import QgsMessageBar
+
+    from crossearth_sar.qgis_plugin.engine_events import announce_engine_ready, on_engine_ready
+    from crossearth_sar.qgis_plugin.plugin import CrossEarthSARPlugin
+
+    class Desktop:
+        def __init__(self):
+            self.bar = QgsMessageBar()
+
+        def messageBar(self):  # noqa: N802
+            return self.bar
+
+    monkeypatch.setenv("PATH", str(tmp_path))          # no engine, and no Python to build one
+    monkeypatch.setenv("CES_ENGINE_HOME", str(tmp_path / "engines"))
+    monkeypatch.setenv("UV_PYTHON_INSTALL_DIR", str(tmp_path / "no-uv-pythons"))
+    monkeypatch.delenv("CES_EXECUTABLE", raising=False)
+    monkeypatch.delenv("CES_ENGINE_PYTHON", raising=False)
+    desktop = Desktop()
+    plugin = CrossEarthSARPlugin(desktop)
+    stop = on_engine_ready(plugin.engine_ready)
+    try:
+        with ces_setting(""):
+            assert plugin.invite_engine_setup() is True
+            with pytest.raises(QgsProcessingException, match="No Python 3.10"):
+                processing.run("crossearth_sar:setup_engine", {"FOLDER": str(tmp_path / "engines")})
+        QgsApplication.processEvents()
+        assert desktop.bar.currentItem() is plugin.invitation       # failed: still up
+
+        seen = []
+        worker = threading.Thread(target=announce_engine_ready, args=(str(tmp_path / "e"),))
+        worker.start()
+        worker.join()
+        for _ in range(20):
+            QgsApplication.processEvents()
+            if desktop.bar.currentItem() is None:
+                break
+        seen.append(desktop.bar.currentItem())
+        assert seen == [None] and plugin.invitation is None
+        announce_engine_ready(str(tmp_path / "e"))                 # twice: nothing to do
+        QgsApplication.processEvents()
+        assert desktop.bar.currentItem() is None
+    finally:
+        stop()
+
+
 def test_a_parameter_ces_refuses_is_named_by_its_dialog_label(with_venv_ces, tmp_path):
     """ces's JSON error event names the parameter (``min_area``); the dialog words it as its
     own label, and a parameter it does not have by its name (no regex over flags)."""
@@ -243,7 +296,8 @@ def test_descriptors_runs_ces_through_a_python_interpreter(ces_provider, tmp_pat
     out = Path(result["OUTPUT"])
     assert out.suffix == ".tif" and out.is_file()
     assert any("-m crossearth_sar.crossearth_cli.main descriptors" in c for c in feedback.commands)
-    assert feedback.texts == ["Measuring the descriptors, tile by tile"]
+    assert feedback.texts == ["Starting the CrossEarth-SAR engine (PyTorch and the model)",
+                              "Measuring the descriptors, tile by tile"]
     assert feedback.progress_values and max(feedback.progress_values) == 100
     layer = QgsRasterLayer(str(out), "d")
     scene = QgsRasterLayer(str(DEMO_SCENE), "s")
