@@ -36,6 +36,13 @@ from .class_style import (
     style_class_raster,
     style_confidence_raster,
 )
+from .model_choice import (  # noqa: F401 (embedded_model_path, EMBEDDED_MODEL_NAME: re-exported)
+    EMBEDDED_MODEL_NAME,
+    LIST_SUFFIX,
+    chosen_model,
+    embedded_model_path,
+    model_parameters,
+)
 from .preview_page import preview_page
 from .product_inputs import preparation_passes, preparation_weights, product_file
 
@@ -45,10 +52,7 @@ DEVICE_OPTIONS = ["auto", "cpu", "cuda"]
 #: ces --calibrated (input contract 3): detect, or say whether the scene is calibrated
 CALIBRATED_OPTIONS = ["auto", "yes", "no"]
 CALIBRATED = "CALIBRATED"
-MODEL_FILTER = "CrossEarth-SAR models (*.safetensors);;All files (*.*)"
-EMBEDDED_MODEL_HINT = "leave it empty to use the model that comes with CrossEarth-SAR"
-PLUGIN_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-EMBEDDED_MODEL_NAME = "ces-s1-water.safetensors"   # as crossearth_cli/map_options.py
+EMBEDDED_MODEL_HINT = "choose the built-in model in the Model list"
 
 
 def configured_ces() -> str:
@@ -62,13 +66,6 @@ def configured_ces() -> str:
     except ImportError:
         pass
     return str(QgsSettings().value(f"Processing/Configuration/{SETTING_CES_EXECUTABLE}", "") or "")
-
-
-def embedded_model_path() -> Optional[str]:
-    """The model that comes with CrossEarth-SAR, in this plugin folder (which is also the
-    package folder, where ``ces`` finds it); None when this installation has none."""
-    path = os.path.join(PLUGIN_FOLDER, "models", EMBEDDED_MODEL_NAME)
-    return path if os.path.isfile(path) else None
 
 
 def tr(text: str) -> str:
@@ -150,12 +147,11 @@ class CesAlgorithm(QgsProcessingAlgorithm):
             parameter.setFlags(parameter.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
             self.addParameter(parameter)
 
-    @staticmethod
-    def model_file_parameter(name: str, label: str = "Model") -> QgsProcessingParameterFile:
-        """An optional model file (.safetensors); empty means the embedded default model."""
-        return QgsProcessingParameterFile(
-            name, f"{label} {tr('(empty: built-in)')}",
-            behavior=QgsProcessingParameterFile.File, optional=True, fileFilter=MODEL_FILTER)
+    def add_model_parameters(self, name: str, label: str = "Model") -> None:
+        """The model chooser (model_choice.py): the list ``name + "_LIST"`` and the file
+        ``name`` (which wins when given)."""
+        for parameter in model_parameters(name, tr(label), tr):
+            self.addParameter(parameter)
 
     @staticmethod
     def device_parameter(name: str) -> QgsProcessingParameterEnum:
@@ -337,8 +333,16 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         return paths
 
     def model_file(self, parameters, name: str, context) -> Optional[str]:
-        """The model path of an optional model parameter, None for the embedded default."""
-        path = (self.parameterAsFile(parameters, name, context) or "").strip()
+        """The model path of a model chooser, None for the built-in default."""
+        listed = name + LIST_SUFFIX
+        try:
+            path, _ = chosen_model(self.parameterAsFile(parameters, name, context) or "",
+                                   self.parameterAsEnumString(parameters, listed, context)
+                                   if self.parameterDefinition(listed) else None)
+        except LookupError as missing:
+            raise QgsProcessingException(
+                f"{self._label(listed)}: the model '{missing}' is no longer in your models "
+                f"folder. Choose another one in the list, or a model file.") from None
         if not path:
             return None
         if not os.path.isfile(path):
@@ -427,7 +431,7 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         and calibration (advanced), the polygons (``polygons_label``), class raster, confidence
         raster and preview outputs (see :meth:`map_values`)."""
         number = QgsProcessingParameterNumber
-        self.addParameter(self.model_file_parameter(self.MODEL, tr("Model")))
+        self.add_model_parameters(self.MODEL)
         self.addParameter(number(self.TILE, tr("Tile size (pixels)"), number.Integer,
                                  defaultValue=512, minValue=16, maxValue=8192))
         self.addParameter(number(self.OVERLAP, tr("Tile overlap (pixels)"), number.Integer,

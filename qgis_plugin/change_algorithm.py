@@ -17,9 +17,10 @@ from qgis.core import (
 from ..core.change.classes import change_classes
 from ..core.products.class_raster import raster_classes
 from ..core.products.layer_style import layer_name
-from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
+from .algorithm_base import CALIBRATED, CesAlgorithm, embedded_model_path
 from .ces_arguments import change_arguments
 from .class_style import model_classes
+from .model_choice import MODEL_HELP
 from .product_inputs import product_parameter
 
 HELP = """<p>Maps what a flood put under water: a SAR scene from during or after the event is
@@ -48,7 +49,7 @@ metres, geodesic) and <i>mean_confidence</i>; optionally the class raster, the c
 raster (the lower of the two dates' confidence) and a preview picture: before | after |
 change, with a legend.</p>
 <p>Cancel stops within seconds and leaves no partial files.</p>
-""" % EMBEDDED_MODEL_HINT
+""" % MODEL_HELP
 
 
 class ChangeAlgorithm(CesAlgorithm):

@@ -23,10 +23,11 @@ from qgis.core import (
 
 from ..core.errors import InputError
 from ..train.classes import ClassSpec, classes_file_beside, from_model_classes, load_classes
-from .algorithm_base import CALIBRATED, EMBEDDED_MODEL_HINT, CesAlgorithm, embedded_model_path
+from .algorithm_base import CALIBRATED, CesAlgorithm, embedded_model_path
 from .ces_arguments import evaluate_arguments
 from .class_style import model_classes
 from .finetune_algorithm import SINGLE_LAYER_FORMATS
+from .model_choice import MODEL_HELP
 
 MAX_LABEL_VALUE_RANGE = 1 << 16   # integer labels: values found by one GDAL histogram
 
@@ -105,7 +106,7 @@ counted.</p>
 mean), overall accuracy and the confusion matrix (rows: reference, columns: prediction),
 in a JSON file for scripts and an HTML report shown in the Results Viewer. mIoU and overall
 accuracy are also outputs usable in models.</p>
-""" % EMBEDDED_MODEL_HINT
+""" % MODEL_HELP
 
 
 class EvaluateAlgorithm(CesAlgorithm):
@@ -137,7 +138,7 @@ class EvaluateAlgorithm(CesAlgorithm):
             QgsProcessing.TypeMapLayer))
         self.addParameter(QgsProcessingParameterString(
             self.CLASS_FIELD, self.tr("Class field (polygons)"), optional=True))
-        self.addParameter(self.model_file_parameter(self.MODEL, self.tr("Model")))
+        self.add_model_parameters(self.MODEL)
         self.addParameter(self.device_parameter(self.DEVICE))
         advanced = [
             QgsProcessingParameterNumber(

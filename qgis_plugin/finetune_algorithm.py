@@ -21,12 +21,12 @@ from qgis.PyQt.QtCore import QVariant
 
 from .algorithm_base import (
     CALIBRATED,
-    EMBEDDED_MODEL_HINT,
     EMBEDDED_MODEL_NAME,
     CesAlgorithm,
     embedded_model_path,
 )
 from .ces_arguments import finetune_arguments
+from .model_choice import MODEL_HELP, models_folder
 
 HELP = """<p>Teaches a CrossEarth-SAR model your own classes, or improves it on your area, from
 polygons you digitized over one or more SAR scenes. The result is a new model file to use
@@ -63,7 +63,7 @@ closing QGIS never deletes it; the log names the file to choose in <i>Segment</i
 <p>Cancel stops training within seconds and keeps the last checkpoint beside the output
 (<i>NAME.ckpt</i>). To go on from there, run Fine-tune again with the same output file and
 <b>Continue a cancelled run</b> ticked.</p>
-""" % (EMBEDDED_MODEL_HINT, "~/.local/share/CrossEarth-SAR/models on Linux")
+""" % (MODEL_HELP, "~/.local/share/CrossEarth-SAR/models on Linux")
 
 # Single-layer formats ces reads as they are; anything else (layers of a multi-layer
 # GeoPackage, selections, memory layers) is first saved to a temporary GeoPackage.
@@ -104,7 +104,7 @@ class FinetuneAlgorithm(CesAlgorithm):
             self.LABELS, self.tr("Labelled polygons"), [QgsProcessing.TypeVectorPolygon]))
         self.addParameter(QgsProcessingParameterField(
             self.CLASS_FIELD, self.tr("Class field"), parentLayerParameterName=self.LABELS, optional=True))
-        self.addParameter(self.model_file_parameter(self.BASE, self.tr("Base model")))
+        self.add_model_parameters(self.BASE, "Base model")
         self.addParameter(QgsProcessingParameterNumber(
             self.ITERATIONS, self.tr("Iterations"), QgsProcessingParameterNumber.Integer,
             defaultValue=500, minValue=1, maxValue=1_000_000))
@@ -251,14 +251,6 @@ class FinetuneAlgorithm(CesAlgorithm):
         return ["--peft", peft,
                 "--adapter-rank", self.parameterAsInt(parameters, self.ADAPTER_RANK, context),
                 "--adapter-cutoff", repr(self.parameterAsDouble(parameters, self.ADAPTER_CUTOFF, context))]
-
-
-def models_folder() -> str:
-    """The folder where fine-tuned models are kept by default: ``models`` beside the engines
-    (engine_lookup.configured_engines_root(), e.g. ~/.local/share/CrossEarth-SAR/models)."""
-    from .engine_lookup import configured_engines_root
-
-    return str(configured_engines_root().parent / "models")
 
 
 def persistent_model_path(stem: str, now: datetime.datetime | None = None) -> str:

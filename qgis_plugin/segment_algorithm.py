@@ -9,12 +9,12 @@ from qgis.core import (
 from ..core.products.layer_style import layer_name
 from .algorithm_base import (
     CALIBRATED,
-    EMBEDDED_MODEL_HINT,
     CesAlgorithm,
     embedded_model_path,
 )
 from .ces_arguments import segment_arguments
 from .class_style import model_classes
+from .model_choice import MODEL_HELP
 from .product_inputs import product_parameter
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
@@ -28,8 +28,7 @@ the Copernicus Browser, or the <i>manifest.safe</i> of its unzipped <i>.SAFE</i>
 is calibrated, cleared of thermal noise and geocoded at 20 m first (as <i>Prepare Sentinel-1
 product</i> does; one progress bar covers both), into a temporary file that is removed
 afterwards. When given, it is used instead of the SAR scene layer.</p>
-<p><b>Model</b>: a CrossEarth-SAR model file (.safetensors), for example one made with
-<i>Fine-tune on labelled polygons</i>; %s.</p>
+<p><b>Model</b>: %s.</p>
 <p><b>Tile size</b> and <b>tile overlap</b> (pixels): the scene is cut into overlapping tiles
 whose predictions are blended, so there are no seams. Bigger tiles see more context and need
 more memory.</p>
@@ -55,7 +54,7 @@ the scene.</p>
 <p>If the scene looks very different from what the model was trained on, a warning says
 so in the log: check the result, or fine-tune on a few labelled areas of your own.</p>
 <p>Cancel stops the computation within seconds and leaves no partial files.</p>
-""" % EMBEDDED_MODEL_HINT
+""" % MODEL_HELP
 
 
 class SegmentAlgorithm(CesAlgorithm):

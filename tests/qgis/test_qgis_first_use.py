@@ -35,3 +35,51 @@ def test_a_single_chip_has_a_determinate_bar_that_moves_inside_its_one_window(
     assert len(inside) >= 5, seen          # a step per transformer block of the one window
     assert inside == sorted(inside) and len(set(inside)) == len(inside)
     assert [v for _, v in seen] == sorted(v for _, v in seen) and seen[-1][1] == 100
+
+
+def test_the_model_list_has_the_built_in_model_then_the_users_newest_first(
+        with_venv_ces, tiny_model, tmp_path, monkeypatch):
+    """The Model list, read when a dialog opens: the built-in default first, then the models
+    of the user's models folder (where Fine-tune keeps them) newest first, then the other
+    built-in models. A listed model runs; a file given beside it wins; a listed model that
+    was deleted since is refused (by Processing's own check of the list) with nothing written."""
+    import os
+    import shutil
+
+    import processing
+    from qgis.core import QgsApplication, QgsProcessingException
+
+    from crossearth_sar.qgis_plugin.model_choice import models_folder
+
+    monkeypatch.setenv("CES_ENGINE_HOME", str(tmp_path / "engines"))
+    folder = models_folder()
+    os.makedirs(folder)
+    older, newer = os.path.join(folder, "rice_2026-11-02_0930.safetensors"), \
+        os.path.join(folder, "floods_2026-12-01_1415.safetensors")
+    for path, when in ((older, 1_700_000_000), (newer, 1_760_000_000)):
+        shutil.copy(tiny_model, path)
+        os.utime(path, (when, when))
+    for alg_id, name in (("segment", "MODEL"), ("flood_extent", "MODEL"), ("evaluate", "MODEL"),
+                         ("finetune", "BASE")):
+        alg = QgsApplication.processingRegistry().createAlgorithmById(f"crossearth_sar:{alg_id}")
+        listed = alg.parameterDefinition(name + "_LIST")
+        options = listed.options()
+        assert options[0] == "ces-s1-water (built-in default)", alg_id
+        assert options[1].startswith("floods_2026-12-01_1415 (") and options[2].startswith("rice_")
+        assert listed.defaultValue() == options[0]
+        assert alg.parameterDefinition(name).description() == "Or a model file"
+
+    feedback = recording_feedback()
+    run = {"INPUT": str(DEMO_SCENE), "TILE": 512, "OVERLAP": 0, "DEVICE": 1}
+    processing.run("crossearth_sar:segment", {**run, "MODEL_LIST": options[1],
+                                               "OUTPUT": str(tmp_path / "a.gpkg")}, feedback=feedback)
+    assert f"--model {newer}" in feedback.commands[-1]
+    feedback = recording_feedback()
+    processing.run("crossearth_sar:segment", {**run, "MODEL_LIST": options[1], "MODEL": older,
+                                               "OUTPUT": str(tmp_path / "b.gpkg")}, feedback=feedback)
+    assert f"--model {older}" in feedback.commands[-1] and newer not in feedback.commands[-1]
+    os.remove(newer)
+    with pytest.raises(QgsProcessingException, match="MODEL_LIST"):
+        processing.run("crossearth_sar:segment", {**run, "MODEL_LIST": options[1],
+                                                   "OUTPUT": str(tmp_path / "c.gpkg")})
+    assert not (tmp_path / "c.gpkg").exists()

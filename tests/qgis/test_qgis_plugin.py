@@ -130,7 +130,7 @@ def test_missing_model_file_is_refused_with_advice(ces_provider, tmp_path):
                          "OUTPUT": str(tmp_path / "out.gpkg")})
     message = str(err.value)
     assert str(missing) in message and "does not exist" in message
-    assert "leave it empty" in message and ".safetensors" in message
+    assert "built-in model in the Model list" in message and ".safetensors" in message
 
 
 def test_missing_ces_executable_says_how_to_set_it(ces_provider, tmp_path, monkeypatch):
