@@ -11,7 +11,7 @@ DEMO_SCENE := examples/Spain_7370579_S1Hand.tif
 WHEELS := .wheels
 WHEELS_STAMP := $(WHEELS)/.complete
 
-.PHONY: demo test test-slow venv wheels qgis plugin bench clean
+.PHONY: demo test test-slow venv wheels lock qgis plugin bench clean
 
 venv: $(STAMP)
 
@@ -26,12 +26,19 @@ $(STAMP): setup.cfg pyproject.toml requirements/cpu-constraints.txt
 	touch $(STAMP)
 
 # The wheel folder of an offline engine setup (the QGIS test of the setup installs from it,
-# with no index): downloaded from the configured index, for this Python, with the venv's
-# constraints. Files already in it are kept; .complete is written last.
+# with no index): the engine's lock (qgis_plugin/engine.lock, hash-checked) for this Python,
+# and PyTorch at the lock's version from the configured index (here: the local CPU wheel).
+# Files already in it are kept; .complete is written last.
 wheels: $(WHEELS_STAMP)
 
-$(WHEELS_STAMP): $(STAMP) setup.cfg requirements/cpu-constraints.txt scripts/engine_wheels.py qgis_plugin/engine_plan.py
-	$(PY) scripts/engine_wheels.py $(WHEELS) -c requirements/cpu-constraints.txt
+$(WHEELS_STAMP): $(STAMP) qgis_plugin/engine.lock scripts/engine_wheels.py qgis_plugin/engine_plan.py qgis_plugin/engine_lock.py
+	$(PY) scripts/engine_wheels.py $(WHEELS) --torch-index=
+
+# Rewrite the engine's lock from setup.cfg (uv, from PyPI): after a change of install_requires
+# or to take newer releases; then `make wheels` and the QGIS engine tests.
+lock: $(STAMP)
+	$(PY) -m pip install -q uv
+	$(PY) scripts/lock_engine.py
 
 # QGIS 3.22 from Debian (and a virtual display for the desktop test), only when missing.
 qgis:

@@ -2,19 +2,25 @@
 QGIS plugin's setup, and a first thing to run after installing).
 
 Reports the versions of CrossEarth-SAR, Python, torch, GDAL (through rasterio), whether CUDA
-is available and on which device, and whether the default model loads and segments a 64 x 64
-synthetic tile end to end (GeoTIFF in, GeoPackage out, in a temporary folder). ``--json``
-prints one JSON object on stdout::
+is available and on which device, whether the default model loads and segments a 64 x 64
+synthetic tile end to end (GeoTIFF in, GeoPackage out, in a temporary folder), and where the
+installed packages differ from the engine's lock (qgis_plugin/engine.lock, the versions a
+QGIS engine setup installs: docs/contracts.md §7). ``--json`` prints one JSON object on
+stdout::
 
     {"ok": true, "version": "...", "python": "3.11.2", "executable": "...",
      "torch": "2.13.0+cpu", "gdal": "3.9.3", "rasterio": "1.4.3",
      "cuda": {"available": false, "device": null},
      "model": {"path": "...", "loads": true, "segments": true, "classes": ["background", ...],
                "seconds": 1.2},
+     "lock": {"path": ".../engine.lock", "torch": "2.13.0", "packages": 34, "matches": false,
+              "differences": [{"name": "numpy", "installed": "1.26.4", "locked": "2.4.6"}]},
      "problems": []}
 
 ``ok`` is true when every check passed; each failed check adds one line to ``problems``.
-Exit status 0 when ok, 1 otherwise.
+A difference from the lock is reported (``lock``; ``installed`` null: not installed) but is
+no problem: an installation made without the lock (pip, a development checkout) can segment.
+``lock`` is null when the lock cannot be read. Exit status 0 when ok, 1 otherwise.
 """
 from __future__ import annotations
 
@@ -82,11 +88,27 @@ def _check_model(report: dict, device: str) -> None:
     model["seconds"] = round(time.perf_counter() - t0, 2)
 
 
+def _check_lock() -> dict | None:
+    """This Python's packages against the engine's lock (``lock`` of the report)."""
+    from ..qgis_plugin import engine_lock
+
+    try:
+        lock = engine_lock.read_lock()
+    except (OSError, ValueError):
+        return None
+    environment = engine_lock.target_environment()
+    differences = engine_lock.differences(lock, engine_lock.installed_versions(), environment)
+    return {"path": str(lock.path), "torch": lock.torch,
+            "packages": len(lock.applicable(environment)) + 1, "matches": not differences,
+            "differences": differences}
+
+
 def doctor_report(device: str = "auto") -> dict:
     """The report described in the module docstring."""
     report: dict = {"ok": False, "version": __version__, "python": platform.python_version(),
                     "executable": sys.executable, "torch": None, "gdal": None, "rasterio": None,
-                    "cuda": {"available": False, "device": None}, "model": None, "problems": []}
+                    "cuda": {"available": False, "device": None}, "model": None, "lock": None,
+                    "problems": []}
     try:
         import rasterio
 
@@ -104,6 +126,7 @@ def doctor_report(device: str = "auto") -> dict:
         report["problems"].append(f"torch cannot be imported: {type(e).__name__}: {e}")
     if not report["problems"]:
         _check_model(report, device)
+    report["lock"] = _check_lock()
     report["ok"] = not report["problems"]
     return report
 
@@ -128,6 +151,17 @@ def doctor(as_json: bool, device: str) -> None:
         if model:
             click.echo(f"default model: {model['path']}: loads {model['loads']}, segments a "
                        f"{TILE}² tile {model['segments']} ({model['seconds']} s)")
+        lock = report["lock"]
+        if lock is None:
+            click.echo("lock: the engine's lock (engine.lock) cannot be read")
+        elif lock["matches"]:
+            click.echo(f"lock: the {lock['packages']} packages match {lock['path']}")
+        else:
+            click.echo(f"lock: {len(lock['differences'])} of {lock['packages']} packages differ "
+                       f"from {lock['path']}:")
+            for d in lock["differences"]:
+                have = f"{d['installed']} installed" if d["installed"] else "not installed"
+                click.echo(f"  {d['name']}: {have}, {d['locked']} locked")
         for problem in report["problems"]:
             click.echo(f"problem: {problem}")
         click.echo("ok" if report["ok"] else "NOT ok")

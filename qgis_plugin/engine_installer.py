@@ -5,11 +5,13 @@ plugin's setup action import this module; running any other algorithm needs only
 
 A setup (:class:`EngineInstaller`) runs the plan of qgis_plugin/engine_plan.py: it creates the
 venv with a Python >= 3.10 found on the machine, with ``-I`` and without QGIS's environment
-(engine_lookup.engine_environment), so it never sees QGIS's site-packages; installs PyTorch
-from the index of the backend (``cpu`` or ``cuXYZ``, chosen from ``nvidia-smi`` unless given),
-then this plugin folder's own source (the plugin zip is the package); or everything offline
-from a local wheel folder (``--no-index --find-links``; uv installs when the folder holds it;
-scripts/engine_wheels.py makes one). It builds in ``.build-<engine>-XXXX`` beside the engines,
+(engine_lookup.engine_environment), so it never sees QGIS's site-packages; installs the
+engine's lock (qgis_plugin/engine.lock, ``--require-hashes``: a file whose hash differs is
+refused, :func:`classify_failure` names it), PyTorch at the lock's version from the index of
+the backend (``cpu`` or ``cuXYZ``, chosen from ``nvidia-smi`` unless given), then this plugin
+folder's own source (the plugin zip is the package); or everything offline from a local
+wheel folder (``--no-index --find-links``; uv installs when the folder holds it;
+scripts/engine_wheels.py makes one from the same lock). It builds in ``.build-<engine>-XXXX`` beside the engines,
 holding ``.install.lock`` (:class:`InstallLock`), and renames the folder on success.
 It ends with ``ces doctor --json``. Every command and its output go to install.log; a failure
 is classified into a message with its fix (:func:`classify_failure`). Sizes are in MB.
@@ -32,7 +34,15 @@ from typing import Callable, Optional
 
 from ..version import __version__
 from .engine_lookup import Engine, engine_environment, engine_name, installed_engines, venv_python
-from .engine_plan import CUDA_BACKEND, UV_CACHE, EngineError, Step, find_base_python, install_steps
+from .engine_plan import (
+    CUDA_BACKEND,
+    UV_CACHE,
+    EngineError,
+    Step,
+    find_base_python,
+    install_steps,
+    lock_requirements,
+)
 
 PLUGIN_FOLDER = Path(__file__).resolve().parents[1]   # the package source, too
 LOCK_NAME = ".install.lock"
@@ -77,10 +87,25 @@ _FAILURES = (
 )
 
 
+# A download whose hash is not the lock's: pip names it "name==version from URL:" under its
+# "DO NOT MATCH THE HASHES" line, uv says "Hash mismatch for `name==version`".
+_HASH_FAILURE = re.compile(r"DO NOT MATCH THE HASHES.*?^\s+(?P<pip>\S+==\S+?)(?: from |:)|"
+                           r"[Hh]ash mismatch for `(?P<uv>[^`]+)`", re.DOTALL | re.MULTILINE)
+
+
 def classify_failure(log_tail: str, wheels: Optional[Path] = None,
-                     backend: str = "cpu") -> EngineError:
-    """The EngineError for a failed command from the end of its output."""
+                     backend: str = "cpu", output: Optional[str] = None) -> EngineError:
+    """The EngineError for a failed command from the end of its output (``output``, the whole
+    of it, is searched for a hash mismatch: the list of a package's hashes can be long)."""
     where = f" in {wheels}" if wheels is not None else ""
+    mismatch = _HASH_FAILURE.search(log_tail if output is None else output)
+    if mismatch:
+        package = mismatch.group("pip") or mismatch.group("uv")
+        source = f"the wheel folder {wheels}" if wheels is not None else "the download"
+        return EngineError("hash", (
+            f"{package}: the file from {source} does not match the hash in the engine's lock "
+            "(engine.lock in the plugin folder), so nothing was installed: a damaged, "
+            "replaced or tampered file. Make the wheel folder again, or set up online."))
     for kind, pattern, message in _FAILURES:
         if re.search(pattern, log_tail, re.IGNORECASE):
             return EngineError(kind, message.format(size=ENGINE_SIZE_MB.get(backend, 2000),
@@ -229,6 +254,8 @@ class EngineInstaller:
                     base, _ = find_base_python()
                 source = copy_source(self.source, build / "source")
                 steps = install_steps(base, build, self.backend, source, self.wheels)
+                for path, text in lock_requirements(build, self.wheels).items():
+                    path.write_text(text, encoding="utf-8")
             total = sum(s.weight for s in steps) or 1.0
             done = 0.0
             output = ""
@@ -281,7 +308,8 @@ class EngineInstaller:
             time.sleep(0.1)
         reader.join(30)
         if process.returncode != 0:
-            raise classify_failure("\n".join(lines[-60:]), self.wheels, self.backend)
+            raise classify_failure("\n".join(lines[-60:]), self.wheels, self.backend,
+                                   output="\n".join(lines))
         return "\n".join(lines)
 
 

@@ -2,9 +2,12 @@
 Python on this machine builds the engine's virtual environment (:func:`find_base_python`:
 >= 3.10, with venv and ensurepip, never QGIS's bundled interpreter on Windows/macOS, never a
 macOS app bundle's), which PyTorch backend it gets (``cpu`` or ``CUDA_BACKEND``, from
-``nvidia-smi`` unless the user chooses, :func:`choose_backend`), the commands a setup runs
-(:func:`install_steps`: venv, PyTorch, the package, ``ces doctor --json``) and what an offline
-wheel folder must hold (:func:`offline_requirements`, used by scripts/engine_wheels.py).
+``nvidia-smi`` unless the user chooses, :func:`choose_backend`) and the commands a setup runs
+(:func:`install_steps`: venv, the locked packages, PyTorch, the package, ``ces doctor
+--json``). What it installs is the engine's lock, qgis_plugin/engine.lock (engine_lock.py):
+every package at its locked version with ``--require-hashes``, online and offline, and
+PyTorch at the lock's version from its backend's index (:func:`lock_requirements` writes the
+lock's subsets that the steps name; scripts/engine_wheels.py downloads the same lock).
 
 qgis_plugin/engine_installer.py runs the plan; qgis_plugin/engine_lookup.py finds the result
 (docs/contracts.md §7).
@@ -21,20 +24,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional
 
+from .engine_lock import OPTIONAL, TOOLS, Lock, read_lock
 from .engine_lookup import data_home, engine_environment, venv_python
 
 ENV_ENGINE_PYTHON = "CES_ENGINE_PYTHON"
 MIN_PYTHON = (3, 10)
 PYTORCH_INDEX = "https://download.pytorch.org/whl/{backend}"
 CUDA_BACKEND = "cu126"          # the CUDA build of PyTorch installed for an NVIDIA GPU
-TORCH_REQUIREMENT = "torch>=2.1"
-PACKAGING_TOOLS = ("pip", "setuptools>=64", "wheel")   # a build of the package needs them
 UV_CACHE = "uv-cache"           # uv's cache during an offline build, inside the build folder
+# The lock's subsets a setup installs (written into the build folder): the packaging tools
+# (and uv), then everything else the lock holds.
+LOCKED_TOOLS, LOCKED_PACKAGES = "locked-tools.txt", "locked-packages.txt"
 
 
 class EngineError(Exception):
     """A setup that failed: ``kind`` (no_python, no_network, proxy, disk_space, permission,
-    ssl, no_wheel, canceled, locked, failed) and a message that says how to fix it."""
+    ssl, no_wheel, hash, canceled, locked, failed) and a message that says how to fix it."""
 
     def __init__(self, kind: str, message: str):
         super().__init__(message)
@@ -171,18 +176,36 @@ def uv_wheel(wheels: Optional[Path]) -> Optional[Path]:
     return next(iter(sorted(Path(wheels).glob("uv-*.whl"))), None)
 
 
+def lock_requirements(build: Path, wheels: Optional[Path] = None,
+                      lock: Optional[Lock] = None) -> dict[Path, str]:
+    """The requirements files the steps of :func:`install_steps` name, by path in ``build``:
+    the lock's packaging tools (with uv when the wheel folder holds it), and the rest of the
+    lock; each with its hashes and markers (the engine's Python evaluates them)."""
+    lock = read_lock() if lock is None else lock
+    tools = [*TOOLS, *(OPTIONAL if uv_wheel(wheels) is not None else ())]
+    return {build / LOCKED_TOOLS: lock.requirements(include=tools),
+            build / LOCKED_PACKAGES: lock.requirements(exclude=[*TOOLS, *OPTIONAL])}
+
+
 def install_steps(base_python: str, build: Path, backend: str, source: Path,
-                  wheels: Optional[Path] = None, platform: Optional[str] = None) -> list[Step]:
-    """The commands that build an engine in ``build`` (the temporary folder): a venv, PyTorch
-    (from the backend's index, or ``wheels``), the package from ``source``, then the check.
+                  wheels: Optional[Path] = None, platform: Optional[str] = None,
+                  lock: Optional[Lock] = None) -> list[Step]:
+    """The commands that build an engine in ``build`` (the temporary folder): a venv, the
+    lock's packaging tools, the rest of the lock (both ``--require-hashes --no-deps``, wheels
+    only, from the files of :func:`lock_requirements`), PyTorch at the lock's version (from
+    the backend's index, or ``wheels``; its dependencies are installed already, a CUDA
+    build's CUDA runtime comes with it), the package from ``source`` (``--no-deps``), then
+    the check (docs/contracts.md §7).
 
     Nothing is compiled to bytecode ahead (a quarter of the CPU time of a setup, measured):
     the check (``python -I``, so PYTHONDONTWRITEBYTECODE does not stop it) writes the
     bytecode of exactly the modules that ``ces`` imports. Offline from a wheel folder that
-    holds uv, pip installs uv with the packaging tools and uv installs PyTorch and the
-    package (in parallel: 51-67 s against pip's 85 s for the whole setup on 2 cores, measured;
-    its cache in ``build``/uv-cache, removed at the end). Otherwise, and always online (pip reads the user's pip configuration: index
-    mirror, proxy, certificates; uv does not), pip installs everything."""
+    holds uv, pip installs uv with the packaging tools and uv installs the rest (in parallel:
+    51-67 s against pip's 85 s for the whole setup on 2 cores, measured; its cache in
+    ``build``/uv-cache, removed at the end). Otherwise, and always online (pip reads the
+    user's pip configuration: index mirror, proxy, certificates; uv does not), pip installs
+    everything."""
+    lock = read_lock() if lock is None else lock
     python = str(venv_python(build / "venv", platform))
     pip = [python, "-I", "-m", "pip", "install", "--no-input", "--progress-bar", "off",
            "--no-compile"]
@@ -193,10 +216,9 @@ def install_steps(base_python: str, build: Path, backend: str, source: Path,
         where = []
         torch_where = ["--index-url", PYTORCH_INDEX.format(backend=backend),
                        "--extra-index-url", "https://pypi.org/simple"]
-    tools = [*PACKAGING_TOOLS]
+    locked = ["--require-hashes", "--no-deps", "--only-binary", ":all:", "-r"]
     install = pip
     if uv_wheel(wheels) is not None:
-        tools.append("uv")
         uv = str(venv_python(build / "venv", platform).with_name(
             "uv.exe" if (platform or sys.platform).startswith("win") else "uv"))
         install = [uv, "--no-config", "--cache-dir", str(build / UV_CACHE), "pip", "install",
@@ -204,19 +226,15 @@ def install_steps(base_python: str, build: Path, backend: str, source: Path,
     return [
         Step("Creating the virtual environment", 5.0,
              [base_python, "-I", "-m", "venv", str(build / "venv")]),
-        Step("Installing the packaging tools", 5.0, [*pip, *where, "--upgrade", *tools]),
-        Step(f"Installing PyTorch ({backend})", 50.0, [*install, *torch_where, TORCH_REQUIREMENT]),
-        Step("Installing CrossEarth-SAR and GDAL", 30.0,
-             [*install, *where, "--no-build-isolation", str(source)]),
+        Step("Installing the packaging tools", 5.0,
+             [*pip, *where, *locked, str(build / LOCKED_TOOLS)]),
+        Step("Installing GDAL and the other locked packages", 25.0,
+             [*install, *where, *locked, str(build / LOCKED_PACKAGES)]),
+        Step(f"Installing PyTorch ({backend})", 50.0,
+             [*install, *torch_where, "--only-binary", ":all:", f"torch=={lock.torch}"]),
+        Step("Installing CrossEarth-SAR", 5.0,
+             [*install, *where, "--no-deps", "--no-build-isolation", str(source)]),
         Step("Checking the engine (ces doctor)", 10.0,   # a CUDA engine: on the GPU if usable
              [python, "-I", "-m", "crossearth_sar.crossearth_cli.main", "doctor", "--json",
               "--device", "cpu" if backend == "cpu" else "auto"]),
     ]
-
-
-def offline_requirements(install_requires: Iterable[str]) -> list[str]:
-    """What a wheel folder for an offline setup must hold (scripts/engine_wheels.py downloads
-    it): the packaging tools, PyTorch and the package's other requirements, and uv (optional:
-    it makes the offline install faster)."""
-    return [*PACKAGING_TOOLS, "uv", TORCH_REQUIREMENT,
-            *(r for r in install_requires if not re.match(r"torch\b", r))]

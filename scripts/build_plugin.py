@@ -32,6 +32,8 @@ EXCLUDED_FILE_PATTERNS = ("*.pyc", "*.pyo", "*.zip", "*.tmp*", ".*", "*~", "*.sw
 # Left out at the top level only (development, not plugin).
 EXCLUDED_TOP = {"tests", "benchmarks", "docs", "scripts", ".ci", "requirements", "runs",
                 "Makefile", "demo.gpkg", "demo_classes.tif", "demo_preview.png"}
+# Never left out: the engine's lock, which an engine setup installs from (docs/contracts.md §7).
+REQUIRED_FILES = (Path("qgis_plugin") / "engine.lock",)
 
 
 def read_version(root: Path) -> str:
@@ -105,6 +107,9 @@ def build(output: Path, root: Path = ROOT) -> list[str]:
     check_metadata(root)
     output = output.resolve()
     files = plugin_files(root, output)
+    missing = [str(f) for f in REQUIRED_FILES if f not in files]
+    if missing:
+        raise SystemExit(f"{', '.join(missing)}: missing from the plugin (python3 scripts/lock_engine.py)")
     tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
     names = []
     try:

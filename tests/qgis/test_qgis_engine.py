@@ -50,23 +50,44 @@ def test_engine_folders_per_platform_and_override():
 
 def test_install_commands_online_and_offline(tmp_path):
     build, source = tmp_path / ".build-x", tmp_path / "src"
+    lock = engine_plan.read_lock()
     online = engine_plan.install_steps("/usr/bin/python3", build, "cu126", source, platform="linux")
     python = str(build / "venv" / "bin" / "python")
     assert online[0].command == ["/usr/bin/python3", "-I", "-m", "venv", str(build / "venv")]
     for step in online[1:]:
         assert step.command[:2] == [python, "-I"]
-    torch_step = online[2].command
+    for step, subset in zip(online[1:3], (engine_plan.LOCKED_TOOLS, engine_plan.LOCKED_PACKAGES)):
+        assert {"--require-hashes", "--no-deps"} <= set(step.command)   # the lock, hash-checked
+        assert step.command[-2:] == ["-r", str(build / subset)]
+    torch_step = online[3].command
     assert torch_step[torch_step.index("--index-url") + 1] == "https://download.pytorch.org/whl/cu126"
-    assert "torch>=2.1" in torch_step
-    package = online[3].command
-    assert package[-1] == str(source) and "--no-index" not in package
+    assert torch_step[-1] == f"torch=={lock.torch}"   # the lock's version
+    package = online[4].command
+    assert package[-1] == str(source) and "--no-index" not in package and "--no-deps" in package
     assert online[-1].command[-4:] == ["doctor", "--json", "--device", "auto"]   # cu126
     offline = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source, wheels=tmp_path / "w")
-    for step in offline[1:4]:
+    for step in offline[1:5]:
         assert step.command[step.command.index("--find-links") + 1] == str(tmp_path / "w")
         assert "--no-index" in step.command and "--index-url" not in step.command
     windows = engine_plan.install_steps("py.exe", build, "cpu", source, platform="win32")
     assert windows[1].command[0] == str(build / "venv" / "Scripts" / "python.exe")
+
+
+def test_a_setup_installs_the_lock_subsets_with_their_hashes(tmp_path):
+    build, wheels = tmp_path / ".build-x", tmp_path / "w"
+    wheels.mkdir()
+    lock = engine_plan.read_lock()
+    files = engine_plan.lock_requirements(build, wheels)
+    tools, packages = files[build / engine_plan.LOCKED_TOOLS], files[build / engine_plan.LOCKED_PACKAGES]
+    named = lambda text: {line.split("==")[0] for line in text.splitlines() if "==" in line and not line.startswith("#")}  # noqa: E731
+    assert named(tools) == {"pip", "setuptools", "wheel"}   # no uv: the folder holds none
+    assert named(packages) == lock.names() - {"pip", "setuptools", "wheel", "uv"}
+    assert packages.count("--hash=sha256:") == sum(len(e.hashes) for e in lock.entries
+                                                   if e.name not in ("pip", "setuptools", "wheel", "uv"))
+    assert "python_full_version" in packages   # markers kept: the engine's Python evaluates them
+    (wheels / "uv-0.13.9-py3-none-manylinux_2_17_x86_64.whl").write_bytes(b"")
+    assert named(engine_plan.lock_requirements(build, wheels)[build / engine_plan.LOCKED_TOOLS]) == \
+        {"pip", "setuptools", "wheel", "uv"}
 
 
 def test_offline_install_uses_uv_only_when_the_wheel_folder_holds_it(tmp_path):
@@ -75,14 +96,13 @@ def test_offline_install_uses_uv_only_when_the_wheel_folder_holds_it(tmp_path):
     (wheels / "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl").write_bytes(b"")
     python = str(build / "venv" / "bin" / "python")
     without = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
-    assert [s.command[:4] for s in without[1:4]] == [[python, "-I", "-m", "pip"]] * 3
-    assert "uv" not in without[1].command
+    assert [s.command[:4] for s in without[1:5]] == [[python, "-I", "-m", "pip"]] * 4
     (wheels / "uv-0.13.9-py3-none-manylinux_2_17_x86_64.whl").write_bytes(b"")
     steps = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source, wheels=wheels)
-    assert steps[1].command[:4] == [python, "-I", "-m", "pip"] and steps[1].command[-1] == "uv"
+    assert steps[1].command[:4] == [python, "-I", "-m", "pip"]   # installs uv (locked-tools.txt)
     uv = [str(build / "venv" / "bin" / "uv"), "--no-config", "--cache-dir",
           str(build / engine_plan.UV_CACHE), "pip", "install", "--python", python]
-    for step in steps[2:4]:
+    for step in steps[2:5]:
         assert step.command[:len(uv)] == uv
         assert step.command[step.command.index("--find-links") + 1] == str(wheels)
         assert "--no-index" in step.command
@@ -90,23 +110,32 @@ def test_offline_install_uses_uv_only_when_the_wheel_folder_holds_it(tmp_path):
     assert windows[2].command[0] == str(build / "venv" / "Scripts" / "uv.exe")
     # online, pip always (it reads the user's pip configuration; uv does not)
     online = engine_plan.install_steps("/usr/bin/python3", build, "cpu", source)
-    assert all(s.command[1:4] == ["-I", "-m", "pip"] for s in online[1:4])
+    assert all(s.command[1:4] == ["-I", "-m", "pip"] for s in online[1:5])
 
 
-def test_the_wheel_folder_script_lists_what_an_offline_setup_installs():
-    import configparser
+def test_the_wheel_folder_script_downloads_the_lock_of_its_target():
+    import importlib
 
     from _helpers_qgis import REPO
 
-    parser = configparser.ConfigParser()
-    parser.read(REPO / "setup.cfg")
-    required = [r.strip() for r in parser["options"]["install_requires"].splitlines() if r.strip()]
-    wanted = engine_plan.offline_requirements(required)
-    assert wanted[:5] == ["pip", "setuptools>=64", "wheel", "uv", engine_plan.TORCH_REQUIREMENT]
-    assert sorted(wanted[5:]) == sorted(r for r in required if not r.startswith("torch"))
-    steps = engine_plan.install_steps("/usr/bin/python3", Path("/b"), "cpu", Path("/s"), wheels=Path("/w"))
-    for name in engine_plan.PACKAGING_TOOLS:   # every package a step names is in the list
-        assert name in steps[1].command and name in wanted
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        engine_wheels = importlib.import_module("engine_wheels")
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    lock = engine_plan.read_lock()
+    required = engine_wheels.install_requires()
+    assert any(r.startswith("torch") for r in required)
+    args, pip_options = engine_wheels.parse(["w", "--python-version", "3.12", "--platform",
+                                             "win_amd64", "--backend", "cuda", "-q"])
+    assert (args.python_version, args.platform, args.backend, pip_options) == \
+        ("3.12", ["win_amd64"], "cuda", ["-q"])
+    env = engine_wheels.plugin_module("engine_lock").target_environment("3.12", "win_amd64")
+    text = lock.requirements(environment=env)   # what it downloads: markers evaluated for the target
+    names = {line.split("==")[0] for line in text.splitlines() if "==" in line and not line.startswith("#")}
+    assert " ; " not in text and "numpy==" in text and "colorama==" in text   # Windows only
+    assert {"pip", "setuptools", "wheel", "uv"} <= names
+    assert {r.split(">")[0].split("=")[0].strip() for r in required if not r.startswith("torch")} <= names
 
 
 def _nvidia_smi(folder: Path, script: str) -> Path:
@@ -142,7 +171,7 @@ def test_backend_follows_nvidia_smi_on_path_and_the_user_override(tmp_path, monk
 def test_a_cuda_engine_installs_cuda_torch_and_checks_on_the_gpu(tmp_path):
     build, source = tmp_path / ".build-x", tmp_path / "src"
     cuda = engine_plan.install_steps("/usr/bin/python3", build, engine_plan.CUDA_BACKEND, source)
-    torch_step = cuda[2].command
+    torch_step = cuda[3].command
     assert torch_step[torch_step.index("--index-url") + 1] == \
         f"https://download.pytorch.org/whl/{engine_plan.CUDA_BACKEND}"
     assert cuda[-1].command[-2:] == ["--device", "auto"]   # the GPU when torch can use it

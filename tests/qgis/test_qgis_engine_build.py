@@ -5,7 +5,8 @@ GeoPackage.
 
 Three sources of the engine's packages:
 - ``offline`` (in ``make test``): the local wheel folder .wheels/ that ``make wheels`` fills
-  (scripts/engine_wheels.py, from the configured index); it holds uv, so uv installs;
+  (scripts/engine_wheels.py: the engine's lock, and PyTorch from the configured index); it
+  holds uv, so uv installs; the engine's packages are exactly the lock's (``ces doctor``);
 - ``offline-pip`` (slow): the same wheels without uv, so pip installs everything;
 - ``online`` (slow, and only with CES_TEST_ONLINE=1): against the package registry.
 ``$CES_TEST_WHEELS`` names another wheel folder. Each prints its setup time and the
@@ -115,10 +116,11 @@ def test_setup_engine_then_segment_without_a_terminal(source, clean_profile, tmp
     assert folder == engines / f"{__version__}-cpu"
     info = json.loads((folder / "engine.json").read_text())
     assert info["doctor"]["ok"] is True and info["doctor"]["model"]["segments"] is True
+    assert info["doctor"]["lock"]["matches"] is True, info["doctor"]["lock"]   # engine.lock exactly
     commands = [line for line in (folder / "install.log").read_text().splitlines()
                 if line.startswith("$ ")]
     used_uv = [c for c in commands if "/venv/bin/uv " in c]
-    assert len(used_uv) == (2 if source == "offline" else 0), commands
+    assert len(used_uv) == (3 if source == "offline" else 0), commands   # lock, torch, package
     assert not (folder / "uv-cache").exists() and not (folder / "source").exists()
     assert ".build-" not in json.dumps(info)   # the paths of the check name the final folder
     ces = subprocess.run([str(folder / "venv" / "bin" / "ces"), "--version"], capture_output=True,
