@@ -55,6 +55,13 @@ CALIBRATED = "CALIBRATED"
 EMBEDDED_MODEL_HINT = "choose the built-in model in the Model list"
 
 
+def readme_anchor(heading: str) -> str:
+    """The anchor GitHub gives a README heading: lower case, punctuation dropped, spaces
+    to hyphens ("Flood extent" -> "flood-extent")."""
+    kept = "".join(c for c in heading.strip().lower() if c.isalnum() or c in " -_")
+    return kept.replace(" ", "-")
+
+
 def configured_ces() -> str:
     """The 'ces executable' Processing setting ('' when unset)."""
     try:
@@ -127,6 +134,8 @@ class CesAlgorithm(QgsProcessingAlgorithm):
     GROUP = ""
     GROUP_ID = ""
     HELP = ""            # shortHelpString, HTML for an analyst
+    SHORT = ""           # shortDescription: the toolbox tooltip, one sentence
+    README_SECTION = ""  # the README heading helpUrl opens
     TAGS: tuple[str, ...] = ()
     COMMAND = ""
     RASTER_INPUTS: tuple[str, ...] = ()        # single raster layer parameters
@@ -210,7 +219,12 @@ class CesAlgorithm(QgsProcessingAlgorithm):
         return ICON_PATH
 
     def helpUrl(self) -> str:  # noqa: N802
-        return HOMEPAGE
+        """The README section of this algorithm (its heading is README_SECTION)."""
+        return f"{HOMEPAGE}#{readme_anchor(self.README_SECTION)}"
+
+    def shortDescription(self) -> str:  # noqa: N802
+        """The Processing Toolbox's tooltip: one sentence."""
+        return self.tr(self.SHORT)
 
     def canExecute(self):  # noqa: N802
         """False, with the way to set one up, while no engine (``ces``) is found: the

@@ -56,6 +56,8 @@ class ChangeAlgorithm(CesAlgorithm):
     """``ces change AFTER --before B [--before B ...] -o OUT ...``."""
     NAME = "flood_extent"
     DISPLAY_NAME = "Flood extent (before/after)"
+    SHORT = "Maps flood, permanent water and receded water from SAR scenes before and after an event."
+    README_SECTION = "Flood extent"
     GROUP = "Land cover"
     GROUP_ID = "landcover"
     HELP = HELP

@@ -40,6 +40,8 @@ class DescriptorsAlgorithm(CesAlgorithm):
     """``ces descriptors SCENE -o OUT.tif --tile T --stride S``."""
     NAME = "descriptors"
     DISPLAY_NAME = "SAR descriptor maps (H_DE, ENL, R_LR)"
+    SHORT = "Maps the three SAR physical descriptors (directional entropy, ENL, roughness) of a scene."
+    README_SECTION = "SAR descriptor maps"
     GROUP = "Land cover"
     GROUP_ID = "landcover"
     HELP = HELP

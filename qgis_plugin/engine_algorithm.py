@@ -56,6 +56,8 @@ class EngineSetupAlgorithm(CesAlgorithm):
     """Runs engine_installer.EngineInstaller; outputs the engine folder and the check report."""
     NAME = "setup_engine"
     DISPLAY_NAME = "Set up CrossEarth-SAR engine"
+    SHORT = "Installs the engine (PyTorch in a Python environment of its own) that the other algorithms run, without a terminal."
+    README_SECTION = "Set up CrossEarth-SAR engine"
     GROUP = "Setup"
     GROUP_ID = "setup"
     HELP = HELP

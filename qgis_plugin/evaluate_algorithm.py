@@ -113,6 +113,8 @@ class EvaluateAlgorithm(CesAlgorithm):
     """``ces evaluate --model M --images ... --labels ... --json OUT.json``."""
     NAME = "evaluate"
     DISPLAY_NAME = "Evaluate model against reference labels"
+    SHORT = "Measures a model against reference labels: IoU per class, mIoU, accuracy, confusion matrix."
+    README_SECTION = "Evaluate model against reference labels"
     GROUP = "Training"
     GROUP_ID = "training"
     HELP = HELP

@@ -74,6 +74,8 @@ class FinetuneAlgorithm(CesAlgorithm):
     """``ces finetune --images ... --labels POLYGONS --class-field F -o OUT.safetensors``."""
     NAME = "finetune"
     DISPLAY_NAME = "Fine-tune model on labelled polygons"
+    SHORT = "Teaches a model your classes or your area from polygons digitized over SAR scenes."
+    README_SECTION = "Fine-tune model on labelled polygons"
     GROUP = "Training"
     GROUP_ID = "training"
     HELP = HELP

@@ -37,6 +37,8 @@ class PrepareAlgorithm(CesAlgorithm):
     """``ces prepare PRODUCT -o OUT.tif --resolution R``."""
     NAME = "prepare"
     DISPLAY_NAME = "Prepare Sentinel-1 product (calibrate, denoise, geocode)"
+    SHORT = "Turns a downloaded Sentinel-1 GRD product into a calibrated, noise-free, geocoded dB GeoTIFF."
+    README_SECTION = "Prepare Sentinel-1 product"
     GROUP = "Land cover"
     GROUP_ID = "landcover"
     HELP = HELP

@@ -61,6 +61,8 @@ class SegmentAlgorithm(CesAlgorithm):
     """``ces segment SCENE -o OUT [--model M] [--tile] [--overlap] ...``."""
     NAME = "segment"
     DISPLAY_NAME = "Segment SAR scene into land cover"
+    SHORT = "Maps land cover (water and the model's other classes) from a SAR scene or a Sentinel-1 product, as styled polygons."
+    README_SECTION = "Segment SAR scene into land cover"
     GROUP = "Land cover"
     GROUP_ID = "landcover"
     HELP = HELP

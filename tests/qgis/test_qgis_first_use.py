@@ -83,3 +83,97 @@ def test_the_model_list_has_the_built_in_model_then_the_users_newest_first(
         processing.run("crossearth_sar:segment", {**run, "MODEL_LIST": options[1],
                                                    "OUTPUT": str(tmp_path / "c.gpkg")})
     assert not (tmp_path / "c.gpkg").exists()
+
+
+ALGORITHM_IDS = ("segment", "flood_extent", "prepare", "descriptors", "finetune", "evaluate",
+                 "setup_engine")
+
+
+def _readme_anchors() -> set[str]:
+    """The anchors of the README's headings, as GitHub makes them (written out here, not
+    taken from the plugin: lower case, punctuation dropped, spaces to hyphens)."""
+    import re
+
+    from _helpers_qgis import REPO
+
+    anchors = set()
+    for line in (REPO / "README.md").read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            text = line.lstrip("#").strip().lower()
+            anchors.add(re.sub(r"[^a-z0-9 _-]", "", text).replace(" ", "-"))
+    return anchors
+
+
+def _toolbox_index(model, alg_id: str):
+    """The toolbox model's index of an algorithm (a walk over its tree)."""
+    from qgis.PyQt.QtCore import QModelIndex
+
+    pending = [QModelIndex()]
+    while pending:
+        parent = pending.pop()
+        for row in range(model.rowCount(parent)):
+            index = model.index(row, 0, parent)
+            alg = model.algorithmForIndex(index)
+            if alg is not None and alg.id() == alg_id:
+                return index
+            pending.append(index)
+    raise AssertionError(f"{alg_id} is not in the toolbox")
+
+
+def test_help_opens_the_algorithms_readme_section_and_the_toolbox_has_a_tooltip(ces_provider):
+    """Help: each algorithm's help link is a README section of its own (not the home page).
+    Toolbox: hovering an algorithm shows its one-sentence description (QGIS's own toolbox
+    model, the tooltip it draws)."""
+    from qgis.core import QgsApplication
+    from qgis.gui import QgsProcessingToolboxModel
+    from qgis.PyQt.QtCore import Qt
+
+    anchors = _readme_anchors()
+    urls = set()
+    model = QgsProcessingToolboxModel(None, QgsApplication.processingRegistry())
+    for alg_id in ALGORITHM_IDS:
+        alg = QgsApplication.processingRegistry().algorithmById(f"crossearth_sar:{alg_id}")
+        home, _, anchor = alg.helpUrl().partition("#")
+        assert home.startswith("https://github.com/") and anchor in anchors, (alg_id, anchor)
+        urls.add(anchor)
+        short = alg.shortDescription()
+        assert short.endswith(".") and short.count(". ") == 0 and 20 < len(short) < 140, short
+        tooltip = model.data(_toolbox_index(model, alg.id()), Qt.ToolTipRole)
+        assert short in tooltip and alg.displayName() in tooltip
+    assert len(urls) == len(ALGORITHM_IDS)
+
+
+def test_metadata_and_engine_help_are_current():
+    """The plugin manager's "about" and changelog name what the plugin does today, and the
+    engine setup's help says how to make a wheel folder for an offline setup."""
+    import configparser
+
+    from qgis.core import QgsApplication
+
+    from _helpers_qgis import REPO
+
+    meta = configparser.ConfigParser(interpolation=None)
+    meta.read(REPO / "metadata.txt", encoding="utf-8")
+    general = meta["general"]
+    for text in (general["about"], general["changelog"]):
+        assert "Flood extent" in text and "Sentinel-1" in text
+    for key in ("homepage", "tracker", "repository"):
+        assert general[key].startswith("https://github.com/crossearth-sar/")
+    setup = QgsApplication.processingRegistry().algorithmById("crossearth_sar:setup_engine")
+    assert "engine_wheels.py" in setup.shortHelpString() and "lock" in setup.shortHelpString()
+
+
+def test_errors_name_the_product_not_its_command(with_venv_ces, tmp_path):
+    """A run the engine refuses says "CrossEarth-SAR", never "ces", a word a QGIS user never
+    chose."""
+    import re
+
+    import processing
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException) as caught:
+        processing.run("crossearth_sar:segment", {"INPUT": str(DEMO_SCENE), "MIN_AREA": 1e12,
+                                                   "OUTPUT": str(tmp_path / "o.gpkg")})
+    message = str(caught.value)
+    assert message.startswith("CrossEarth-SAR rejected the input: ") and "Minimum area" in message
+    assert not re.search(r"\bces\b", message), message
