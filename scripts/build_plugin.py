@@ -3,8 +3,10 @@
 
 The repository root is the plugin folder; the zip holds it under the single top folder
 ``crossearth_sar/``, without development files (tests, benchmarks, docs, scripts, CI,
-caches, virtual environments, git). Checks metadata.txt first: the keys plugins.qgis.org
-requires, ``version`` equal to version.py's ``__version__``, the icon present.
+caches, virtual environments, git, GDAL's .aux.xml side files, the models other than the
+default one), and at most 25 MB, the limit of plugins.qgis.org. Checks metadata.txt first:
+the keys plugins.qgis.org requires, ``version`` equal to version.py's ``__version__``, the
+icon present.
 Standard library only (runs with Debian's /usr/bin/python3).
 """
 from __future__ import annotations
@@ -28,7 +30,13 @@ REQUIRED_KEYS = ("name", "qgisMinimumVersion", "description", "about", "version"
 EXCLUDED_DIRS = {"__pycache__", ".git", ".venv", "venv", ".pytest_cache", ".mypy_cache",
                  ".ruff_cache", ".tox", "build", "dist", "node_modules", ".idea", ".vscode"}
 EXCLUDED_DIR_PATTERNS = ("*.egg-info",)
-EXCLUDED_FILE_PATTERNS = ("*.pyc", "*.pyo", "*.zip", "*.tmp*", ".*", "*~", "*.swp")
+EXCLUDED_FILE_PATTERNS = ("*.pyc", "*.pyo", "*.zip", "*.tmp*", ".*", "*~", "*.swp",
+                          "*.aux.xml")   # GDAL's statistics side files: build leftovers
+# Only the default model goes into the zip (plugins.qgis.org takes at most 25 MB); the
+# other models stay in the repository and the pip package for the CLI, and a user adds one
+# to QGIS by copying it into the models folder (README, QGIS).
+PLUGIN_MODELS = ("ces-s1-water",)
+MAX_ZIP_BYTES = 25 * 1000 * 1000
 # Left out at the top level only (development, not plugin).
 EXCLUDED_TOP = {"tests", "benchmarks", "docs", "scripts", ".ci", "requirements", "runs",
                 "Makefile", "demo.gpkg", "demo_classes.tif", "demo_preview.png"}
@@ -82,6 +90,9 @@ def _excluded_dir(rel: Path) -> bool:
 def _excluded_file(rel: Path, output: Path) -> bool:
     if len(rel.parts) == 1 and rel.name in EXCLUDED_TOP:
         return True
+    if rel.parts[:1] == ("models",) and rel.suffix in (".safetensors", ".png") \
+            and not rel.name.startswith(PLUGIN_MODELS):
+        return True
     return any(fnmatch.fnmatch(rel.name, p) for p in EXCLUDED_FILE_PATTERNS)
 
 
@@ -118,6 +129,10 @@ def build(output: Path, root: Path = ROOT) -> list[str]:
                 arcname = f"{TOP_FOLDER}/{rel.as_posix()}"
                 zf.write(root / rel, arcname)
                 names.append(arcname)
+        size = tmp.stat().st_size
+        if size > MAX_ZIP_BYTES:
+            raise SystemExit(f"{output}: {size / 1e6:.1f} MB, over the {MAX_ZIP_BYTES / 1e6:.0f} MB "
+                             "that plugins.qgis.org accepts")
         os.replace(tmp, output)
     except BaseException:
         if tmp.exists():
