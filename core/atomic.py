@@ -2,6 +2,10 @@
 
 Nothing partial is left behind on failure or Ctrl-C (KeyboardInterrupt included). Every
 output file gets the mode the umask gives (0666 less the umask), whichever library wrote it.
+A write that fails for a reason outside the program (a full disk...) is named in one line
+for the user's path, not the temporary one (core/write_failures.py); ``needed`` is the bytes
+the run needs on that file system, for the message (core/disk_space.py).
+:func:`temporary_folder` is the same for a run's temporary files (``.ces-*`` folders).
 """
 from __future__ import annotations
 
@@ -10,9 +14,10 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, Optional
 
 from .errors import InputError, parameter
+from .write_failures import TEMPORARY_FOLDER_PREFIX, named_writes
 
 
 def temporary_sibling(final: os.PathLike | str) -> Path:
@@ -80,8 +85,11 @@ def remove_path(path: os.PathLike | str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output(final: os.PathLike | str, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temporary path; on success rename it to ``final``, else remove it.
+def atomic_output(final: os.PathLike | str, overwrite: bool = False,
+                  needed: Optional[int] = None) -> Iterator[Path]:
+    """Yield a temporary path; on success rename it to ``final``, else remove it. A write
+    failure (full disk...) becomes a WriteFailure naming ``final`` (``needed``: bytes the run
+    needs there, for its message).
 
     >>> with atomic_output("out.gpkg") as tmp:   # doctest: +SKIP
     ...     write_gpkg(tmp)
@@ -89,15 +97,31 @@ def atomic_output(final: os.PathLike | str, overwrite: bool = False) -> Iterator
     final = check_writable(final, overwrite)
     tmp = temporary_sibling(final)
     try:
-        yield tmp
-        if final.suffix.lower() == ".shp":
-            for side in tmp.parent.glob(tmp.stem + ".*"):
-                os.replace(side, final.with_suffix(side.suffix))
-        else:
-            follow_umask(tmp)
-            if final.is_dir():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
+        with named_writes(final, needed):
+            yield tmp
+            if final.suffix.lower() == ".shp":
+                for side in tmp.parent.glob(tmp.stem + ".*"):
+                    os.replace(side, final.with_suffix(side.suffix))
+            else:
+                follow_umask(tmp)
+                if final.is_dir():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
     except BaseException:
         remove_path(tmp)
         raise
+
+
+@contextlib.contextmanager
+def temporary_folder(folder: os.PathLike | str, kind: str, output: os.PathLike | str,
+                     needed: Optional[int] = None) -> Iterator[Path]:
+    """A new hidden folder ``.ces-KIND-XXXX`` in ``folder`` for a run's temporary files,
+    removed on exit whatever happens; a write failure inside becomes a WriteFailure naming
+    ``output`` (the user's output the temporaries are for; ``needed``: bytes the run needs)."""
+    import tempfile
+
+    with named_writes(output, needed):   # making it (a full disk may have no inode left)
+        made = tempfile.TemporaryDirectory(prefix=f"{TEMPORARY_FOLDER_PREFIX}{kind}-", dir=folder)
+    with made as tmp:
+        with named_writes(output, needed):   # told apart while the temporaries still fill it
+            yield Path(tmp)

@@ -38,6 +38,7 @@ class InputError(ValueError):
     """Bad input: the message is one line that names the file and what is wrong.
 
     The CLI turns it into exit status 2; any other exception is a failure of the work (exit 1).
+    An output that cannot be written (a full disk...) is one too: core/write_failures.py.
     ``template`` is the message with its parameters marked, ``parameters`` their names in order.
     """
 

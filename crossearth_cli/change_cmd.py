@@ -25,6 +25,36 @@ def _check_outputs(outputs: dict, overwrite: bool) -> None:
         check_writable(preview.check_path(outputs["preview"]), overwrite)
 
 
+def _check_space(scenes: tuple[Path, ...], outputs: dict, folder: Path, resolution) -> None:
+    """Refuse at once (exit 2, core/disk_space.py) a disk clearly too small for the prepared
+    products, each scene's temporary rasters and the outputs; a product's measurements are
+    checked too. A scene that cannot be opened is left to the scene checks."""
+    import rasterio
+
+    from ..core.disk_space import check_space, need
+    from ..core.products.outputs import output_needs
+    from ..core.scene.sentinel1.prepared import VALID_AT_LEAST, check_product, space_needed
+    from ..core.scene.sentinel1.product import is_product
+
+    needs, grids, unknown = [], [], False
+    for path in scenes:
+        if is_product(path):   # its measurements and the disk space to prepare it
+            plan = check_product(path, folder, resolution, outputs["vector"])
+            needs.append(need(outputs["vector"], space_needed(plan), kept=False, where=folder))
+            grids.append((plan.width, plan.height, VALID_AT_LEAST))
+            continue
+        try:
+            with rasterio.open(path) as src:
+                grids.append((src.width, src.height, VALID_AT_LEAST))
+        except (rasterio.errors.RasterioError, OSError):
+            unknown = True
+    if unknown:
+        return
+    needs += output_needs(grids[0], outputs["vector"], outputs["raster"], outputs["confidence"],
+                          outputs["preview"], temporary_grids=[*grids, grids[0]])
+    check_space(needs)
+
+
 def _check_scenes(after: Path, befores: tuple[Path, ...], model_path: Path, open_options: dict,
                   warn) -> None:
     """The scenes checked before torch is imported (exit 2, nothing written)."""
@@ -102,16 +132,14 @@ def change(after, befores, output, model, tile, overlap, batch, device, raster, 
                    "preview": _side_output(preview, output, "preview", False, ".png")}
         _check_outputs(outputs, overwrite)
         from ..core.change.checks import check_distinct
-        from ..core.scene.sentinel1.prepared import check_product, prepared_scene
-        from ..core.scene.sentinel1.product import is_product
+        from ..core.scene.sentinel1.prepared import prepared_scene
 
         check_distinct([after, *befores])
         folder = output.parent if str(output.parent) else Path(".")
-        for path in (after, *befores):
-            if is_product(path):   # its measurements and the disk space, before any work
-                check_product(path, folder, resolution)
+        _check_space((after, *befores), outputs, folder, resolution)   # before any work
         with sigterm_as_interrupt(), contextlib.ExitStack() as stack:
-            scenes = [stack.enter_context(prepared_scene(p, folder, resolution_m=resolution, progress=reporter))
+            scenes = [stack.enter_context(prepared_scene(p, folder, resolution_m=resolution,
+                                                         progress=reporter, output=output))
                       for p in (after, *befores)]
             _check_scenes(scenes[0], tuple(scenes[1:]), model_path, open_options,
                           warn=lambda message: None)   # the warnings are given once, below

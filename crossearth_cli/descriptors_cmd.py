@@ -82,11 +82,12 @@ def descriptors(scene: Path, output: Path, tile: Optional[int], stride, bins: in
     try:  # bad input is reported before any work (a second, not several)
         check_writable(output, overwrite)
         if is_product(scene):
-            check_product(scene, folder, resolution)
+            check_product(scene, folder, resolution, output)
     except Exception as e:
         reporter.error(e)
         raise
-    with prepared_scene(scene, folder, resolution_m=resolution, progress=reporter) as raster:
+    with prepared_scene(scene, folder, resolution_m=resolution, progress=reporter,
+                        output=output) as raster:
         raster_check.check_file(raster)   # full-resolution pixels, not only the overviews
         if tile is None:
             tile = default_tile(raster)

@@ -2,7 +2,9 @@
 
 Subcommands live one per module and are imported only when used, so ``ces --help`` and
 ``ces info SCENE`` start without loading torch. Exit status: 0 success, 1 failure of the
-work, 2 bad usage or bad input (one line naming the file and what is wrong).
+work, 2 bad usage or bad input (one line naming the file and what is wrong), or an output
+that could not be written: a full disk, a read-only file system... (one line naming the
+user's output, core/write_failures.py; docs/contracts.md §5, "Exit status and messages").
 """
 from __future__ import annotations
 
@@ -110,10 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the group and maps errors to exit statuses."""
     import warnings
 
+    from ..core import tiff_messages
     from ..core.errors import InputError
     from .reporting import Reporter
 
     warnings.showwarning = show_warning
+    tiff_messages.enable()   # libtiff's own error lines: counted by each write, never printed
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_progress(args)
     Reporter.error_sent = False

@@ -99,13 +99,14 @@ def _plan(scenes: tuple[Path, ...], output: Path, raster: Optional[str],
 def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
               min_area: Optional[float] = None, resolution="auto",
               keep_prepared: Optional[Path] = None) -> None:
-    """Refuse bad scenes and bad or existing outputs before any work (exit 2, nothing written).
+    """Refuse bad scenes, bad or existing outputs, and a disk clearly too small for the
+    outputs and temporary rasters, before any work (exit 2, nothing written).
 
     Scenes and output names are checked before torch is imported (a bad input is reported
     in well under a second)."""
     from ..core.atomic import check_writable
+    from ..core.disk_space import check_space
     from ..core.products import outputs, preview, vectorize
-    from ..core.scene import raster_check, sar_io
 
     for job in plan:
         ow = job.get("overwrite", overwrite)
@@ -115,19 +116,44 @@ def _precheck(plan: list[dict], overwrite: bool, open_options: dict,
             check_writable(preview.check_path(job["preview"]), ow)
         for key in ("raster", "confidence"):
             outputs.check_raster_path(job[key], ow)   # .tif / .tiff
+    needs = []   # the disk space of every scene's outputs and temporaries (core/disk_space.py)
+    for k, job in enumerate(plan):  # opening computes the statistics: unreadable / all-nodata fail here
+        needs += _job_needs(k, job, open_options, min_area, resolution, keep_prepared)
+    check_space(needs)
+
+
+def _job_needs(k: int, job: dict, open_options: dict, min_area: Optional[float], resolution,
+               keep_prepared: Optional[Path]) -> list:
+    """The checks of one scene (readable, its --resolution, --min-area; a product's
+    measurements and the space to prepare it) and the disk space its outputs and temporary
+    rasters need at least (core.disk_space.Need, job ``k``)."""
+    from ..core.disk_space import need
+    from ..core.products import outputs
+    from ..core.scene import raster_check, sar_io
     from ..core.scene.multilook import multilook_factor
-    from ..core.scene.sentinel1.prepared import check_product
+    from ..core.scene.sentinel1.prepared import VALID_AT_LEAST, check_product, space_needed
     from ..core.scene.sentinel1.product import is_product
 
-    for job in plan:  # opening computes the scene statistics: unreadable / all-nodata fail here
-        if is_product(job["scene"]):   # its measurements, and the disk space to prepare it
-            folder = job["vector"].parent if str(job["vector"].parent) else Path(".")
-            check_product(job["scene"], folder if keep_prepared is None else keep_prepared.parent, resolution)
-            continue
+    folder = job["vector"].parent if str(job["vector"].parent) else Path(".")
+    needs = []
+    if is_product(job["scene"]):   # its measurements, and the disk space to prepare it
+        named = job["vector"] if keep_prepared is None else keep_prepared
+        where = folder if keep_prepared is None else keep_prepared   # (its folder, if a file)
+        prep = check_product(job["scene"], where, resolution, named)
+        needs.append(need(named, space_needed(prep), kept=keep_prepared is not None, where=where,
+                          job=k))
+        grid = (prep.width, prep.height, VALID_AT_LEAST)
+    else:
         raster_check.check_file(job["scene"])   # full-resolution pixels, not only overviews
-        multilook_factor(job["scene"], resolution)   # --resolution METRES: georeferenced, calibrated
+        factor = multilook_factor(job["scene"], resolution)   # --resolution METRES: georeferenced, calibrated
         with sar_io.open_scene(job["scene"], **open_options) as scene:
             outputs.sieve_pixels(scene, min_area)
+            grid = (scene.width // factor, scene.height // factor, 1.0 - scene.nodata_fraction)
+        if factor > 1:   # the multilooked scene (float32, compressed: 2 bytes a pixel at least)
+            needs.append(need(job["vector"], 2.0 * grid[0] * grid[1], kept=False, where=folder,
+                              job=k))
+    return needs + outputs.output_needs(grid, job["vector"], job["raster"], job["confidence"],
+                                        job["preview"], job=k)
 
 
 def _summary_lines(result: dict) -> list[str]:
@@ -215,7 +241,8 @@ def _run(reporter, scenes, output, model, tile, overlap, batch, device, raster, 
             folder = job["vector"].parent if str(job["vector"].parent) else Path(".")
             keep = _keep_path(keep_prepared, job["scene"], len(plan) > 1)
             with prepared_scene(job["scene"], folder, resolution_m=resolution, keep=keep,
-                                overwrite=job.get("overwrite", overwrite), progress=reporter) as scene:
+                                overwrite=job.get("overwrite", overwrite), progress=reporter,
+                                output=job["vector"]) as scene:
                 results.append(pipeline.segment_scene(
                     scene, net, job["vector"], raster=job["raster"],
                     confidence=job["confidence"], preview=job["preview"], tile=tile,

@@ -299,6 +299,7 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
     from ..core.errors import InputError, parameter
     from ..core.models import model_header
     from ..core.scene.contracts import parse_bands
+    from ..core.write_failures import WriteFailure
 
     if model is not None:
         model_header.read_config(model)   # a corrupt model is refused before torch loads
@@ -354,6 +355,9 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         else:
             report = run_evaluate(net, images, labels, multilook=multilook,
                                   boundary_tolerance=boundary_tolerance, **common)
+    except WriteFailure as e:   # named already (core/write_failures.py)
+        reporter.error(e)
+        raise
     except InputError as e:
         hint = ("" if classes_file or "classes" not in str(e) else
                 f"; give a classes file with {parameter('classes')} (e.g. "
@@ -373,8 +377,9 @@ def evaluate(model, images, labels, classes_file, class_field, pair_pattern, til
         plot_expert_report(report["expert_activation"], experts_plot, title, overwrite=True)
         outputs["experts_plot"] = str(experts_plot)
     if json_path is not None:
-        with atomic_output(json_path, overwrite=overwrite) as tmp:
-            Path(tmp).write_text(json.dumps(report, indent=2))
+        text = json.dumps(report, indent=2)
+        with atomic_output(json_path, overwrite=overwrite, needed=len(text.encode())) as tmp:
+            Path(tmp).write_text(text)
         outputs["json"] = str(json_path)
     if befores:
         _report_change(reporter, outputs, report, model)

@@ -8,7 +8,9 @@ its state file) replaces the previous one by an atomic rename: that rename is th
 Until it, the previous model and its state file are untouched; after it, the new pair is
 complete; the superseded state file is removed last. A kill at any instant therefore leaves
 the previous checkpoint or the new one (stray temporary files are ignored and cleaned by the
-next save).
+next save). A write that fails (a full disk...) removes what it wrote, the new state file
+included, so the previous checkpoint is left alone and resumes; the failure is named for
+``last.safetensors`` in one line (core/write_failures.py, exit status 2).
 
 RNG state: Python's, numpy's and torch's (CPU and CUDA) generators as tensors, gathered from
 every rank (:func:`all_rng_states`), so that a resumed run draws the same crops and
@@ -105,11 +107,15 @@ def _fsync(path: Path) -> None:
 
 
 def save_training_state(path: Path, state: dict[str, Any]) -> None:
-    """torch.save to a temporary sibling, flush it to disk, then rename (atomic)."""
+    """torch.save to a temporary sibling, flush it to disk, then rename (atomic). Written
+    through a Python file, so a failed write raises its OSError (a full disk: ENOSPC), not
+    only torch's "unexpected pos"."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        torch.save(state, tmp)
-        _fsync(tmp)
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -148,26 +154,61 @@ def load_checkpoint_state(model_path: Path) -> dict[str, Any]:
     return load_training_state(path)
 
 
+def tensor_bytes(obj: Any) -> int:
+    """Bytes of the tensors in a nested dict / list / tuple (a training state's size)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, dict):
+        return sum(tensor_bytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(tensor_bytes(v) for v in obj)
+    return 0
+
+
+def checkpoint_bytes(model: torch.nn.Module, state: Optional[dict[str, Any]] = None,
+                     trainable: bool = True) -> int:
+    """Bytes a checkpoint takes at least: the model file and its training state (``state``'s
+    tensors; without one, AdamW's two moments of every trainable parameter)."""
+    model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    if state is not None:
+        return model_bytes + tensor_bytes(state)
+    moments = sum(2 * p.numel() * p.element_size() for p in model.parameters()
+                  if p.requires_grad or not trainable)
+    return model_bytes + moments
+
+
 def write_checkpoint(model: torch.nn.Module, model_path: Path, state: dict[str, Any],
                      **provenance: Any) -> None:
     """Write the model and its training state as one unit (see the module doc): the state
     file of ``state["iteration"]``, then the model to a temporary name, then the commit
-    rename of the model, then the removal of superseded state and temporary files."""
+    rename of the model, then the removal of superseded state and temporary files. A failed
+    write removes the new state file too (unless it is the committed checkpoint's) and
+    raises a WriteFailure naming ``model_path``."""
     from ..core.atomic import remove_path, temporary_sibling
+    from ..core.write_failures import named_writes
 
     folder = model_path.parent
     it = int(state["iteration"])
-    save_training_state(state_path(model_path, it), state)
-    _phase("state-written", folder)
-    tmp = temporary_sibling(model_path)
-    try:
-        checkpoints.save(model, tmp, **provenance, iteration=it)
-        _fsync(tmp)
-        _phase("model-written", folder)
-        os.replace(tmp, model_path)
-    except BaseException:
-        remove_path(tmp)
-        raise
+    new_state = state_path(model_path, it)
+    keep_state = checkpoint_iteration(model_path) == it   # the committed one's: never removed
+    with named_writes(model_path, checkpoint_bytes(model, state)):
+        try:
+            save_training_state(new_state, state)
+            _phase("state-written", folder)
+            tmp = temporary_sibling(model_path)
+            try:
+                checkpoints.save(model, tmp, **provenance, iteration=it)
+                _fsync(tmp)
+                _phase("model-written", folder)
+                os.replace(tmp, model_path)
+            except BaseException:
+                remove_path(tmp)
+                raise
+        except BaseException:
+            if not keep_state:   # no orphan state file: the previous checkpoint stays whole
+                with contextlib.suppress(OSError):
+                    new_state.unlink()
+            raise
     _fsync(folder)
     _phase("committed", folder)
     prune_checkpoint_files(model_path, it)

@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from ..core.atomic import temporary_folder
 from ..core.errors import InputError
 from ..core.inference.tiler import NODATA_CLASS, resolve_device, run_tiled
 from ..core.models import checkpoints
@@ -91,7 +92,8 @@ def evaluate(model, images: Sequence[str], labels: Sequence[str], *,
     cm = torch.zeros(k, k, dtype=torch.int64)
     edges = np.zeros(4, np.int64)
     per_image = []
-    with tempfile.TemporaryDirectory(prefix="ces-evaluate-") as tmp:
+    # the temporary rasters: a write failure there (a full /tmp) names the temporary folder
+    with temporary_folder(tempfile.gettempdir(), "evaluate", tempfile.gettempdir()) as tmp:
         for n, ls in enumerate(scenes):
             image = ls.image
             if multilook > 1:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 import rasterio
 import torch
 
+from ..core.atomic import temporary_folder
 from ..core.change.classes import LABEL_MEANINGS, change_classes, positive_values, water_class
 from ..core.change.detect import combine
 from ..core.class_colors import is_background
@@ -96,8 +96,8 @@ def evaluate_change(model, images: Sequence[str], befores: Sequence[str], labels
     model = model.to(dev).eval()
     open_opts = dict(opts, prefer=preferred, contract=input_contract(model.config))
     cms = {d: torch.zeros(2, 2, dtype=torch.int64) for d in DEFINITIONS}
-    with tempfile.TemporaryDirectory(prefix=".ces-evaluate-change-") as tmp:
-        tmp = Path(tmp)
+    # the temporary rasters: a write failure there (a full /tmp) names the temporary folder
+    with temporary_folder(tempfile.gettempdir(), "evaluate-change", tempfile.gettempdir()) as tmp:
         for n, ls in enumerate(scenes):
             rasters = []
             for k, path in enumerate((before_of[ls.image], ls.image)):

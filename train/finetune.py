@@ -5,7 +5,8 @@ the labelled data, prepares the model from a base checkpoint (a whole model, or 
 DINOv2 backbone of kind "backbone"), trains (train/training_loop.py, DDP under torchrun), stores the
 training data's descriptor statistics in the output's config and writes the output
 checkpoint atomically: the best-validation model when validation data is given, else the
-last one.
+last one. Before training it checks that the work folder and the output have the disk space
+the checkpoints and the output model need (:func:`space_needs`, core/disk_space.py).
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from ..core.atomic import check_writable
+from ..core.disk_space import Need, check_space, need
 from ..core.errors import InputError, ParameterError, parameter
 from ..core.inference.window_grid import MIN_TILE
 from ..core.models import checkpoints
@@ -26,6 +28,7 @@ from ..core.models.mask_refiner import REFINE_DEFAULTS
 from ..core.models.model import build_from_config, model_config, trained_bands
 from ..core.scene.descriptors import DEFAULT_SCALING, NAMES as DESCRIPTOR_NAMES
 from .augment import Augment
+from .checkpoint_commit import checkpoint_bytes
 from .classes import ClassSpec, from_model_classes, load_classes
 from .datasets import CropDataset, TileDataset, collate
 from .labelled_scenes import load_labelled_scenes
@@ -186,6 +189,19 @@ def default_work_dir(out: Path) -> Path:
     return out.with_name(name + ".ckpt")
 
 
+def space_needs(model: torch.nn.Module, work: Path, out: Path, validation: bool) -> list[Need]:
+    """The disk space a training run needs at least (bytes): a checkpoint in ``work`` (the
+    model file and AdamW's two moments of the trainable parameters; the previous checkpoint
+    stays until the new one is committed, so this much is free even on resume), the best
+    model with validation, and the output model."""
+    model_bytes = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    last = work / "last.safetensors"
+    needs = [need(last, checkpoint_bytes(model)), need(out, model_bytes)]
+    if validation:
+        needs.append(need(work / "best.safetensors", model_bytes))
+    return needs
+
+
 def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequence[str], labels: Sequence[str],
                  out: os.PathLike | str, cfg: TrainConfig, classes_file: Optional[str] = None,
                  class_field: Optional[str] = None, pair_pattern: Optional[str] = None,
@@ -254,6 +270,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
     torch.manual_seed(cfg.seed)   # a new head or adapter starts from the run's seed: reproducible
     model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti",
                                  adapter=adapter, refine=refine)
+    check_space(space_needs(model, work, out, val_set is not None))   # before any training
     record_input(model, scenes, scene_opts)
     if tuple(cfg.scale_jitter) != (1,):
         record_pixel_sizes(model.config, cfg.scale_jitter, native_pixel_size(scenes[0].image, cfg.pixel_size))

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import tempfile
 import time
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -40,12 +39,20 @@ import rasterio
 from rasterio.warp import Resampling, reproject
 from rasterio.windows import Window, transform as window_transform
 
+from ..atomic import temporary_folder
 from ..errors import InputError, ParameterError
 from ..inference.pipeline import PathLike, WarningLog, classify_scene, gdal_cache_bytes, prepare_model
 from ..models.model import input_contract, trained_bands
 from ..products import vectorize
 from ..products.class_raster import NODATA_CLASS, raster_classes
-from ..products.outputs import DEFAULT_SIMPLIFY_PIXELS, output_paths, sieve_pixels, write_outputs
+from ..products.outputs import (
+    DEFAULT_SIMPLIFY_PIXELS,
+    needed_beside,
+    output_needs,
+    output_paths,
+    sieve_pixels,
+    write_outputs,
+)
 from ..progress import ProgressCallback, ensure
 from ..scene import sar_io
 from ..scene.pixel_size import metres_to_crs_units, pixel_area_m2
@@ -176,13 +183,15 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
 
     t0 = time.perf_counter()
     scenes = [*before_paths, after_path]
-    sizes = []
+    sizes, grids = [], []
     for path in scenes:
         with rasterio.open(path) as src:
             sizes.append(float(src.width * src.height))
+            grids.append((src.width, src.height, 1.0))
     folder = out_vector.parent if str(out_vector.parent) else Path(".")
-    with tempfile.TemporaryDirectory(prefix=".ces-change-", dir=folder) as tmp:
-        tmp = Path(tmp)
+    needs = output_needs(grids[-1], out_vector, raster_path, confidence_path, preview_path,
+                         temporary_grids=[*grids, grids[-1]])   # each scene's, the combination's
+    with temporary_folder(folder, "change", out_vector, needed_beside(needs, folder)) as tmp:
         rasters = []
         for k, path in enumerate(scenes):
             with sar_io.open_scene(path, **open_options) as scene:
@@ -215,7 +224,7 @@ def _change_scenes(after_path, before_paths, model, out_vector, *, raster, confi
                                  sieved, classes, change, path)
         summary = write_outputs(sieved, conf, change, out_vector, raster_path, confidence_path,
                                 preview_path, draw, tolerance=tolerance, overwrite=overwrite,
-                                progress=progress, geodesic=True)
+                                progress=progress, geodesic=True, needs=needs)
         t_end = time.perf_counter()
     out = {"vector": str(out_vector.absolute())}
     for key, path in (("raster", raster_path), ("confidence", confidence_path),

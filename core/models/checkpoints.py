@@ -90,9 +90,17 @@ def save(model_or_backbone: nn.Module, path: PathLike, dtype: Optional[str] = No
             t = t.clone()
         seen.add(t.untyped_storage().data_ptr())
         tensors[name] = t
-    with atomic_output(path, overwrite=True) as tmp:
-        save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(config)})
+    metadata = {METADATA_KEY: json.dumps(config)}
+    with atomic_output(path, overwrite=True, needed=file_bytes(tensors, metadata)) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
     return Path(path)
+
+
+def file_bytes(tensors: dict[str, torch.Tensor], metadata: Optional[dict] = None) -> int:
+    """The size in bytes of the .safetensors file of ``tensors`` (their data, and a header
+    of at most 200 bytes per tensor besides the metadata)."""
+    data = sum(t.numel() * t.element_size() for t in tensors.values())
+    return int(data + 200 * len(tensors) + len(json.dumps(metadata or {})) + 8)
 
 
 # ---- reading -----------------------------------------------------------------------------------

@@ -14,13 +14,13 @@ Output: float32 [n_pol, H, W] sigma0 dB, bands described by polarization (co-pol
 nodata, the UTM CRS; tags: the product's provenance (name, mission, mode, start / stop,
 orbit direction, relative orbit) and PROCESSING = PROCESSING_TEXT. Ellipsoid geocoding is not
 terrain correction: in relief the position error is about the local height difference / tan
-(incidence angle). Written atomically (core/atomic.py).
+(incidence angle). Written atomically (core/atomic.py), after checking the free disk space; a
+write failure (a full disk...) is named for the output in one line (core/write_failures.py).
 """
 from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
@@ -32,7 +32,8 @@ from rasterio.crs import CRS
 from rasterio.warp import Resampling, calculate_default_transform, reproject
 from rasterio.windows import Window
 
-from ...atomic import atomic_output, check_writable
+from ...atomic import atomic_output, check_writable, temporary_folder
+from ...disk_space import check_space, need
 from ...errors import InputError, ParameterError
 from ...progress import ProgressCallback, ensure
 from .. import raster_check
@@ -248,11 +249,15 @@ def prepare_product(path: PathLike, out: PathLike, *, resolution_m: Resolution =
         product.check_measurements()
         plan = plan_preparation(product, resolution_m)
         folder = out.parent if str(out.parent) else Path(".")
+        from .prepared import space_needed  # (that module builds on this one)
+
+        needed = space_needed(plan)
+        check_space([need(out, needed)])   # at once: refused when the disk is clearly short
         with rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_BYTES), \
-                tempfile.TemporaryDirectory(prefix=".ces-prepare-", dir=folder) as tmp:
-            radar = Path(tmp) / "radar.tif"
+                temporary_folder(folder, "prepare", out, needed) as tmp:
+            radar = tmp / "radar.tif"
             _write_radar(product, plan, radar, progress)
-            with atomic_output(out, overwrite) as tmp_out:
+            with atomic_output(out, overwrite, needed) as tmp_out:
                 _warp(radar, plan, tmp_out, provenance(product, plan), progress)
     return {"output": str(out.absolute()), "width": plan.width, "height": plan.height,
             "crs": plan.crs.to_string(), "resolution_m": plan.resolution_m, "looks": plan.looks,

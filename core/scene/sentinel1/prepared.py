@@ -4,20 +4,19 @@ multilooked in power (core/scene/multilook.py), anything else is used as it is.
 
 ``prepared_scene(path, folder, ...)`` is a context manager yielding the raster path: for a
 product, a temporary GeoTIFF in ``folder`` (beside the run's outputs), removed on exit, or the
-``keep`` path, which stays. The free disk space of ``folder`` is checked before any work.
+``keep`` path, which stays. The free disk space of ``folder`` is checked before any work, and
+a write failure of the temporary scene (a full disk...) is named for ``output``, the user's
+output it is prepared for (core/write_failures.py, one line, exit status 2).
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from ...atomic import atomic_output, check_writable
-from ...errors import InputError
+from ...atomic import atomic_output, check_writable, temporary_folder
+from ...disk_space import check_space, need
 from ...progress import ProgressCallback
 from ..multilook import multilook_factor, multilook_raster
 from .prepare import AUTO, PreparationPlan, Resolution, plan_preparation, prepare_product
@@ -27,6 +26,9 @@ PathLike = Union[str, os.PathLike]
 #: bytes per output pixel and band while preparing: the radar-geometry float32 power (at most
 #: the output's size) and the output's float32 dB, uncompressed (the upper bound)
 BYTES_PER_PIXEL_AND_BAND = 8
+#: the share of a prepared scene's grid its swath fills at least (a GRD swath geocoded onto a
+#: north-up UTM grid is a parallelogram filling most of it): the valid pixels of a segmentation
+VALID_AT_LEAST = 0.5
 
 
 def space_needed(plan: PreparationPlan) -> int:
@@ -36,30 +38,29 @@ def space_needed(plan: PreparationPlan) -> int:
     return int(len(plan.polarizations) * (radar + out) * BYTES_PER_PIXEL_AND_BAND / 2)
 
 
-def check_product(path: PathLike, folder: PathLike, resolution_m: Resolution = AUTO
-                  ) -> PreparationPlan:
+def check_product(path: PathLike, folder: PathLike, resolution_m: Resolution = AUTO,
+                  output: Optional[PathLike] = None) -> PreparationPlan:
     """The plan of preparing the product ``path`` into ``folder``, after checking that its
-    measurements exist and that ``folder`` has the free space it needs (InputError naming
-    both sizes otherwise)."""
+    measurements exist and that ``folder`` has the free space it needs (WriteFailure naming
+    ``output``, default ``folder``, with both sizes otherwise: core/disk_space.py)."""
     with find_product(path) as product:
         product.check_measurements()
         plan = plan_preparation(product, resolution_m)
-    need = space_needed(plan)
-    free = shutil.disk_usage(folder).free
-    if free < need:
-        raise InputError(f"{folder}: {free / 2**30:.1f} GiB free, preparing {Path(str(path)).name} "
-                         f"needs about {math.ceil(need / 2**30 * 10) / 10:.1f} GiB; free some space or "
-                         f"write the outputs elsewhere")
+    check_space([need(output if output is not None else folder, space_needed(plan), where=folder)])
     return plan
 
 
 @contextlib.contextmanager
 def prepared_scene(path: PathLike, folder: PathLike, *, resolution_m: Resolution = AUTO,
                    keep: Optional[PathLike] = None, overwrite: bool = False,
-                   progress: Optional[ProgressCallback] = None) -> Iterator[Path]:
+                   progress: Optional[ProgressCallback] = None,
+                   output: Optional[PathLike] = None) -> Iterator[Path]:
     """The raster to read for ``path``: its product prepared into ``folder`` (removed
     afterwards) or into ``keep`` (kept); a raster multilooked in power to ``resolution_m`` when
-    that is coarser than its pixels (core/scene/multilook.py; same folders); else ``path``."""
+    that is coarser than its pixels (core/scene/multilook.py; same folders); else ``path``.
+    ``output``: the user's output the scene is prepared for, named by a write failure of the
+    temporary scene (default ``folder``)."""
+    named = output if output is not None else folder
     if not is_product(path):
         factor = multilook_factor(path, resolution_m)
         if factor == 1:
@@ -70,18 +71,18 @@ def prepared_scene(path: PathLike, folder: PathLike, *, resolution_m: Resolution
                 multilook_raster(path, tmp, factor, progress)
             yield Path(keep)
         else:
-            with tempfile.TemporaryDirectory(prefix=".ces-multilooked-", dir=folder) as tmp:
-                yield multilook_raster(path, Path(tmp) / f"{Path(path).stem}.tif", factor, progress)
+            with temporary_folder(folder, "multilooked", named) as tmp:
+                yield multilook_raster(path, tmp / f"{Path(path).stem}.tif", factor, progress)
         return
-    check_product(path, folder if keep is None else (Path(keep).parent if str(Path(keep).parent) else "."),
-                  resolution_m)
+    keep_folder = folder if keep is None else (Path(keep).parent if str(Path(keep).parent) else ".")
+    plan = check_product(path, keep_folder, resolution_m, named if keep is None else keep)
     if keep is not None:
         prepare_product(path, keep, resolution_m=resolution_m, overwrite=overwrite, progress=progress)
         yield Path(keep)
         return
-    with tempfile.TemporaryDirectory(prefix=".ces-prepared-", dir=folder) as tmp:
+    with temporary_folder(folder, "prepared", named, space_needed(plan)) as tmp:
         name = find_product_name(path)
-        out = Path(tmp) / f"{name}.tif"
+        out = tmp / f"{name}.tif"
         prepare_product(path, out, resolution_m=resolution_m, progress=progress)
         yield out
 
