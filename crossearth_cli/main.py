@@ -110,14 +110,19 @@ def show_warning(message, category, filename, lineno, file=None, line=None) -> N
 
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry point: runs the group and maps errors to exit statuses."""
+    import signal
+    import threading
     import warnings
 
-    from ..core import tiff_messages
+    from ..core import interrupts, tiff_messages
     from ..core.errors import InputError
     from .reporting import Reporter
 
     warnings.showwarning = show_warning
     tiff_messages.enable()   # libtiff's own error lines: counted by each write, never printed
+    interrupts.clear()
+    if threading.current_thread() is threading.main_thread():   # Ctrl-C / QGIS's Cancel,
+        signal.signal(signal.SIGINT, interrupts.interrupt_handler)   # remembered (interrupts.py)
     args = list(sys.argv[1:] if argv is None else argv)
     json_mode = _json_progress(args)
     Reporter.error_sent = False

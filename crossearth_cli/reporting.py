@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from ..core.errors import InputError, flag, one_line, word_parameters
+from ..core.interrupts import raise_if_requested
 
 PROGRESS_CHOICE = click.Choice(["auto", "json", "none"])
 
@@ -37,6 +38,7 @@ class Reporter:
         self._bars: dict[str, Any] = {}
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        raise_if_requested()   # a stop signal lost in a finalizer or C callback (interrupts.py)
         if self.mode == "json":
             self._emit({"event": "progress", "stage": stage, "done": int(done), "total": int(total)})
         elif self.mode == "bar":

@@ -10,6 +10,7 @@ import threading
 
 import pytest
 
+from crossearth_sar.core import interrupts
 from crossearth_sar.core.atomic import atomic_output
 from crossearth_sar.core.interrupts import DEFAULT_SIGNALS, Interrupts, sigterm_as_interrupt
 
@@ -151,3 +152,65 @@ def test_sigterm_inside_an_atomic_output_leaves_nothing(tmp_path):
             tmp.write_bytes(b"partial")
             os.kill(os.getpid(), signal.SIGTERM)
     assert list(tmp_path.iterdir()) == []
+
+
+LOST_INTERRUPT_CHILD = r'''
+import signal, sys, time
+from crossearth_sar.core import interrupts
+from crossearth_sar.crossearth_cli.reporting import Reporter
+
+signal.signal(signal.SIGINT, interrupts.interrupt_handler)   # as ces's main() installs it
+class Finalized:
+    def __del__(self):     # the signal lands here; Python prints "Exception ignored" and drops it
+        time.sleep(0.05)
+report = Reporter("none")
+print("ready", flush=True)
+try:
+    for i in range(400):
+        Finalized()
+        report("descriptors", i, 400)
+except KeyboardInterrupt:
+    print("stopped", flush=True)
+    sys.exit(130)
+print("ran to the end", flush=True)
+'''
+
+
+def test_a_sigint_lost_in_a_finalizer_stops_the_run_at_its_next_progress_step():
+    """A KeyboardInterrupt raised inside a ``__del__`` (or a C callback) is printed as
+    "Exception ignored" and lost; the run then went on until QGIS killed it after its grace.
+    The signal is remembered and raised again by the next progress report."""
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", LOST_INTERRUPT_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    time.sleep(0.5)
+    child.send_signal(signal.SIGINT)
+    sent = time.monotonic()
+    out, err = child.communicate(timeout=20)
+    assert out.strip() == "stopped" and child.returncode == 130
+    assert time.monotonic() - sent < 2.0
+    assert "Exception ignored in" in err and "KeyboardInterrupt" in err   # it was lost once
+
+
+def test_a_remembered_interrupt_waits_for_a_deferred_block():
+    """The progress check never cuts a deferred block (an optimizer step, a checkpoint
+    write); after it, a remembered signal is raised at each progress step until cleared."""
+    interrupts.clear()
+    reached = False
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with Interrupts((signal.SIGUSR1,)) as guard:
+                with guard.deferred():
+                    os.kill(os.getpid(), signal.SIGUSR1)
+                    interrupts.raise_if_requested()      # inside the deferred block: nothing
+                    reached = True
+        assert reached
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.raise_if_requested()              # remembered: raised again
+    finally:
+        interrupts.clear()
+    interrupts.raise_if_requested()                      # cleared: nothing
