@@ -242,6 +242,17 @@ class _OutputGuard:
         return removed
 
 
+def _process_state(pid: int) -> str:
+    """What Linux says of ``pid``: "running", "exited, not reaped" (a zombie: it did stop,
+    and only its parent had not noticed) or "gone"; "unknown" elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            state = f.read().rsplit(b")", 1)[-1].split()[0]
+    except (OSError, IndexError):
+        return "gone" if os.path.isdir("/proc") else "unknown"
+    return "exited, not reaped" if state == b"Z" else f"running, state {state.decode()}"
+
+
 def _stop(process: QProcess, feedback: QgsProcessingFeedback) -> bool:
     """Interrupt the child (SIGINT: ces removes its temporary files), then kill it.
     True when it had to be killed."""
@@ -256,7 +267,8 @@ def _stop(process: QProcess, feedback: QgsProcessingFeedback) -> bool:
             process.waitForFinished(POLL_MS)
     if process.state() == QProcess.NotRunning:
         return False
-    feedback.pushInfo("The CrossEarth-SAR engine did not stop on interrupt; killing it")
+    feedback.pushInfo("The CrossEarth-SAR engine did not stop on interrupt "
+                      f"({_process_state(pid)}); killing it")
     process.kill()
     process.waitForFinished(1500)
     return True

@@ -260,7 +260,7 @@ def test_progress_advances_per_window_and_stage_text_is_set_once(with_venv_ces, 
     steps = sorted(set(feedback.progress_values))
     assert len(steps) >= windows                         # one step per window (batch 1)
     assert max(np.diff(steps)) < 10.0                    # no 20 % jumps
-    assert len(feedback.texts) == len(set(feedback.texts)) == 3   # segment, sieve, vectorize
+    assert len(feedback.texts) == len(set(feedback.texts)) == 4   # start, segment, sieve, vectorize
     assert not any(t.startswith("Stage") for t in feedback.infos)
 
 
