@@ -17,8 +17,9 @@ A setup installs the entries with ``--require-hashes --no-deps`` (:meth:`Lock.re
 writes the subset of a step: the packaging tools, or the rest); the wheel folder script
 downloads the entries of its target (:func:`target_environment`, markers evaluated here,
 since pip evaluates them for the running Python only); ``ces doctor`` compares an engine's
-packages with the lock (:func:`differences`). Standard library only (no packaging: the
-markers are evaluated by :func:`marker_matches`; tests check it against packaging's).
+packages with the lock (:func:`differences`). Standard library only at import (QGIS loads
+it); markers are evaluated by packaging, or pip's copy of it, when asked
+(:func:`marker_matches`).
 """
 from __future__ import annotations
 
@@ -191,93 +192,15 @@ def target_environment(python_version: Optional[str] = None,
     return env
 
 
-_TOKEN = re.compile(r"""\s*(?:(?P<paren>[()])|(?P<op>===|==|!=|<=|>=|~=|<|>|not\s+in\b|in\b)|
-                     (?P<logic>and\b|or\b)|'(?P<sq>[^']*)'|"(?P<dq>[^"]*)"|(?P<name>[a-z_]+))""",
-                    re.VERBOSE)
-_VERSION_VARIABLES = ("python_version", "python_full_version", "implementation_version")
-
-
-def _tokens(marker: str) -> list[tuple[str, str]]:
-    out, pos = [], 0
-    while pos < len(marker.rstrip()):
-        match = _TOKEN.match(marker, pos)
-        if not match or match.end() == pos:
-            raise ValueError(f"cannot read the marker {marker!r} at {marker[pos:]!r}")
-        kind = match.lastgroup
-        value = match.group(kind)
-        out.append(("str", value) if kind in ("sq", "dq") else (kind, " ".join(value.split())))
-        pos = match.end()
-    return out
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in re.findall(r"\d+", text.split("+")[0])) or (0,)
-
-
-def _compare(left: str, op: str, right: str, versions: bool) -> bool:
-    if op in ("in", "not in"):
-        return (left in right) == (op == "in")
-    if not versions or op == "===":
-        return {"==": left == right, "!=": left != right, "===": left == right}.get(op, False)
-    if op in ("==", "!=") and right.endswith(".*"):
-        prefix = _version(right[:-2])
-        equal = _version(left)[:len(prefix)] + (0,) * max(0, len(prefix) - len(_version(left))) \
-            == prefix
-        return equal == (op == "==")
-    width = max(len(_version(left)), len(_version(right)))
-    a = _version(left) + (0,) * (width - len(_version(left)))
-    b = _version(right) + (0,) * (width - len(_version(right)))
-    if op == "~=":
-        return a >= b and a[:len(_version(right)) - 1] == _version(right)[:-1]
-    return {"==": a == b, "!=": a != b, "<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
-
-
 def marker_matches(marker: str, environment: Mapping[str, str]) -> bool:
-    """Whether the PEP 508 ``marker`` holds in ``environment`` (comparisons of the markers'
-    variables with strings, ``and``, ``or`` and parentheses; ``extra`` is never set)."""
-    tokens = _tokens(marker)
-    pos = 0
-
-    def value() -> tuple[str, bool]:
-        nonlocal pos
-        kind, text = tokens[pos]
-        pos += 1
-        if kind == "str":
-            return text, False
-        if kind != "name":
-            raise ValueError(f"marker {marker!r}: unexpected {text!r}")
-        return str(environment.get(text, "")), text in _VERSION_VARIABLES
-
-    def atom() -> bool:
-        nonlocal pos
-        if tokens[pos] == ("paren", "("):
-            pos += 1
-            result = either()
-            pos += 1   # ")"
-            return result
-        left, left_version = value()
-        op = tokens[pos][1]
-        pos += 1
-        right, right_version = value()
-        return _compare(left, op, right, left_version or right_version)
-
-    def both() -> bool:
-        nonlocal pos
-        result = atom()
-        while pos < len(tokens) and tokens[pos] == ("logic", "and"):
-            pos += 1
-            result = atom() and result
-        return result
-
-    def either() -> bool:
-        nonlocal pos
-        result = both()
-        while pos < len(tokens) and tokens[pos] == ("logic", "or"):
-            pos += 1
-            result = both() or result
-        return result
-
-    return either()
+    """Whether the PEP 508 ``marker`` holds in ``environment`` (:func:`target_environment`),
+    as pip reads it: packaging's markers, or pip's own copy of packaging where the package
+    itself is absent (an engine, Debian's Python without python3-packaging)."""
+    try:
+        from packaging.markers import Marker
+    except ImportError:
+        from pip._vendor.packaging.markers import Marker
+    return Marker(marker).evaluate(dict(environment))
 
 
 # --- an engine against its lock ---------------------------------------------------------------
