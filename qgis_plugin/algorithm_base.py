@@ -36,13 +36,7 @@ from .class_style import (
     style_class_raster,
     style_confidence_raster,
 )
-from .model_choice import (  # noqa: F401 (embedded_model_path, EMBEDDED_MODEL_NAME: re-exported)
-    EMBEDDED_MODEL_NAME,
-    LIST_SUFFIX,
-    chosen_model,
-    embedded_model_path,
-    model_parameters,
-)
+from .model_choice import LIST_SUFFIX, chosen_model, model_parameters
 from .preview_page import preview_page
 from .product_inputs import preparation_passes, preparation_weights, product_file
 

@@ -17,10 +17,10 @@ from qgis.core import (
 from ..core.change.classes import change_classes
 from ..core.products.class_raster import raster_classes
 from ..core.products.layer_style import layer_name
-from .algorithm_base import CALIBRATED, CesAlgorithm, embedded_model_path
+from .algorithm_base import CALIBRATED, CesAlgorithm
 from .ces_arguments import change_arguments
 from .class_style import model_classes
-from .model_choice import MODEL_HELP
+from .model_choice import MODEL_HELP, embedded_model_path
 from .product_inputs import product_parameter
 
 HELP = """<p>Maps what a flood put under water: a SAR scene from during or after the event is

@@ -23,11 +23,11 @@ from qgis.core import (
 
 from ..core.errors import InputError
 from ..train.classes import ClassSpec, classes_file_beside, from_model_classes, load_classes
-from .algorithm_base import CALIBRATED, CesAlgorithm, embedded_model_path
+from .algorithm_base import CALIBRATED, CesAlgorithm
 from .ces_arguments import evaluate_arguments
 from .class_style import model_classes
 from .finetune_algorithm import SINGLE_LAYER_FORMATS
-from .model_choice import MODEL_HELP
+from .model_choice import MODEL_HELP, embedded_model_path
 
 MAX_LABEL_VALUE_RANGE = 1 << 16   # integer labels: values found by one GDAL histogram
 

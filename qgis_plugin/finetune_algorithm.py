@@ -19,14 +19,9 @@ from qgis.core import (
 )
 from qgis.PyQt.QtCore import QVariant
 
-from .algorithm_base import (
-    CALIBRATED,
-    EMBEDDED_MODEL_NAME,
-    CesAlgorithm,
-    embedded_model_path,
-)
+from .algorithm_base import CALIBRATED, CesAlgorithm
 from .ces_arguments import finetune_arguments
-from .model_choice import MODEL_HELP, models_folder
+from .model_choice import EMBEDDED_MODEL_NAME, MODEL_HELP, embedded_model_path, models_folder
 
 HELP = """<p>Teaches a CrossEarth-SAR model your own classes, or improves it on your area, from
 polygons you digitized over one or more SAR scenes. The result is a new model file to use

@@ -7,14 +7,10 @@ from qgis.core import (
 )
 
 from ..core.products.layer_style import layer_name
-from .algorithm_base import (
-    CALIBRATED,
-    CesAlgorithm,
-    embedded_model_path,
-)
+from .algorithm_base import CALIBRATED, CesAlgorithm
 from .ces_arguments import segment_arguments
 from .class_style import model_classes
-from .model_choice import MODEL_HELP
+from .model_choice import MODEL_HELP, embedded_model_path
 from .product_inputs import product_parameter
 
 HELP = """<p>Turns a SAR image into a land-cover map: polygons of the classes the model knows
