@@ -198,8 +198,11 @@ def test_json_progress_gives_the_same_message_as_one_error_event(ws, sizes, smal
     assert MESSAGE.match(err.strip())
 
 
-def test_segment_is_refused_at_once_on_a_disk_clearly_too_small(ws, small_disk, tmp_path, capfd,
-                                                                 monkeypatch):
+@pytest.mark.parametrize("command, output", [
+    (["segment", "a_img.tif", "--confidence"], "out/o.gpkg"),
+    (["change", "a_img.tif", "--before", "b_img.tif"], "out/flood.gpkg")])
+def test_segment_and_change_are_refused_at_once_on_a_disk_clearly_too_small(
+        command, output, ws, small_disk, tmp_path, capfd, monkeypatch):
     out = small_disk(tmp_path / "out", 16 * PAGE)
     monkeypatch.chdir(tmp_path)
 
@@ -207,10 +210,10 @@ def test_segment_is_refused_at_once_on_a_disk_clearly_too_small(ws, small_disk, 
         raise AssertionError("the model was loaded: the check came too late")
     monkeypatch.setattr(checkpoints, "load", never)
     capfd.readouterr()
-    code = main(["segment", str(ws / "a_img.tif"), "-o", "out/o.gpkg", "--model",
-                 str(ws / "micro.safetensors"), *TILING, "--confidence"])
+    args = [str(ws / a) if a.endswith(".tif") else a for a in command]
+    code = main([*args, "-o", output, "--model", str(ws / "micro.safetensors"), *TILING])
     match = _one_error(capfd)
-    assert code == 2 and match["path"] == "out/o.gpkg"
+    assert code == 2 and match["path"] == output
     assert _listing(out) == []
 
 
@@ -220,22 +223,6 @@ def test_change_onto_a_full_disk_names_the_output(ws, sizes, small_disk, no_pref
     """Two scenes' temporary rasters fill the disk that one scene's would fit in."""
     out = small_disk(tmp_path / "out", sizes["temporary"] + SLACK)
     monkeypatch.chdir(tmp_path)
-    capfd.readouterr()
-    code = main(["change", str(ws / "a_img.tif"), "--before", str(ws / "b_img.tif"), "-o",
-                 "out/flood.gpkg", "--model", str(ws / "micro.safetensors"), *TILING])
-    match = _one_error(capfd)
-    assert code == 2 and match["path"] == "out/flood.gpkg"
-    assert _listing(out) == []
-
-
-def test_change_is_refused_at_once_on_a_disk_clearly_too_small(ws, small_disk, tmp_path, capfd,
-                                                               monkeypatch):
-    out = small_disk(tmp_path / "out", 16 * PAGE)
-    monkeypatch.chdir(tmp_path)
-
-    def never(*args, **kwargs):
-        raise AssertionError("the model was loaded: the check came too late")
-    monkeypatch.setattr(checkpoints, "load", never)
     capfd.readouterr()
     code = main(["change", str(ws / "a_img.tif"), "--before", str(ws / "b_img.tif"), "-o",
                  "out/flood.gpkg", "--model", str(ws / "micro.safetensors"), *TILING])
