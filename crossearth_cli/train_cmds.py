@@ -109,6 +109,10 @@ def training_options(mode: str):
             click.option("--refine", is_flag=True,
                          help="Add a full-resolution mask refiner when the base model has none "
                               "(sharper edges; about 8 % more time per window)."),
+            click.option("--refiner-only", is_flag=True,
+                         help="Train only the full-resolution mask refiner (added when the base "
+                              "model has none), everything else frozen: sharper edges, the "
+                              "same recognition."),
             click.option("--scale-jitter", type=validate.MULTILOOK_FACTORS, default="1", show_default=True,
                          help="Multilook factors a batch is drawn at, e.g. 1,2,4: 10 m crops shown "
                               "as 10, 20 and 40 m scenes (calibrated-input models)."),
@@ -147,6 +151,9 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
         adapter = {"kind": "earth-adapter", "rank": rank, "cutoff": cutoff}
         if mode == "pretrain":
             unfreeze = False   # adapters train on a frozen backbone, in pretrain too
+    refiner_only = kw.pop("refiner_only")
+    if refiner_only and mode == "pretrain":
+        unfreeze = False   # the refiner alone, in pretrain too
     cfg = TrainConfig(iters=kw.pop("iters"), batch=kw.pop("batch"), lr=kw.pop("lr"),
                       weight_decay=kw.pop("weight_decay"), schedule=kw.pop("schedule"),
                       warmup=kw.pop("warmup"), accum=kw.pop("accum"), grad_clip=kw.pop("grad_clip"),
@@ -166,6 +173,7 @@ def _run(mode: str, model: Optional[Path], kw: dict, unfreeze: bool, progress_mo
         summary = run_training(
             mode=mode, base=model, variant=variant, images=kw["images"], labels=kw["labels"],
             data_file=kw["data_file"], adapter=adapter, refine=kw.pop("refine"),
+            refiner_only=refiner_only,
             out=kw["output"], cfg=cfg, classes_file=kw["classes_file"], class_field=kw["class_field"],
             pair_pattern=kw["pair_pattern"], val_images=kw["val_images"], val_labels=kw["val_labels"],
             tile=kw["tile"], unfreeze=unfreeze, augment=not kw["no_augment"],

@@ -12,10 +12,13 @@
 # Environment: DATA (default ../shared/data beside the clone), WORK (default runs/default-model),
 # CES (default .venv/bin/ces), INIT=previous|random (previous: the former default model
 # ces-s1-water without a refiner, from git history, commit 8b26a45; random: a seeded random
-# init), ITERS to override the profile's iteration count.
+# init), ITERS to override the profile's iteration count, REFINER_ONLY=1 to train only a new
+# mask refiner on the frozen previous model (--refiner-only; learning rate 1e-3, 3,000
+# iterations on the CPU).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PROFILE="${1:-cpu}"
+USER_ITERS="${ITERS:-}"
 DATA="$(cd "${DATA:-$ROOT/../shared/data}" && pwd)"
 WORK="${WORK:-$ROOT/runs/default-model}"
 CES="${CES:-$ROOT/.venv/bin/ces}"
@@ -33,6 +36,12 @@ case "$PROFILE" in
   smoke) ITERS=${ITERS:-3};    BATCH=2;  LR=1e-4; WARMUP=1;  SAVE=1;   WORKERS=0;  DEVICE=cpu ;;
   *) echo "train_default_model.sh: error: profile '$PROFILE' is not one of cpu, cuda, smoke" >&2; exit 2 ;;
 esac
+REFINER_ONLY="${REFINER_ONLY:-0}"
+TRAINABLE=()
+if [ "$REFINER_ONLY" = 1 ]; then   # 5,410 parameters on a frozen model: a larger step, more steps
+  TRAINABLE=(--refiner-only); LR=1e-3
+  [ "$PROFILE" = cpu ] && ITERS=${USER_ITERS:-3000}
+fi
 mkdir -p "$WORK"
 
 # 1. the data list, with DATA's absolute paths
@@ -67,7 +76,7 @@ if [ ! -f "$TRAINED" ]; then
   "$CES" pretrain --model "$WORK/init.safetensors" --data "$WORK/data.yaml" --tile 256 \
       --batch "$BATCH" --iters "$ITERS" --lr "$LR" --warmup "$WARMUP" --schedule cosine \
       --grad-clip 1.0 --save-every "$SAVE" --workers "$WORKERS" --device "$DEVICE" --seed 0 \
-      --refine --scale-jitter 1,2 --pixel-size 10 --progress none "${RESUME[@]}" -o "$TRAINED"
+      --refine "${TRAINABLE[@]}" --scale-jitter 1,2 --pixel-size 10 --progress none "${RESUME[@]}" -o "$TRAINED"
 fi
 
 # 4. fp16

@@ -43,15 +43,27 @@ def freeze_backbone(model) -> None:
         p.requires_grad_(name.startswith("adapter."))
 
 
+def freeze_all_but_refiner(model) -> None:
+    """Freeze every parameter except the mask refiner's: the model recognises what it did and
+    only its full-resolution edges are trained (core/models/mask_refiner.py)."""
+    for name, p in model.named_parameters():
+        p.requires_grad_(name.startswith("refiner."))
+
+
 def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreeze: bool = False,
-                  variant: str = "ti", adapter: Optional[dict] = None, refine: bool = False):
+                  variant: str = "ti", adapter: Optional[dict] = None, refine: bool = False,
+                  refiner_only: bool = False):
     """(model, notes): the base checkpoint with ``classes``; a class count different from the
     base re-initializes only the tensors whose shape changes (the class layer); a "backbone"
     checkpoint gets a fresh head; no base: a randomly initialized ``variant``.
     ``unfreeze`` False freezes the backbone. ``adapter`` ({kind, rank, cutoff}, core/models/adapter.py):
     add an Earth-Adapter (new, unless the base has one) and train it with the decoder, the
     backbone frozen. ``refine``: add a full-resolution mask refiner (new, unless the base has
-    one; core/models/mask_refiner.py)."""
+    one; core/models/mask_refiner.py). ``refiner_only``: add the refiner when the base has none
+    and train it alone, everything else frozen (needs a whole trained model with its classes)."""
+    if refiner_only:
+        _check_refiner_only(base, classes, unfreeze, adapter)
+        refine = True
     if adapter is not None and unfreeze:
         raise InputError(f"{parameter('peft')} earth-adapter trains adapters on a frozen "
                          f"backbone; it cannot be combined with {parameter('unfreeze')}")
@@ -114,10 +126,28 @@ def prepare_model(base: Optional[os.PathLike | str], classes: ClassSpec, unfreez
                                   **({"base_provenance": base_prov} if base_prov else {})}
     model.provenance = {}
     del loaded
-    if not unfreeze:
+    if refiner_only:
+        freeze_all_but_refiner(model)
+    elif not unfreeze:
         freeze_backbone(model)
     notes["trainable_params"] = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return model, notes
+
+
+def _check_refiner_only(base: Optional[os.PathLike | str], classes: ClassSpec, unfreeze: bool,
+                        adapter: Optional[dict]) -> None:
+    """Refuse a refiner-only run that would leave untrained parts frozen or train more."""
+    flag = parameter("refiner_only")
+    if adapter is not None or unfreeze:
+        other = parameter("peft") + " earth-adapter" if adapter is not None else parameter("unfreeze")
+        raise InputError(f"{flag} trains the mask refiner alone; it cannot be combined with {other}")
+    if base is None or checkpoints.read_config(base).get("kind") != "model":
+        raise InputError(f"{flag} needs a whole trained model as its base (with its head), "
+                         f"not {'a random initialization' if base is None else 'a backbone: ' + str(base)}")
+    own = base_classes(base)
+    if own is not None and own.names != classes.names:
+        raise InputError(f"{flag}: the classes ({', '.join(classes.names)}) must be the base "
+                         f"model's ({', '.join(own.names)}), whose head stays frozen")
 
 
 def base_classes(base: os.PathLike | str) -> Optional[ClassSpec]:
@@ -212,7 +242,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
                  bands: Optional[Sequence] = None, calibrated: Optional[bool] = None,
                  variant: Optional[str] = None,
                  data_file: Optional[os.PathLike | str] = None, adapter: Optional[dict] = None,
-                 refine: bool = False, progress=None, log=None) -> dict:
+                 refine: bool = False, refiner_only: bool = False, progress=None, log=None) -> dict:
     """Fine-tune (``mode="finetune"``) or continue pre-training (``"pretrain"``); returns a
     summary dict (model path, iterations, losses, validation mIoU, wall time...).
 
@@ -269,7 +299,7 @@ def run_training(*, mode: str, base: Optional[os.PathLike | str], images: Sequen
 
     torch.manual_seed(cfg.seed)   # a new head or adapter starts from the run's seed: reproducible
     model, notes = prepare_model(base, classes, unfreeze=unfreeze, variant=variant or "ti",
-                                 adapter=adapter, refine=refine)
+                                 adapter=adapter, refine=refine, refiner_only=refiner_only)
     check_space(space_needs(model, work, out, val_set is not None))   # before any training
     record_input(model, scenes, scene_opts)
     if tuple(cfg.scale_jitter) != (1,):
