@@ -145,9 +145,9 @@ def _check_refiner_only(base: Optional[os.PathLike | str], classes: ClassSpec, u
         raise InputError(f"{flag} needs a whole trained model as its base (with its head), "
                          f"not {'a random initialization' if base is None else 'a backbone: ' + str(base)}")
     own = base_classes(base)
-    if own is not None and own.names != classes.names:
-        raise InputError(f"{flag}: the classes ({', '.join(classes.names)}) must be the base "
-                         f"model's ({', '.join(own.names)}), whose head stays frozen")
+    if own is not None and len(own.names) != len(classes.names):
+        raise InputError(f"{flag}: {len(classes.names)} classes ({', '.join(classes.names)}), but "
+                         f"the base model's frozen head has {len(own.names)} ({', '.join(own.names)})")
 
 
 def base_classes(base: os.PathLike | str) -> Optional[ClassSpec]:

@@ -155,6 +155,50 @@ def test_pretrain_adds_a_refiner_and_records_the_jittered_pixel_sizes(tmp_path, 
     assert abs(trained.refiner.out.weight).sum() > 0          # the new refiner trained
 
 
+@pytest.mark.parametrize("command", ["pretrain", "finetune"])
+def test_refiner_only_trains_the_refiner_and_nothing_else(tmp_path, tiny_base, capsys, command):
+    img, lab = _pngs(tmp_path, n=2)
+    out = tmp_path / "sharper.safetensors"
+    code = main([command, "--model", str(tiny_base), "--images", str(img), "--labels", str(lab),
+                 "--tile", "32", "--iters", "2", "--batch", "2", "--refiner-only", "--lr", "1e-2",
+                 "--progress", "none", "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "5,410 trainable parameters, re-initialized: refiner (new)" in err
+    base, trained = checkpoints.load(tiny_base), checkpoints.load(out)
+    before, after = base.state_dict(), trained.state_dict()
+    changed = sorted(k for k in after if k not in before or not (after[k] == before[k]).all())
+    assert changed and all(k.startswith("refiner.") for k in changed), changed[:5]
+    assert abs(trained.refiner.out.weight).sum() > 0          # the new refiner trained
+
+
+@pytest.mark.parametrize("extra, why", [
+    (["--unfreeze"], "cannot be combined with --unfreeze"),
+    (["--peft", "earth-adapter"], "cannot be combined with --peft earth-adapter"),
+    (["--classes", "CLASSES"], "3 classes (land, water, ice), but the base model's frozen head has 2"),
+])
+def test_refiner_only_refuses_what_would_train_more(tmp_path, tiny_base, capsys, extra, why):
+    img, lab = _pngs(tmp_path, n=1)
+    classes = tmp_path / "three.yaml"
+    classes.write_text("classes:\n  - {name: land, value: 0}\n  - {name: water, value: 255}\n"
+                       "  - {name: ice, value: 9}\n")
+    extra = [str(classes) if a == "CLASSES" else a for a in extra]
+    out = tmp_path / "o.safetensors"
+    code = main(["finetune", "--model", str(tiny_base), "--images", str(img), "--labels", str(lab),
+                 "--tile", "32", "--iters", "1", "--refiner-only", *extra, "-o", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and why in err and "Traceback" not in err, err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_refiner_only_refuses_a_random_start(tmp_path, capsys):
+    img, lab = _pngs(tmp_path, n=1)
+    code = main(["pretrain", "--images", str(img), "--labels", str(lab), "--tile", "32",
+                 "--iters", "1", "--refiner-only", "-o", str(tmp_path / "o.safetensors")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--refiner-only needs a whole trained model as its base" in err, err
+
+
 def test_scale_jitter_flag_refuses_non_factors(tmp_path, tiny_base, capsys):
     img, lab = _pngs(tmp_path, n=1)
     code = main(["pretrain", "--model", str(tiny_base), "--images", str(img), "--labels", str(lab),
