@@ -12,13 +12,15 @@
 # Environment: DATA (default ../shared/data beside the clone), WORK (default runs/default-model),
 # CES (default .venv/bin/ces), INIT=previous|random (previous: the former default model
 # ces-s1-water without a refiner, from git history, commit 8b26a45; random: a seeded random
-# init), ITERS to override the profile's iteration count, REFINER_ONLY=1 to train only a new
+# init), ITERS and LR to override the profile's iteration count and learning rate, WITHOUT
+# (source names, space separated) to leave sources of the data list out, REFINER_ONLY=1 to train only a new
 # mask refiner on the frozen previous model (--refiner-only; learning rate 1e-3, 3,000
 # iterations on the CPU).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PROFILE="${1:-cpu}"
 USER_ITERS="${ITERS:-}"
+USER_LR="${LR:-}"
 DATA="$(cd "${DATA:-$ROOT/../shared/data}" && pwd)"
 WORK="${WORK:-$ROOT/runs/default-model}"
 CES="${CES:-$ROOT/.venv/bin/ces}"
@@ -36,10 +38,11 @@ case "$PROFILE" in
   smoke) ITERS=${ITERS:-3};    BATCH=2;  LR=1e-4; WARMUP=1;  SAVE=1;   WORKERS=0;  DEVICE=cpu ;;
   *) echo "train_default_model.sh: error: profile '$PROFILE' is not one of cpu, cuda, smoke" >&2; exit 2 ;;
 esac
+[ -n "$USER_LR" ] && LR="$USER_LR"
 REFINER_ONLY="${REFINER_ONLY:-0}"
 TRAINABLE=()
 if [ "$REFINER_ONLY" = 1 ]; then   # 5,410 parameters on a frozen model: a larger step, more steps
-  TRAINABLE=(--refiner-only); LR=1e-3
+  TRAINABLE=(--refiner-only); LR=${USER_LR:-1e-3}
   [ "$PROFILE" = cpu ] && ITERS=${USER_ITERS:-3000}
 fi
 mkdir -p "$WORK"
@@ -47,6 +50,17 @@ mkdir -p "$WORK"
 # 1. the data list, with DATA's absolute paths
 sed "s#\.\./\.\./\.\./shared/data#$DATA#g; s#classes: etci_classes.yaml#classes: $HERE/etci_classes.yaml#" \
     "$HERE/data.yaml" > "$WORK/data.yaml"
+for source in ${WITHOUT:-}; do   # leave sources out by name: the list entry and its lines
+  "$PY" - "$WORK/data.yaml" "$source" <<'PYEOF'
+import sys, re
+path, name = sys.argv[1:]
+text = open(path).read()
+kept = re.sub(rf"\n  - name: {re.escape(name)}\b.*?(?=\n  - name: |\n[^ \n]|\Z)", "", text, flags=re.S)
+if kept == text:
+    sys.exit(f"train_default_model.sh: error: WITHOUT names '{name}', which is not a source of the data list")
+open(path, "w").write(kept)
+PYEOF
+done
 if [ "$PROFILE" = smoke ]; then   # two tiny sources: 4 OMBRIA tiles (VV), 4 ETCI tiles (VV)
   mkdir -p "$WORK/smoke"/{oi,om,ei,el}
   for f in $(ls "$DATA/ombria/train/AFTER" | head -4); do
