@@ -5,8 +5,8 @@ labels VV can show (all but LABEL_DEFINITION) were cut by a quarter, a half, thr
 or entirely. Says whether a gap to a target is radiometry the model can see or labels
 drawn where VV shows land.
 
-Class maps come from ``ces segment``'s own tiled inference (512-pixel windows overlapping
-by 128); labels: 1 water, 0 not water, other values ignored; pixels: finite VV and a valid
+Class maps come from ``ces evaluate``'s own prediction (512-pixel windows overlapping by
+128); labels: 1 water, 0 not water, other values ignored; pixels: finite VV and a valid
 class. Prints Markdown.
 
     python scripts/default_model/error_levels.py --model models/ces-s1-water.safetensors
@@ -47,23 +47,17 @@ def chip_pairs(data: Path) -> list[tuple[Path, Path]]:
 
 
 def class_map(net, image: Path) -> np.ndarray:
-    """Classes uint8 [H, W] (255 nodata) of ``image`` by ces segment's tiled inference."""
+    """Classes uint8 [H, W] (255 nodata) of ``image``: ``ces evaluate``'s own prediction
+    (train/evaluate.py, 512-pixel windows overlapping by 128) on the scene read as
+    ``ces segment`` reads it."""
     import torch
 
-    from crossearth_sar.core.inference import pipeline, tiler
     from crossearth_sar.core.models.model import trained_bands
     from crossearth_sar.core.scene import sar_io
+    from crossearth_sar.train.evaluate import predict_classes
 
-    with sar_io.open_scene(image, prefer=trained_bands(net.config)) as scene:
-        out = np.full((scene.height, scene.width), tiler.NODATA_CLASS, np.uint8)
-
-        def sink(row0, classes, confidence):
-            out[row0:row0 + classes.shape[0]] = classes
-
-        with torch.inference_mode():
-            tiler.run_tiled(scene, pipeline.make_predict(net), len(net.classes), sink,
-                            tile=512, overlap=128, batch=4, device=torch.device("cpu"))
-    return out
+    with sar_io.open_scene(image, prefer=trained_bands(net.config)) as scene, torch.inference_mode():
+        return predict_classes(net, scene, (scene.height, scene.width))
 
 
 def chip_errors(vv: np.ndarray, label: np.ndarray, classes: np.ndarray) -> dict:
